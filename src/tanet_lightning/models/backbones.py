@@ -1,0 +1,100 @@
+"""2-D backbones with one interface: ``forward_features(x) -> (B, C, h, w)`` and ``num_features``.
+
+timm models already have it; torchvision's ShuffleNet V2 (not in timm) gets a thin adapter that keeps
+torchvision's parameter names, so its checkpoints load unchanged. ``STAGES`` names, per backbone
+family, the modules that make up the paper's res2..res5 (by output stride 4, 8, 16, 32).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn as nn
+
+# paper stage -> module paths; a Sequential path stands for its children (the blocks of that stage)
+STAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "resnet": {"res2": ("layer1",), "res3": ("layer2",), "res4": ("layer3",), "res5": ("layer4",)},
+    "mobilenetv2": {
+        "res2": ("blocks.1",),
+        "res3": ("blocks.2",),
+        "res4": ("blocks.3", "blocks.4"),
+        "res5": ("blocks.5", "blocks.6"),
+    },
+    "inception_v3": {
+        "res2": (),  # the stem only: Inception V3 has no blocks at stride 4
+        "res3": ("Mixed_5b", "Mixed_5c", "Mixed_5d"),
+        "res4": ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
+        "res5": ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
+    },
+    "shufflenetv2": {"res2": (), "res3": ("stage2",), "res4": ("stage3",), "res5": ("stage4",)},
+}
+STAGE_NAMES = ("res2", "res3", "res4", "res5")
+
+# Architectures the block-insertion utility knows (paper Tables 2, 3, 5). Pretrained tags work too,
+# e.g. "resnet50.tv_in1k" (the torchvision ImageNet weights the paper used).
+FAMILIES: dict[str, str] = {
+    "resnet18": "resnet",
+    "resnet34": "resnet",
+    "resnet50": "resnet",
+    "resnet101": "resnet",
+    "resnext50_32x4d": "resnet",
+    "mobilenetv2_100": "mobilenetv2",
+    "inception_v3": "inception_v3",
+    "shufflenet_v2_x1_0": "shufflenetv2",
+}
+
+
+def backbone_family(name: str) -> str:
+    arch = name.split(".")[0]
+    if arch not in FAMILIES:
+        hint = " (it is a timm model, but its blocks are not supported)" if timm.is_model(arch) else ""
+        raise ValueError(f"unknown backbone {name!r}{hint}; supported: {sorted(FAMILIES)}")
+    return FAMILIES[arch]
+
+
+class ShuffleNetV2Features(nn.Module):
+    """torchvision ShuffleNet V2 without its classifier, with the timm feature interface."""
+
+    def __init__(self, width: str = "x1_0"):
+        super().__init__()
+        import torchvision
+
+        net = getattr(torchvision.models, f"shufflenet_v2_{width}")(weights=None)
+        self.conv1, self.maxpool = net.conv1, net.maxpool
+        self.stage2, self.stage3, self.stage4, self.conv5 = net.stage2, net.stage3, net.stage4, net.conv5
+        self.num_features = net.fc.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.conv1(x))
+        return self.conv5(self.stage4(self.stage3(self.stage2(x))))
+
+
+def _load_local(model: nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if not k.startswith("fc.")]
+    if unexpected or missing:
+        raise ValueError(f"{path}: does not match the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def create_backbone(name: str, pretrained: bool = False, pretrained_path: str | None = None) -> nn.Module:
+    """A classifier-free 2-D backbone. ``pretrained`` downloads through timm (the tag picks the weights);
+    ``pretrained_path`` loads a local file (a timm/torchvision state dict) instead of downloading."""
+    family = backbone_family(name)
+    path = Path(pretrained_path).expanduser() if pretrained_path else None
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"model.pretrained_path={pretrained_path}: no such file")
+    if family == "shufflenetv2":
+        model = ShuffleNetV2Features(name.split(".")[0].removeprefix("shufflenet_v2_"))
+        if pretrained and path is None:
+            raise ValueError("ShuffleNet V2 comes from torchvision: give its weights as model.pretrained_path")
+        if path is not None:
+            _load_local(model, path)
+        return model
+    kwargs = {}
+    if path is not None:  # timm's own loader, pointed at a local file: same key filtering as a download
+        pretrained, kwargs["pretrained_cfg_overlay"] = True, {"file": str(path)}
+    return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)

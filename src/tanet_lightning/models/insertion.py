@@ -1,0 +1,278 @@
+"""Block-insertion utility: put a temporal module into the blocks of a 2-D backbone, in place.
+
+Positions inside a residual block (paper supplementary Fig. 1, Table 5a):
+    a  before the first conv (on the residual branch; the identity path is untouched, like TSM)
+    b  after the first conv + BN + ReLU (TANet's default)
+    c  after the second conv (+ BN + ReLU)
+    d  after the last conv + BN, before the residual addition
+
+A patched block keeps every original child under its original name and adds one child,
+``temporal``, so ImageNet weights load into the patched model and checkpoints read naturally
+(``layer1.0.conv1.weight``, ``layer1.0.temporal.G.net.0.weight``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+from timm.models._efficientnet_blocks import InvertedResidual
+from timm.models.inception_v3 import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from timm.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.shufflenetv2 import InvertedResidual as ShuffleBlock
+from torchvision.models.shufflenetv2 import channel_shuffle
+
+from .backbones import STAGE_NAMES, STAGES
+from .temporal import TemporalConv
+
+POSITIONS = ("a", "b", "c", "d")
+TemporalFactory = Callable[[int], nn.Module]  # channels -> module (num_frames already bound)
+
+
+class TemporalBottleneck(nn.Module):
+    """timm ``Bottleneck`` (ResNet-50/101, ResNeXt) with a temporal module at position a, b, c or d."""
+
+    positions = POSITIONS
+
+    def __init__(self, block: Bottleneck, temporal: nn.Module, position: str):
+        super().__init__()
+        for name in ("conv1", "bn1", "act1", "conv2", "bn2", "drop_block", "act2", "aa", "conv3", "bn3",
+                     "se", "drop_path", "downsample", "act3"):
+            setattr(self, name, getattr(block, name))
+        self.temporal, self.position = temporal, position
+
+    @staticmethod
+    def channels(block: Bottleneck, position: str) -> int:
+        convs = {"a": block.conv1.in_channels, "b": block.conv1.out_channels,
+                 "c": block.conv2.out_channels, "d": block.conv3.out_channels}
+        return convs[position]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut, p = x, self.position
+        if p == "a":
+            x = self.temporal(x)
+        x = self.act1(self.bn1(self.conv1(x)))
+        if p == "b":
+            x = self.temporal(x)
+        x = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(x)))))
+        if p == "c":
+            x = self.temporal(x)
+        x = self.bn3(self.conv3(x))
+        if p == "d":
+            x = self.temporal(x)
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        return self.act3(x + shortcut)
+
+
+class TemporalBasicBlock(nn.Module):
+    """timm ``BasicBlock`` (ResNet-18/34). It has two convs, so "after the second conv" is position d."""
+
+    positions = ("a", "b", "d")
+
+    def __init__(self, block: BasicBlock, temporal: nn.Module, position: str):
+        super().__init__()
+        for name in ("conv1", "bn1", "drop_block", "act1", "aa", "conv2", "bn2", "se", "drop_path",
+                     "downsample", "act2"):
+            setattr(self, name, getattr(block, name))
+        self.temporal, self.position = temporal, position
+
+    @staticmethod
+    def channels(block: BasicBlock, position: str) -> int:
+        return {"a": block.conv1.in_channels, "b": block.conv1.out_channels, "d": block.conv2.out_channels}[position]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut, p = x, self.position
+        if p == "a":
+            x = self.temporal(x)
+        x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
+        if p == "b":
+            x = self.temporal(x)
+        x = self.bn2(self.conv2(x))
+        if p == "d":
+            x = self.temporal(x)
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        return self.act2(x + shortcut)
+
+
+class TemporalInvertedResidual(nn.Module):
+    """timm ``InvertedResidual`` (MobileNet V2): a/b/c/d around expand 1x1, depthwise 3x3, project 1x1."""
+
+    positions = POSITIONS
+
+    def __init__(self, block: InvertedResidual, temporal: nn.Module, position: str):
+        super().__init__()
+        if block.conv_s2d is not None:
+            raise ValueError("InvertedResidual blocks with space-to-depth are not supported")
+        for name in ("conv_s2d", "conv_pw", "bn1", "conv_dw", "bn2", "aa", "se", "conv_pwl", "bn3", "drop_path"):
+            setattr(self, name, getattr(block, name))
+        self.has_skip = block.has_skip
+        self.temporal, self.position = temporal, position
+
+    @staticmethod
+    def channels(block: InvertedResidual, position: str) -> int:
+        return {"a": block.conv_pw.in_channels, "b": block.conv_pw.out_channels,
+                "c": block.conv_dw.out_channels, "d": block.conv_pwl.out_channels}[position]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut, p = x, self.position
+        if p == "a":
+            x = self.temporal(x)
+        x = self.bn1(self.conv_pw(x))  # timm's BatchNormAct2d: BN + ReLU6
+        if p == "b":
+            x = self.temporal(x)
+        x = self.se(self.aa(self.bn2(self.conv_dw(x))))
+        if p == "c":
+            x = self.temporal(x)
+        x = self.bn3(self.conv_pwl(x))
+        if p == "d":
+            x = self.temporal(x)
+        return self.drop_path(x) + shortcut if self.has_skip else x
+
+
+class TemporalShuffleBlock(nn.Module):
+    """torchvision ShuffleNet V2 unit (stride 1 only): a = input of the convolved half, b = after its 1x1."""
+
+    positions = ("a", "b")
+
+    def __init__(self, block: ShuffleBlock, temporal: nn.Module, position: str):
+        super().__init__()
+        if block.stride != 1:
+            raise ValueError("only stride-1 ShuffleNet units take a temporal module")
+        self.branch1, self.branch2 = block.branch1, block.branch2
+        self.temporal, self.position = temporal, position
+
+    @staticmethod
+    def channels(block: ShuffleBlock, position: str) -> int:
+        conv = block.branch2[0]
+        return conv.in_channels if position == "a" else conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.chunk(2, dim=1)
+        if self.position == "a":
+            x2 = self.branch2(self.temporal(x2))
+        else:
+            x2 = self.branch2[3:](self.temporal(self.branch2[:3](x2)))
+        return channel_shuffle(torch.cat((x1, x2), dim=1), 2)
+
+
+def _temporal_pre_hook(module: nn.Module, args: tuple) -> tuple:
+    return (module.temporal(args[0]), *args[1:])
+
+
+def _temporal_post_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return module.temporal(output)
+
+
+def _first_conv(block: nn.Module) -> nn.Conv2d:
+    return next(m for m in block.modules() if isinstance(m, nn.Conv2d))
+
+
+def _out_channels(block: nn.Module) -> int:
+    if isinstance(block, Bottleneck):
+        return block.conv3.out_channels
+    if isinstance(block, BasicBlock):
+        return block.conv2.out_channels
+    raise ValueError(f"after-block modules (non-local) are supported on ResNet blocks only, not {type(block).__name__}")
+
+
+_WRAPPERS: dict[type, type] = {
+    Bottleneck: TemporalBottleneck,
+    BasicBlock: TemporalBasicBlock,
+    InvertedResidual: TemporalInvertedResidual,
+    ShuffleBlock: TemporalShuffleBlock,
+}
+# Inception units have parallel branches: only their common input (position a) is well defined.
+_INPUT_ONLY = (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE)
+
+
+def stage_blocks(model: nn.Module, family: str, stages: Sequence[str]) -> list[tuple[str, nn.Module]]:
+    """(qualified name, block) for every block of the chosen paper stages, in network order."""
+    unknown = [s for s in stages if s not in STAGE_NAMES]
+    if unknown or not stages:
+        raise ValueError(f"unknown stage(s) {unknown or stages}; choose a non-empty subset of {list(STAGE_NAMES)}")
+    blocks = []
+    for stage in STAGE_NAMES:
+        if stage not in stages:
+            continue
+        for path in STAGES[family][stage]:
+            module = model.get_submodule(path)
+            children = module.named_children() if isinstance(module, nn.Sequential) else [("", module)]
+            blocks += [(f"{path}.{n}" if n else path, b) for n, b in children]
+    if not blocks:
+        raise ValueError(f"stages {list(stages)} hold no blocks in this {family} backbone; "
+                         f"stages with blocks: {[s for s in STAGE_NAMES if STAGES[family][s]]}")
+    return blocks
+
+
+def _eligible(block: nn.Module) -> bool:
+    return not (isinstance(block, ShuffleBlock) and block.stride != 1)
+
+
+def insert_temporal(
+    model: nn.Module,
+    family: str,
+    factory: TemporalFactory,
+    position: str = "b",
+    stages: Sequence[str] = STAGE_NAMES,
+) -> list[str]:
+    """Put ``factory(channels)`` at ``position`` of every block of ``stages``; return the patched names."""
+    if position not in POSITIONS:
+        raise ValueError(f"unknown position {position!r}; choose one of {list(POSITIONS)}")
+    targets = [(n, b) for n, b in stage_blocks(model, family, stages) if _eligible(b)]
+    for name, block in targets:  # validate everything before changing anything
+        wrapper = _WRAPPERS.get(type(block))
+        allowed = wrapper.positions if wrapper else ("a",) if isinstance(block, _INPUT_ONLY) else ()
+        if position not in allowed:
+            why = f"supported: {list(allowed)}" if allowed else "no temporal module can be placed in it"
+            raise ValueError(f"position {position!r} is not defined for {type(block).__name__} ({name}); {why}")
+    for name, block in targets:
+        wrapper = _WRAPPERS.get(type(block))
+        if wrapper is None:  # Inception unit: temporal module on the unit's input
+            block.temporal = factory(_first_conv(block).in_channels)
+            block.register_forward_pre_hook(_temporal_pre_hook)
+        else:
+            new = wrapper(block, factory(wrapper.channels(block, position)), position)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, new)
+    return [n for n, _ in targets]
+
+
+def insert_after_blocks(
+    model: nn.Module, family: str, factory: TemporalFactory, blocks: dict[str, Sequence[int]]
+) -> list[str]:
+    """Put ``factory(out_channels)`` on the output of chosen blocks (non-local: res3 {0,2}, res4 {0,2,4})."""
+    patched = []
+    for stage, indices in blocks.items():
+        stage_list = stage_blocks(model, family, [stage])
+        for i in indices:
+            if not 0 <= i < len(stage_list):
+                raise ValueError(f"{stage} has {len(stage_list)} blocks; block index {i} does not exist")
+            name, block = stage_list[i]
+            block.temporal = factory(_out_channels(block))
+            block.register_forward_hook(_temporal_post_hook)
+            patched.append(name)
+    return patched
+
+
+def inflate_first_convs(model: nn.Module, family: str, num_frames: int, stages: Sequence[str]) -> list[str]:
+    """I3D 3x1x1: the first 1x1 conv of every block becomes a 3x1x1 conv, inflated from its 2-D weights."""
+    if family != "resnet":
+        raise ValueError("I3D 3x1x1 inflates ResNet blocks' first 1x1 conv; other backbones are not supported")
+    names = []
+    for name, block in stage_blocks(model, family, stages):
+        if not isinstance(block, Bottleneck):
+            raise ValueError(f"I3D 3x1x1 needs bottleneck blocks (1x1 first conv); {name} is {type(block).__name__}")
+        block.conv1 = TemporalConv.from_conv2d(block.conv1, num_frames)
+        names.append(name)
+    return names

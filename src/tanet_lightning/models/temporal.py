@@ -1,0 +1,528 @@
+"""Temporal modules: TAM and the paper's Table 2 baselines, written like a timm layer file.
+
+Every module here maps a frame batch ``(N*T, C, H, W)`` to a tensor of the same shape, where the rows
+are grouped per video, frame-major inside a video (row ``n*T + t``). ``T`` is a constructor argument
+(``num_frames``), never guessed from the input: a clip of another length must be rejected where the
+clip is still 5-D (``VideoClassifier``), because ``(2*8)`` rows and ``(1*16)`` rows look the same here.
+
+All factories share one signature, ``factory(channels, num_frames, **kwargs) -> nn.Module``, so the
+block-insertion utility (``insertion.py``) can place any of them anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import register_flop_formula
+
+__all__ = [
+    "TAM",
+    "TemporalAdaptiveModule",
+    "LocalBranch",
+    "GlobalBranch",
+    "SEGate",
+    "TemporalShift",
+    "TemporalAvgPool",
+    "TemporalConv",
+    "TEIModule",
+    "NonLocalBlock",
+    "temporal_aggregate",
+    "TEMPORAL_MODULES",
+    "create_temporal",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument checks: fail at construction, name the argument and the allowed values.
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_kernel_size(name: str, k: int) -> None:
+    _check_positive_int(name, k)
+    if k % 2 == 0:
+        raise ValueError(
+            f"{name} must be odd (1, 3, 5, ...) so zero padding {name}//2 keeps T unchanged; got {k}"
+        )
+
+
+def _check_divides(name: str, divisor: int, channels: int) -> None:
+    _check_positive_int(name, divisor)
+    if channels % divisor:
+        raise ValueError(
+            f"{name}={divisor} must divide the channel count {channels} "
+            f"(allowed: divisors of {channels}, e.g. {[d for d in (1, 2, 4, 8, 16) if channels % d == 0]})"
+        )
+
+
+def _frames(x: torch.Tensor, num_frames: int, channels: int | None = None) -> int:
+    """Number of videos N in an (N*T, C, H, W) batch; a clear error instead of a silent re-split."""
+    if x.dim() != 4:
+        raise ValueError(f"expected a frame batch (N*T, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[0] % num_frames:
+        raise ValueError(
+            f"batch of {x.shape[0]} frames is not a whole number of {num_frames}-frame clips; "
+            f"the module was built for num_frames={num_frames} (set data.num_frames == model.num_frames)"
+        )
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"module built for {channels} channels got input with {x.shape[1]}")
+    return x.shape[0] // num_frames
+
+
+# ------------------------------------------------------------------------------------------------
+# The aggregation  Y[n,t,c] = sum_k coeff[n,t,c,k] * X[n, t+k-K//2, c]  (zero padded in time).
+#
+# TAM's importance map V and kernel Theta fold into this one small (N, T, C, K) coefficient computed
+# on the pooled descriptor, so the full-size tensor is read K times and Z = V*X is never stored. It is
+# a custom op for two reasons: the backward is written out (no K full-size temporaries kept for
+# autograd), and the FLOP counter can charge it K multiply-adds per output element, which is how the
+# paper counts the adaptive convolution (reference_impl.md 8.2).
+
+
+def _shift_ranges(k: int, pad: int, t: int) -> tuple[slice, slice] | None:
+    """(dst, src) time slices for tap k: dst frame t reads src frame t + k - pad."""
+    s = k - pad
+    if abs(s) >= t:
+        return None
+    if s >= 0:
+        return slice(0, t - s), slice(s, t)
+    return slice(-s, t), slice(0, t + s)
+
+
+@torch.library.custom_op("tanet_lightning::temporal_aggregate", mutates_args=())
+def _temporal_aggregate(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    t, k_taps = x.shape[1], coeff.shape[-1]
+    pad = k_taps // 2
+    w = coeff.to(x.dtype)[..., None, None]  # (N, T, C, K, 1, 1): broadcast over H, W
+    y = x * w[:, :, :, pad]
+    for k in range(k_taps):
+        r = _shift_ranges(k, pad, t)
+        if k == pad or r is None:
+            continue
+        dst, src = r
+        y[:, dst].addcmul_(x[:, src], w[:, dst, :, k])
+    return y
+
+
+@_temporal_aggregate.register_fake
+def _(x, coeff):
+    return torch.empty_like(x)
+
+
+def _aggregate_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _aggregate_backward(ctx, grad):
+    x, coeff = ctx.saved_tensors
+    t, k_taps = x.shape[1], coeff.shape[-1]
+    pad = k_taps // 2
+    w = coeff.to(x.dtype)[..., None, None]
+    grad_x = grad_c = None
+    if ctx.needs_input_grad[0]:
+        grad_x = grad * w[:, :, :, pad]
+        for k in range(k_taps):
+            r = _shift_ranges(k, pad, t)
+            if k == pad or r is None:
+                continue
+            dst, src = r
+            grad_x[:, src].addcmul_(grad[:, dst], w[:, dst, :, k])
+    if ctx.needs_input_grad[1]:
+        gc = torch.zeros(coeff.shape, dtype=torch.float32, device=coeff.device)
+        for k in range(k_taps):
+            r = _shift_ranges(k, pad, t)
+            if r is None:
+                continue
+            dst, src = r
+            # sum over H, W of grad * shifted x, as a batched dot product (no full-size temporary)
+            gc[:, dst, :, k] = torch.einsum("ntchw,ntchw->ntc", grad[:, dst].float(), x[:, src].float())
+        grad_c = gc.to(coeff.dtype)
+    return grad_x, grad_c
+
+
+_temporal_aggregate.register_autograd(_aggregate_backward, setup_context=_aggregate_setup)
+
+
+@register_flop_formula(torch.ops.tanet_lightning.temporal_aggregate)
+def _aggregate_flops(x_shape, coeff_shape, *args, out_shape=None, **kwargs) -> int:
+    # FlopCounterMode counts 2 FLOPs per multiply-add; K multiply-adds per output element
+    return 2 * math.prod(x_shape) * coeff_shape[-1]
+
+
+def temporal_aggregate(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """Per-(video, frame, channel) temporal filter. x: (N, T, C, H, W); coeff: (N, T, C, K), K odd."""
+    return _temporal_aggregate(x, coeff)
+
+
+# ------------------------------------------------------------------------------------------------
+# TAM (Sec. 3): Y = G(X) (*) (L(X) . X); TANet-R: Y = L(X) . (G(X) (*) X).
+
+
+class LocalBranch(nn.Module):
+    """L: location-sensitive importance map V in (0, 1), shape (N, C, T), from the pooled descriptor."""
+
+    def __init__(self, channels: int, beta: int = 4, kernel_size: int = 3):
+        super().__init__()
+        _check_divides("beta", beta, channels)
+        _check_kernel_size("local_kernel_size", kernel_size)
+        hidden = channels // beta
+        # Sequential indices follow the reference checkpoints (tam.L.0 / L.1 / L.3)
+        self.net = nn.Sequential(
+            nn.Conv1d(channels, hidden, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(hidden, channels, 1, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, desc: torch.Tensor) -> torch.Tensor:
+        return self.net(desc)
+
+
+class GlobalBranch(nn.Module):
+    """G: one softmax-normalised K-tap kernel per (video, channel), shape (N, C, K), from the descriptor.
+
+    The MLP runs over the time axis, so its weights depend on T: a T=8 checkpoint cannot load into a
+    T=16 model (shape mismatch on the first Linear), which is the intended guard.
+    """
+
+    def __init__(self, num_frames: int, alpha: int = 2, kernel_size: int = 3):
+        super().__init__()
+        _check_positive_int("num_frames", num_frames)
+        _check_positive_int("alpha", alpha)
+        _check_kernel_size("kernel_size", kernel_size)
+        hidden = alpha * num_frames
+        self.net = nn.Sequential(
+            nn.Linear(num_frames, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, kernel_size, bias=False),
+            nn.Softmax(dim=-1),
+        )
+
+    def forward(self, desc: torch.Tensor) -> torch.Tensor:
+        n, c, t = desc.shape
+        return self.net(desc.reshape(n * c, t)).view(n, c, -1)
+
+
+class SEGate(nn.Module):
+    """Squeeze-and-excitation gate over channels from the spatio-temporal mean: (N, C, 1) in (0, 1).
+
+    Reduction 8 with bias-free FCs gives the paper's 24.65M for "Global branch + SE" on ResNet-50.
+    """
+
+    def __init__(self, channels: int, reduction: int = 8):
+        super().__init__()
+        _check_divides("se_reduction", reduction, channels)
+        self.net = nn.Sequential(
+            nn.Linear(channels, channels // reduction, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels // reduction, channels, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, desc: torch.Tensor) -> torch.Tensor:
+        return self.net(desc.mean(-1)).unsqueeze(-1)
+
+
+class TemporalAdaptiveModule(nn.Module):
+    """A gate (importance map) and/or a video-adaptive kernel, fused into one temporal aggregation.
+
+    ``local_first=True`` is TANet's order (gate the input, then aggregate); False is TANet-R.
+    Either branch may be None, which gives the paper's "global branch only" / "local branch only".
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        L: nn.Module | None,
+        G: nn.Module | None,
+        local_first: bool = True,
+    ):
+        super().__init__()
+        _check_positive_int("channels", channels)
+        _check_positive_int("num_frames", num_frames)
+        if L is None and G is None:
+            raise ValueError("a temporal adaptive module needs a local branch L, a global branch G, or both")
+        self.channels, self.num_frames, self.local_first = channels, num_frames, local_first
+        self.L, self.G = L, G
+
+    def coefficients(self, desc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Fold V (N, C, T|1) and Theta (N, C, K) into coeff (N, T, C, K); also return V, Theta."""
+        v = self.L(desc) if self.L is not None else None
+        theta = self.G(desc) if self.G is not None else None
+        n, c, t = desc.shape
+        if theta is None:  # local only: a 1-tap "kernel" that is the map itself
+            coeff = v.expand(n, c, t).unsqueeze(-1)
+        elif v is None:
+            coeff = theta.unsqueeze(2).expand(n, c, t, theta.shape[-1])
+        elif self.local_first and v.shape[-1] > 1:
+            # tap k of output frame t reads input frame t+k-pad, which the map scaled by V[t+k-pad]
+            k = theta.shape[-1]
+            v_taps = F.pad(v, (k // 2, k // 2)).unfold(-1, k, 1)  # (N, C, T, K)
+            coeff = v_taps * theta.unsqueeze(2)
+        else:  # TANet-R, or a gate constant over time (SE): V[t] * Theta[k]
+            coeff = v.unsqueeze(-1) * theta.unsqueeze(2)
+        return coeff.permute(0, 2, 1, 3), v, theta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = _frames(x, self.num_frames, self.channels)
+        x5 = x.view(n, self.num_frames, *x.shape[1:])
+        desc = x5.mean(dim=(-2, -1)).transpose(1, 2)  # (N, C, T): spatial squeeze
+        coeff, _, _ = self.coefficients(desc)
+        return temporal_aggregate(x5, coeff).view_as(x)
+
+
+class TAM(TemporalAdaptiveModule):
+    """Temporal Adaptive Module (paper Sec. 3): ``TAM(channels, num_frames, alpha=2, beta=4, kernel_size=3)``.
+
+    ``local_kernel_size`` is the temporal kernel of L's first Conv1d; it follows ``kernel_size`` unless
+    given, as in the official code (reference_impl.md 1.6).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        alpha: int = 2,
+        beta: int = 4,
+        kernel_size: int = 3,
+        local_kernel_size: int | None = None,
+        local_first: bool = True,
+    ):
+        _check_positive_int("channels", channels)
+        _check_kernel_size("kernel_size", kernel_size)
+        lk = kernel_size if local_kernel_size is None else local_kernel_size
+        super().__init__(
+            channels,
+            num_frames,
+            L=LocalBranch(channels, beta, lk),
+            G=GlobalBranch(num_frames, alpha, kernel_size),
+            local_first=local_first,
+        )
+
+
+def tam_global_only(channels: int, num_frames: int, alpha: int = 2, kernel_size: int = 3, **_) -> nn.Module:
+    return TemporalAdaptiveModule(channels, num_frames, L=None, G=GlobalBranch(num_frames, alpha, kernel_size))
+
+
+def tam_local_only(
+    channels: int, num_frames: int, beta: int = 4, kernel_size: int = 3, local_kernel_size=None, **_
+) -> nn.Module:
+    lk = kernel_size if local_kernel_size is None else local_kernel_size
+    return TemporalAdaptiveModule(channels, num_frames, L=LocalBranch(channels, beta, lk), G=None)
+
+
+def tam_global_se(
+    channels: int, num_frames: int, alpha: int = 2, kernel_size: int = 3, se_reduction: int = 8, **_
+) -> nn.Module:
+    return TemporalAdaptiveModule(
+        channels, num_frames, L=SEGate(channels, se_reduction), G=GlobalBranch(num_frames, alpha, kernel_size)
+    )
+
+
+def tanet_r(channels: int, num_frames: int, **kwargs) -> nn.Module:
+    return TAM(channels, num_frames, local_first=False, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
+# Baselines of Table 2.
+
+
+class TemporalShift(nn.Module):
+    """TSM: channels [0, C/8) take frame t+1, [C/8, C/4) take frame t-1, zeros at the clip ends."""
+
+    def __init__(self, channels: int, num_frames: int, fold_div: int = 8):
+        super().__init__()
+        _check_positive_int("num_frames", num_frames)
+        _check_divides("fold_div", fold_div, channels)
+        self.channels, self.num_frames, self.fold = channels, num_frames, channels // fold_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = _frames(x, self.num_frames, self.channels)
+        x5 = x.view(n, self.num_frames, *x.shape[1:])
+        f = self.fold
+        out = torch.zeros_like(x5)
+        out[:, :-1, :f] = x5[:, 1:, :f]
+        out[:, 1:, f : 2 * f] = x5[:, :-1, f : 2 * f]
+        out[:, :, 2 * f :] = x5[:, :, 2 * f :]
+        return out.view_as(x)
+
+
+class TemporalAvgPool(nn.Module):
+    """C2D-Pool: average over frames t-1, t, t+1 (zero padded, divisor 3), no parameters."""
+
+    def __init__(self, channels: int, num_frames: int, kernel_size: int = 3):
+        super().__init__()
+        _check_positive_int("num_frames", num_frames)
+        _check_kernel_size("kernel_size", kernel_size)
+        self.channels, self.num_frames, self.kernel_size = channels, num_frames, kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = _frames(x, self.num_frames, self.channels)
+        x5 = x.view(n, self.num_frames, *x.shape[1:])
+        y = x5.clone()
+        pad, t = self.kernel_size // 2, self.num_frames
+        for s in range(1, pad + 1):  # element-wise adds: pooling is not charged FLOPs in the paper
+            if s < t:
+                y[:, s:] += x5[:, :-s]
+                y[:, :-s] += x5[:, s:]
+        return (y / self.kernel_size).view_as(x)
+
+
+class TemporalConv(nn.Module):
+    """A K x 1 x 1 convolution over time on (N*T, C, H, W) frames.
+
+    C2D-TConv uses it C -> C with the centre tap at identity (the ImageNet network is unchanged at
+    step 0); I3D 3x1x1 builds it from a block's first 1x1 conv (``from_conv2d``), inflated by repeating
+    the 2-D weight over time divided by K (Carreira & Zisserman).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        kernel_size: int = 3,
+        out_channels: int | None = None,
+        init: str = "identity",
+    ):
+        super().__init__()
+        _check_positive_int("num_frames", num_frames)
+        _check_kernel_size("kernel_size", kernel_size)
+        out_channels = channels if out_channels is None else out_channels
+        self.channels, self.num_frames = channels, num_frames
+        self.conv = nn.Conv3d(channels, out_channels, (kernel_size, 1, 1), padding=(kernel_size // 2, 0, 0), bias=False)
+        if init == "identity":
+            if out_channels != channels:
+                raise ValueError("init='identity' needs out_channels == channels")
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                self.conv.weight[:, :, kernel_size // 2, 0, 0] = torch.eye(channels)
+        elif init != "default":
+            raise ValueError(f"init must be 'identity' or 'default', got {init!r}")
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, num_frames: int, kernel_size: int = 3) -> TemporalConv:
+        if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 or conv.bias is not None:
+            raise ValueError(f"I3D 3x1x1 inflates a plain 1x1 conv without bias, got {conv}")
+        m = cls(conv.in_channels, num_frames, kernel_size, out_channels=conv.out_channels, init="default")
+        with torch.no_grad():
+            m.conv.weight.copy_(conv.weight.unsqueeze(2).repeat(1, 1, kernel_size, 1, 1) / kernel_size)
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = _frames(x, self.num_frames, self.channels)
+        x5 = x.view(n, self.num_frames, *x.shape[1:]).transpose(1, 2)  # (N, C, T, H, W)
+        y = self.conv(x5)
+        return y.transpose(1, 2).reshape(n * self.num_frames, y.shape[1], *y.shape[-2:])
+
+
+class TEIModule(nn.Module):
+    """TEINet (Liu et al., AAAI 2020): MEM (motion-enhanced channel gate) then TIM (depthwise temporal conv).
+
+    TEINet has no public code. Reading chosen, the one of its paper closest to Table 2's 25.11M:
+    MEM squeezes every frame with one 1x1 reduction (r=4) shared by frames t and t+1, takes the
+    difference of the reduced descriptors of frames t+1 and t (zero for the last frame), restores C
+    with a second 1x1 and a sigmoid, and gates frame t; TIM is a depthwise K=3 temporal conv
+    initialised as a TSM shift (1/8 channels from t+1, 1/8 from t-1, the rest identity).
+    At position b of ResNet-50 this gives 24.97M (r=8: 24.65M; separate reductions for t and t+1:
+    r=4 25.28M, r=8 24.81M); FLOPs 43.01G like the paper.
+    """
+
+    def __init__(self, channels: int, num_frames: int, reduction: int = 4, kernel_size: int = 3, fold_div: int = 8):
+        super().__init__()
+        _check_positive_int("num_frames", num_frames)
+        _check_divides("reduction", reduction, channels)
+        _check_kernel_size("kernel_size", kernel_size)
+        self.channels, self.num_frames = channels, num_frames
+        self.reduce = nn.Conv1d(channels, channels // reduction, 1, bias=False)
+        self.restore = nn.Conv1d(channels // reduction, channels, 1, bias=False)
+        self.tim = nn.Parameter(torch.zeros(channels, kernel_size))
+        fold, centre = channels // fold_div, kernel_size // 2
+        with torch.no_grad():
+            self.tim[:fold, min(centre + 1, kernel_size - 1)] = 1.0  # read frame t+1
+            self.tim[fold : 2 * fold, max(centre - 1, 0)] = 1.0  # read frame t-1
+            self.tim[2 * fold :, centre] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = _frames(x, self.num_frames, self.channels)
+        x5 = x.view(n, self.num_frames, *x.shape[1:])
+        r = self.reduce(x5.mean(dim=(-2, -1)).transpose(1, 2))  # (N, C/r, T)
+        motion = F.pad(r[..., 1:] - r[..., :-1], (0, 1))
+        gate = torch.sigmoid(self.restore(motion))  # (N, C, T): MEM's gate of every frame
+        # MEM gates frame t, then TIM mixes frames: tap k of output t needs the gate of source t+k-pad
+        k = self.tim.shape[-1]
+        g_taps = F.pad(gate, (k // 2, k // 2)).unfold(-1, k, 1)  # (N, C, T, K)
+        coeff = (g_taps * self.tim[:, None, :]).permute(0, 2, 1, 3)
+        return temporal_aggregate(x5, coeff).view_as(x)
+
+
+class NonLocalBlock(nn.Module):
+    """Embedded-Gaussian non-local block (Wang et al. 2018) on (N, C, T, H, W), residual, starts as identity.
+
+    theta/phi/g are 1x1x1 convs to C/2 with bias; phi and g are max-pooled (1, 2, 2) to sub-sample the
+    keys; the output conv + BN has BN gamma = beta = 0 so the pretrained C2D is unchanged at step 0.
+    """
+
+    def __init__(self, channels: int, num_frames: int, reduction: int = 2, sub_sample: bool = True):
+        super().__init__()
+        _check_positive_int("num_frames", num_frames)
+        _check_divides("reduction", reduction, channels)
+        inter = channels // reduction
+        self.channels, self.num_frames = channels, num_frames
+        self.theta = nn.Conv3d(channels, inter, 1)
+        self.phi = nn.Conv3d(channels, inter, 1)
+        self.g = nn.Conv3d(channels, inter, 1)
+        self.pool = nn.MaxPool3d((1, 2, 2)) if sub_sample else nn.Identity()
+        self.out = nn.Sequential(nn.Conv3d(inter, channels, 1), nn.BatchNorm3d(channels))
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = _frames(x, self.num_frames, self.channels)
+        x5 = x.view(n, self.num_frames, *x.shape[1:]).transpose(1, 2)  # (N, C, T, H, W)
+        q = self.theta(x5).flatten(2)  # (N, C', THW)
+        k = self.pool(self.phi(x5)).flatten(2)
+        v = self.pool(self.g(x5)).flatten(2)
+        attn = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (N, THW, THW'), no 1/sqrt(d) as in the paper
+        y = (attn @ v.transpose(1, 2)).transpose(1, 2).reshape(n, -1, *x5.shape[2:])
+        z = self.out(y) + x5
+        return z.transpose(1, 2).reshape_as(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Registry: name -> factory(channels, num_frames, **kwargs). Names are the config group options of
+# conf/model/temporal/. "c2d" (nothing), "i3d" (conv inflation) and "nl" (after-block placement) are
+# placement kinds handled by insertion.py rather than plain factories.
+
+TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {
+    "tam": TAM,
+    "tam_global": tam_global_only,
+    "tam_local": tam_local_only,
+    "tam_global_se": tam_global_se,
+    "tanet_r": tanet_r,
+    "tsm": TemporalShift,
+    "c2d_pool": TemporalAvgPool,
+    "c2d_tconv": TemporalConv,
+    "teinet": TEIModule,
+    "nl": NonLocalBlock,
+}
+SPECIAL_MODULES = ("c2d", "i3d")
+
+
+def create_temporal(name: str, channels: int, num_frames: int, **kwargs) -> nn.Module:
+    if name not in TEMPORAL_MODULES:
+        known = sorted([*TEMPORAL_MODULES, *SPECIAL_MODULES])
+        raise ValueError(f"unknown temporal module {name!r}; choose one of {known}")
+    try:
+        return TEMPORAL_MODULES[name](channels, num_frames, **kwargs)
+    except TypeError as e:  # an option the module does not take: say which module and which option
+        raise ValueError(f"temporal module {name!r}: {e}") from None

@@ -1,0 +1,93 @@
+"""Video classifier: a patched 2-D backbone per frame -> dropout -> fc -> mean of the T frame scores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import torch
+import torch.nn as nn
+
+from .backbones import STAGE_NAMES, backbone_family, create_backbone
+from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal
+from .temporal import create_temporal
+
+# The paper's non-local placement: 2 blocks of res3 and 3 of res4, the indices of the TAM/TSM code.
+NL_BLOCKS = {"res3": (0, 2), "res4": (0, 2, 4)}
+
+
+class VideoClassifier(nn.Module):
+    """Input (N, T, 3, H, W) float; output (N, num_classes) logits averaged over the T frames.
+
+    There is no temporal downsampling anywhere, so the clip length is fixed at construction: a clip of
+    another length is an error here, where it can still be told apart from a batch of shorter clips.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, num_frames: int, dropout: float = 0.5,
+                 init_std: float = 0.001):
+        super().__init__()
+        if num_classes <= 0 or num_frames <= 0:
+            raise ValueError(f"num_classes and num_frames must be positive, got {num_classes}, {num_frames}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.backbone, self.num_frames, self.num_classes = backbone, num_frames, num_classes
+        self.head_drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(backbone.num_features, num_classes)
+        nn.init.normal_(self.fc.weight, std=init_std)  # the reference heads' init
+        nn.init.zeros_(self.fc.bias)
+
+    def check_clip(self, video: torch.Tensor) -> None:
+        if video.dim() != 5:
+            raise ValueError(f"expected a clip batch (N, T, 3, H, W), got shape {tuple(video.shape)}")
+        if video.shape[1] != self.num_frames:
+            raise ValueError(
+                f"clip has {video.shape[1]} frames but the model was built for num_frames={self.num_frames}; "
+                f"set data.num_frames={self.num_frames} or build the model with model.num_frames={video.shape[1]}"
+            )
+
+    def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
+        """(N, T, num_classes): one score per frame, before the temporal average."""
+        self.check_clip(video)
+        n, t = video.shape[:2]
+        feats = self.backbone.forward_features(video.flatten(0, 1)).mean(dim=(-2, -1))
+        return self.fc(self.head_drop(feats)).view(n, t, -1)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.frame_logits(video).mean(dim=1)
+
+
+def create_video_model(
+    backbone: str = "resnet50",
+    temporal: str = "tam",
+    num_classes: int = 400,
+    num_frames: int = 8,
+    position: str = "b",
+    stages: Sequence[str] = STAGE_NAMES,
+    dropout: float = 0.5,
+    pretrained: bool = False,
+    pretrained_path: str | None = None,
+    temporal_kwargs: Mapping | None = None,
+    nl_blocks: Mapping[str, Sequence[int]] | None = None,
+) -> VideoClassifier:
+    """Build any model of the paper's Tables 2, 3 and 5 by name.
+
+    ``temporal`` is a name from ``temporal.TEMPORAL_MODULES`` or "c2d" (none) / "i3d" (3x1x1 inflation).
+    ImageNet weights are loaded into the plain backbone before it is patched, so temporal modules keep
+    their own initialisation.
+    """
+    family = backbone_family(backbone)  # unknown names fail here, before any weights are loaded
+    kwargs = dict(temporal_kwargs or {})
+    net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path)
+    stages = list(stages)
+    if temporal == "c2d":
+        if kwargs:
+            raise ValueError(f"C2D has no temporal module; unexpected options {sorted(kwargs)}")
+    elif temporal == "i3d":
+        inflate_first_convs(net, family, num_frames, stages)
+    elif temporal == "nl":
+        factory = partial(create_temporal, "nl", num_frames=num_frames, **kwargs)
+        insert_after_blocks(net, family, factory, dict(nl_blocks or NL_BLOCKS))
+    else:
+        factory = partial(create_temporal, temporal, num_frames=num_frames, **kwargs)
+        insert_temporal(net, family, factory, position, stages)
+    return VideoClassifier(net, num_classes, num_frames, dropout)
