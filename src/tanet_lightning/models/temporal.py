@@ -261,9 +261,9 @@ class TemporalAdaptiveModule(nn.Module):
         theta = self.G(desc) if self.G is not None else None
         n, c, t = desc.shape
         if theta is None:  # local only: a 1-tap "kernel" that is the map itself
-            coeff = v.expand(n, c, t).unsqueeze(-1)
+            coeff = v.unsqueeze(-1)
         elif v is None:
-            coeff = theta.unsqueeze(2).expand(n, c, t, theta.shape[-1])
+            coeff = theta.unsqueeze(2)
         elif self.local_first and v.shape[-1] > 1:
             # tap k of output frame t reads input frame t+k-pad, which the map scaled by V[t+k-pad]
             k = theta.shape[-1]
@@ -271,6 +271,7 @@ class TemporalAdaptiveModule(nn.Module):
             coeff = v_taps * theta.unsqueeze(2)
         else:  # TANet-R, or a gate constant over time (SE): V[t] * Theta[k]
             coeff = v.unsqueeze(-1) * theta.unsqueeze(2)
+        coeff = coeff.expand(n, c, t, coeff.shape[-1])  # maps constant over time (SE) broadcast here
         return coeff.permute(0, 2, 1, 3), v, theta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,168 @@
+"""Block insertion on timm/torchvision backbones, the video classifier, pretrained loading, complexity."""
+
+import itertools
+
+import pytest
+import timm
+import torch
+
+from tanet_lightning.complexity import TABLE2, measure
+from tanet_lightning.models import STAGE_NAMES, create_video_model
+from tanet_lightning.models.backbones import FAMILIES, STAGES
+from tanet_lightning.models.insertion import stage_blocks
+
+# (backbone, smallest convenient input side, positions that must work)
+BACKBONES = {
+    "resnet18": (32, "abd"),
+    "resnet34": (32, "abd"),
+    "resnet50": (32, "abcd"),
+    "resnet101": (32, "abcd"),
+    "resnext50_32x4d": (32, "abcd"),
+    "mobilenetv2_100": (32, "abcd"),
+    "inception_v3": (75, "a"),
+    "shufflenet_v2_x1_0": (32, "ab"),
+}
+# ShuffleNet V2 x1.0 branches have 58/116/232 channels: beta=4 does not divide 58, beta=2 does
+TAM_KWARGS = {"shufflenet_v2_x1_0": {"beta": 2}}
+SUBSETS = [list(c) for r in range(1, 5) for c in itertools.combinations(STAGE_NAMES, r)]
+
+
+def test_every_supported_backbone_is_listed():
+    assert set(BACKBONES) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("backbone,position", list(itertools.product(BACKBONES, "abcd")))
+def test_backbone_position_runs_forward_backward_or_says_unsupported(backbone, position):
+    size, positions = BACKBONES[backbone]
+    if position not in positions:
+        with pytest.raises(ValueError, match=f"position '{position}' is not defined for .*supported"):
+            create_video_model(backbone, "tam", 5, 3, position=position)
+        return
+    model = create_video_model(backbone, "tam", 5, 3, position=position, dropout=0.0,
+                               temporal_kwargs=TAM_KWARGS.get(backbone))
+    n_tam = sum(1 for n, _ in model.named_modules() if n.endswith(".temporal"))
+    assert n_tam > 0
+    video = torch.randn(1, 3, 3, size, size)
+    out = model(video)
+    assert out.shape == (1, 5)
+    out.sum().backward()
+    tam_params = [p for n, p in model.named_parameters() if ".temporal." in n]
+    assert tam_params and all(p.grad is not None for p in tam_params)
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_every_stage_subset_builds(backbone):
+    family = FAMILIES[backbone]
+    for stages in SUBSETS:
+        with torch.device("meta"):
+            plain = timm.create_model(backbone, num_classes=0) if family != "shufflenetv2" else None
+        has_blocks = any(STAGES[family][s] for s in stages)
+        if not has_blocks:
+            with pytest.raises(ValueError, match="hold no blocks"):
+                with torch.device("meta"):
+                    create_video_model(backbone, "tam", 5, 4, position="a", stages=stages,
+                                       temporal_kwargs=TAM_KWARGS.get(backbone))
+            continue
+        with torch.device("meta"):
+            model = create_video_model(backbone, "tam", 5, 4, position="a", stages=stages,
+                                       temporal_kwargs=TAM_KWARGS.get(backbone))
+        patched = [n for n, _ in model.named_modules() if n.endswith(".temporal")]
+        if plain is not None:
+            expected = len(stage_blocks(plain, family, stages))
+            assert len(patched) == expected, (stages, patched)
+
+
+def test_stage_subsets_match_table5b_block_counts():
+    for stages, blocks in [(["res5"], 3), (["res4", "res5"], 9), (["res3", "res4", "res5"], 13),
+                           (list(STAGE_NAMES), 16)]:
+        with torch.device("meta"):
+            model = create_video_model("resnet50", "tam", 400, 8, stages=stages)
+        assert sum(1 for n, _ in model.named_modules() if n.endswith(".temporal")) == blocks
+
+
+def test_stage_subset_forward_on_small_resnet():
+    for stages in SUBSETS:
+        model = create_video_model("resnet18", "tam", 4, 3, stages=stages, dropout=0.0)
+        assert model(torch.randn(2, 3, 3, 32, 32)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("temporal", ["c2d", "c2d_pool", "c2d_tconv", "tsm", "teinet", "i3d", "nl",
+                                      "tam_global", "tam_local", "tam_global_se", "tanet_r", "tam"])
+def test_every_table2_model_runs(temporal):
+    model = create_video_model("resnet50", temporal, 6, 4, dropout=0.0)
+    out = model(torch.randn(1, 4, 3, 48, 48))
+    out.sum().backward()
+    assert out.shape == (1, 6)
+
+
+def test_bad_model_arguments_raise():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet5'"):
+        create_video_model("resnet5", "tam")
+    with pytest.raises(ValueError, match="timm model, but its blocks are not supported"):
+        create_video_model("vit_tiny_patch16_224", "tam")
+    with pytest.raises(ValueError, match="unknown position 'e'"):
+        create_video_model("resnet18", "tam", position="e")
+    with pytest.raises(ValueError, match="unknown stage"):
+        create_video_model("resnet18", "tam", stages=["res6"])
+    with pytest.raises(ValueError, match="unknown temporal module"):
+        create_video_model("resnet18", "tanet")
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        create_video_model("resnet18", "tam", temporal_kwargs={"kernel_size": 2})
+    with pytest.raises(ValueError, match="I3D 3x1x1 needs bottleneck"):
+        create_video_model("resnet18", "i3d")
+
+
+def test_clip_length_must_match_model_frames():
+    model = create_video_model("resnet18", "tam", 4, 8)
+    with pytest.raises(ValueError, match="clip has 16 frames but the model was built for num_frames=8"):
+        model(torch.randn(1, 16, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"expected a clip batch \(N, T, 3, H, W\)"):
+        model(torch.randn(8, 3, 32, 32))
+
+
+def test_checkpoint_of_another_T_does_not_load():
+    m8 = create_video_model("resnet18", "tam", 4, 8)
+    m16 = create_video_model("resnet18", "tam", 4, 16)
+    with pytest.raises(RuntimeError, match="temporal.G.net.0.weight"):
+        m16.load_state_dict(m8.state_dict())
+
+
+def test_imagenet_weights_load_into_patched_model(tmp_path):
+    """Weights a test saves play the downloaded timm weights: loaded through timm's own pretrained path."""
+    source = timm.create_model("resnet18", num_classes=1000)
+    path = tmp_path / "resnet18_imagenet.pth"
+    torch.save(source.state_dict(), path)
+    model = create_video_model("resnet18", "tam", 7, 4, pretrained_path=str(path))
+    patched = model.backbone.state_dict()
+    for k, v in source.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(patched[k], v), k
+    # and the plain state dict loads straight into an already patched model: only TAM keys are new
+    fresh = create_video_model("resnet18", "tam", 7, 4)
+    missing, unexpected = fresh.backbone.load_state_dict(
+        {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}, strict=False)
+    assert unexpected == [] and missing and all(".temporal." in k for k in missing)
+    with pytest.raises(FileNotFoundError, match="model.pretrained_path"):
+        create_video_model("resnet18", "tam", pretrained_path=str(tmp_path / "nope.pth"))
+
+
+def test_table2_complexity_matches_paper():
+    results = {r.model: r for r in measure()}
+    assert list(results) == list(TABLE2)
+    assert results["C2D"].params == 24_327_632 and results["TANet"].params == 25_590_320
+    for name, (_, _, paper_flops, paper_params) in TABLE2.items():
+        r = results[name]
+        params_tol = 0.2 if name == "TEINet" else 0.01
+        flops_tol = 0.05 if name in ("TEINet", "NL C2D") else 0.002
+        assert abs(r.params_m - paper_params) <= params_tol, name
+        assert abs(r.flops_g - paper_flops) / paper_flops <= flops_tol, (name, r.flops_g)
+    assert results["NL C2D"].flops_full_g > results["NL C2D"].flops_g + 15  # attention products shown apart
+
+
+def test_complexity_variants_table5():
+    c2d_224 = measure(["C2D"], size=224)[0]
+    assert abs(c2d_224.flops_g - 32.88) < 0.01
+    pos = {p: measure(["TANet"], position=p)[0].params_m for p in "abcd"}
+    assert abs(pos["a"] - 40.27) < 0.01 and abs(pos["d"] - 44.46) < 0.01 and abs(pos["c"] - 25.59) < 0.01
+    res5 = measure(["TANet"], stages=["res5"])[0]
+    assert abs(res5.params_m - 25.116) < 0.001
