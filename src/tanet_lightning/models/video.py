@@ -31,6 +31,7 @@ class VideoClassifier(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.backbone, self.num_frames, self.num_classes = backbone, num_frames, num_classes
+        self.channels_last = False  # set with the weights' memory format (training config switch)
         self.head_drop = nn.Dropout(dropout)
         self.fc = nn.Linear(backbone.num_features, num_classes)
         nn.init.normal_(self.fc.weight, std=init_std)  # the reference heads' init
@@ -49,7 +50,10 @@ class VideoClassifier(nn.Module):
         """(N, T, num_classes): one score per frame, before the temporal average."""
         self.check_clip(video)
         n, t = video.shape[:2]
-        feats = self.backbone.forward_features(video.flatten(0, 1)).mean(dim=(-2, -1))
+        frames = video.flatten(0, 1)
+        if self.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        feats = self.backbone.forward_features(frames).mean(dim=(-2, -1))
         return self.fc(self.head_drop(feats)).view(n, t, -1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:

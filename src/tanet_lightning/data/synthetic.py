@@ -1,0 +1,168 @@
+"""Embedded synthetic motion dataset: classes that differ only in how a textured object moves.
+
+8 classes = 4 time-reversal pairs (move left/right, up/down, rotate cw/ccw, grow/shrink). Every
+per-video parameter is drawn from a distribution that time reversal maps onto the paired class, so
+the set of frames of a video says nothing about its class within a pair: a per-frame model with
+averaged scores (C2D) is at chance inside each pair, a temporal model is not. A horizontal flip maps
+left<->right and cw<->ccw, so flip augmentation stays on with `FLIP_LABEL_MAP`.
+
+Files: <root>/videos/<split>/<class>_<i>.mp4 (H.264 yuv420p, GOP drawn from GOPS), mm video lists
+<root>/{train,val,test}.txt, <root>/classes.txt, and <root>/manifest.json, written last: it records
+the generator version and parameters, so generation is skipped when they match (idempotent) and
+redone when they do not.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+VERSION = 2
+CLASS_NAMES = ["move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink"]
+FLIP_LABEL_MAP = {0: 1, 4: 5}  # left<->right, cw<->ccw (symmetric pairs are implied)
+GOPS = (4, 8, 16, 300)  # 300 > any video length: a single keyframe
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    seed: int = 0
+    train_per_class: int = 40
+    val_per_class: int = 10
+    test_per_class: int = 10
+    size: int = 48  # square frames, even for yuv420p
+    min_frames: int = 16
+    max_frames: int = 24
+    fps: int = 15
+    qp: int = 20
+
+
+def _texture(rng: np.random.Generator, size: int, cells: int, lo: int, hi: int) -> np.ndarray:
+    """Blocky random colour texture (size, size, 3) float: coarse cells make orientation visible."""
+    coarse = rng.integers(lo, hi, (cells, cells, 3)).astype(np.float32)
+    rep = -(-size // cells)
+    return np.kron(coarse, np.ones((rep, rep, 1), np.float32))[:size, :size]
+
+
+def _trajectory(label: int, n: int, size: int, rng: np.random.Generator):
+    """Per-frame (cx, cy, angle, scale) arrays. Each reversal pair shares one symmetric distribution."""
+    t = np.linspace(-0.5, 0.5, n)  # centred time: reversal = t -> -t
+    cx = np.full(n, size / 2 + rng.uniform(-0.08, 0.08) * size)
+    cy = np.full(n, size / 2 + rng.uniform(-0.08, 0.08) * size)
+    angle = np.full(n, rng.uniform(0, 2 * np.pi))
+    scale = np.ones(n)
+    sign = 1.0 if label % 2 == 0 else -1.0  # first class of a pair runs "forward"
+    pair = label // 2
+    if pair == 0:  # move left (0) / right (1): image x decreases for left
+        cx = cx - sign * rng.uniform(0.35, 0.5) * size * t
+    elif pair == 1:  # move up (2) / down (3): image y decreases for up
+        cy = cy - sign * rng.uniform(0.35, 0.5) * size * t
+    elif pair == 2:  # rotate cw (4) / ccw (5) on screen (y points down, so cw = increasing angle)
+        angle = angle + sign * rng.uniform(0.6, 1.0) * np.pi * t
+    else:  # grow (6) / shrink (7)
+        ratio = rng.uniform(1.7, 2.3)
+        scale = ratio ** (sign * t) / np.sqrt(ratio) * 1.15
+    return cx, cy, angle, scale
+
+
+def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    """(n, size, size, 3) uint8 frames of one video."""
+    n, s = int(rng.integers(spec.min_frames, spec.max_frames + 1)), spec.size
+    background = _texture(rng, s, int(rng.integers(6, 12)), 50, 130)  # low contrast: the object stands out
+    obj_size = int(rng.integers(s // 4, s // 3 + 1))  # side of the square object at scale 1
+    obj = _texture(rng, 64, 3, 0, 256)  # sampled in object coordinates [-1, 1]^2; 3x3 cells survive yuv420
+    cx, cy, angle, scale = _trajectory(label, n, s, rng)
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
+    frames = np.empty((n, s, s, 3), np.uint8)
+    for f in range(n):
+        # inverse map every pixel into object coordinates (rotate by -angle, divide by half-size)
+        dx, dy = xs - cx[f], ys - cy[f]
+        c, si = np.cos(angle[f]), np.sin(angle[f])
+        half = obj_size * scale[f] / 2
+        u, v = (c * dx + si * dy) / half, (-si * dx + c * dy) / half
+        inside = (np.abs(u) < 1) & (np.abs(v) < 1)
+        iu = np.clip(((u + 1) * 32).astype(np.int64), 0, 63)
+        iv = np.clip(((v + 1) * 32).astype(np.int64), 0, 63)
+        img = np.where(inside[..., None], obj[iv, iu], background)
+        img = img + rng.normal(0, 4, img.shape)  # sensor noise: no two frames identical
+        frames[f] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int, gop: int, qp: int) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps, 1))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.thread_count = (
+            1  # tiny frames: threads cost more than they give, and stay deterministic
+        )
+        # constant qp, not crf: x264's rate control was seen to make byte-different files from equal input
+        stream.options = {
+            "qp": str(qp),
+            "preset": "fast",
+            "x264-params": f"keyint={gop}:min-keyint={min(gop, 4)}:scenecut=0",
+        }
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            frame.pts, frame.time_base = (
+                i,
+                Fraction(1, fps),
+            )  # unset pts make x264's rate control irreproducible
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def _generate(root: Path, spec: SyntheticSpec) -> dict:
+    counts = {"train": spec.train_per_class, "val": spec.val_per_class, "test": spec.test_per_class}
+    stats = {"videos": 0, "frames": 0, "gops": {str(g): 0 for g in GOPS}}
+    for split_id, split in enumerate(SPLITS):
+        (root / "videos" / split).mkdir(parents=True, exist_ok=True)
+        lines = []
+        for label, name in enumerate(CLASS_NAMES):
+            for i in range(counts[split]):
+                rng = np.random.default_rng([spec.seed, split_id, label, i])  # per video: order-independent
+                frames = render_video(label, rng, spec)
+                gop = GOPS[int(rng.integers(len(GOPS)))]
+                rel = f"videos/{split}/{name}_{i:04d}.mp4"
+                write_mp4(root / rel, frames, spec.fps, gop, spec.qp)
+                lines.append(f"{rel} {label}")
+                stats["videos"] += 1
+                stats["frames"] += len(frames)
+                stats["gops"][str(gop)] += 1
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (root / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    return stats
+
+
+def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> dict:
+    """Generate the dataset under `root` unless a manifest with the same version and spec exists.
+
+    Safe to call from several processes (DDP ranks): a file lock serialises them. Returns the manifest.
+    """
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    wanted = {"version": VERSION, "spec": asdict(spec), "classes": CLASS_NAMES}
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest_path = root / "manifest.json"
+        if manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text())
+            if {k: manifest.get(k) for k in wanted} == wanted:
+                return manifest
+        tmp = root.parent / f".{root.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        start = time.perf_counter()
+        stats = _generate(tmp, spec)
+        manifest = {**wanted, "stats": stats, "seconds": round(time.perf_counter() - start, 2)}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        shutil.rmtree(root, ignore_errors=True)  # stale version/spec: replace as a whole
+        tmp.rename(root)
+    return manifest

@@ -1,0 +1,1 @@
+"""Training: the LightningModule and what the train/eval entry points share."""

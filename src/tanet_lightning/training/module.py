@@ -1,0 +1,217 @@
+"""LightningModule: the paper's optimisation recipe, top-1/top-5/mean-class metrics, multi-view testing.
+
+Batches are dicts from ``tanet_lightning.data``: ``video`` (B, T, 3, H, W), already normalised on the
+device; ``label`` (B,); for testing also ``video_idx`` and ``view_idx`` (one item per clip x crop view).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..models import STAGE_NAMES, create_video_model
+
+TAM_FAMILY = ("tam", "tanet_r", "tam_global", "tam_local", "tam_global_se")
+
+
+def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "mean_class_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+def temporal_kwargs(temporal: Mapping[str, Any], tam: Mapping[str, Any]) -> tuple[str, dict, dict | None]:
+    """Split the ``model.temporal`` node into (name, module kwargs, non-local block indices)."""
+    options = dict(temporal)
+    name = options.pop("name")
+    nl_blocks = options.pop("blocks", None)
+    if name in TAM_FAMILY:
+        options = {**tam, **options}  # model.tam.{alpha,beta,kernel_size} are the paper's sweep keys
+    return name, options, nl_blocks
+
+
+class VideoClassificationModule(L.LightningModule):
+    def __init__(
+        self,
+        num_classes: int,
+        num_frames: int = 8,
+        backbone: str = "resnet50",
+        temporal: Mapping[str, Any] | None = None,
+        tam: Mapping[str, Any] | None = None,
+        position: str = "b",
+        stages: Sequence[str] = STAGE_NAMES,
+        dropout: float = 0.5,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        fc_lr_mult: float = 5.0,
+        lr_scale_base_batch: int | None = None,
+        view_average: str = "logits",
+        label_smoothing: float = 0.0,
+        compile: bool = False,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        if view_average not in ("logits", "prob"):
+            raise ValueError(f"model.view_average must be 'logits' or 'prob', got {view_average!r}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        name, kwargs, nl_blocks = temporal_kwargs(temporal or {"name": "tam"}, tam or {})
+        self.net = create_video_model(
+            backbone, name, num_classes, num_frames, position, list(stages), dropout,
+            pretrained, pretrained_path, kwargs, nl_blocks,
+        )
+        self.net.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.train_metrics = accuracy_metrics(num_classes, "train/")
+        self.val_metrics = accuracy_metrics(num_classes, "val/")
+        self.test_metrics = accuracy_metrics(num_classes, "test/")
+        self.val_top1_best = MaxMetric()
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.test_results: dict[str, torch.Tensor] = {}
+
+    def configure_model(self) -> None:
+        # nn.Module.compile compiles in place, so state-dict keys (and checkpoints) stay uncompiled
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.net.backbone.compile()
+            self._compiled = True
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.net(video)
+
+    # --- training / validation -----------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["video"])
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        self.train_metrics.update(logits.detach(), batch["label"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["video"])
+        loss = F.cross_entropy(logits, batch["label"])
+        self.val_metrics.update(logits, batch["label"])
+        self.log("val/loss", loss, sync_dist=True, batch_size=len(logits))
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict(metrics, prog_bar=True, sync_dist=True)
+        if not self.trainer.sanity_checking:
+            self.val_top1_best.update(metrics["val/top1"])
+            self.log("val/top1_best", self.val_top1_best.compute(), sync_dist=True)
+
+    # --- multi-view testing ----------------------------------------------------------------------
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["video"]).float()
+        self._test_outputs.append((batch["video_idx"], batch["view_idx"], batch["label"], logits))
+
+    def on_test_epoch_end(self) -> None:
+        local = [torch.cat(parts) for parts in zip(*self._test_outputs)]
+        self._test_outputs.clear()
+        # DistributedSampler gives every rank the same number of items (padding with repeats), so the
+        # gathered tensors line up; repeats are removed by (video, view) below.
+        if self.trainer.world_size > 1:
+            local = [self.all_gather(t).flatten(0, 1) for t in local]
+        video_idx, view_idx, labels, logits = local
+        self.test_results = average_views(video_idx, view_idx, labels, logits, self.hparams.view_average)
+        scores, targets = self.test_results["scores"], self.test_results["labels"]
+        self.test_metrics.to(scores.device)
+        metrics = self.test_metrics(scores, targets)
+        self.test_metrics.reset()
+        metrics["test/num_videos"] = torch.tensor(float(len(targets)))
+        metrics["test/num_views"] = torch.tensor(float(len(view_idx.unique())))
+        self.log_dict(metrics, sync_dist=False, rank_zero_only=False)  # identical on every rank
+
+    # --- optimisation ----------------------------------------------------------------------------
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """The reference recipe: no decay on BN and biases; classifier weight lr x fc_lr_mult, bias x2 that."""
+        groups = {k: [] for k in ("decay", "no_decay", "fc_weight", "fc_bias")}
+        for name, p in self.net.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.startswith("fc."):
+                groups["fc_weight" if name.endswith("weight") else "fc_bias"].append(p)
+            elif p.ndim <= 1:  # BN weights/biases and every bias
+                groups["no_decay"].append(p)
+            else:
+                groups["decay"].append(p)
+        mult = self.hparams.fc_lr_mult
+        spec = {"decay": (1.0, weight_decay), "no_decay": (1.0, 0.0),
+                "fc_weight": (mult, weight_decay), "fc_bias": (2 * mult, 0.0)}
+        return [{"params": ps, "lr": lr * spec[k][0], "weight_decay": spec[k][1], "name": k}
+                for k, ps in groups.items() if ps]
+
+    def scaled_lr(self, lr: float) -> float:
+        """Linear scaling (lr x global batch / base batch) when ``lr_scale_base_batch`` is set."""
+        base = self.hparams.lr_scale_base_batch
+        if not base:
+            return lr
+        dm = self.trainer.datamodule
+        global_batch = dm.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        return lr * global_batch / base
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer configured: set the `optimizer` config group (e.g. optimizer=sgd)")
+        defaults = self.optimizer_factory.keywords
+        lr = self.scaled_lr(defaults.get("lr", 0.01))
+        optimizer = self.optimizer_factory(self.param_groups(lr, defaults.get("weight_decay", 0.0)))
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
+                                                         "interval": "epoch"}}
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("hyper_parameters", {}).get("num_frames")
+        if saved is not None and saved != self.hparams.num_frames:
+            raise ValueError(
+                f"checkpoint was trained with num_frames={saved} but this model has "
+                f"num_frames={self.hparams.num_frames}; TAM's global branch depends on T. "
+                f"Use data.num_frames={saved}"
+            )
+
+
+def average_views(
+    video_idx: torch.Tensor, view_idx: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, mode: str
+) -> dict[str, torch.Tensor]:
+    """One score vector per video: the mean over its distinct views of logits (official) or softmax (mm)."""
+    key = video_idx.long() * (int(view_idx.max()) + 1) + view_idx.long()
+    key, first = _unique_first(key)  # drop the DistributedSampler's repeats
+    video_idx, labels = video_idx[first], labels[first]
+    scores = logits[first] if mode == "logits" else logits[first].softmax(-1)
+    videos, inverse = video_idx.unique(sorted=True, return_inverse=True)
+    summed = torch.zeros(len(videos), scores.shape[1], dtype=scores.dtype, device=scores.device)
+    summed.index_add_(0, inverse, scores)
+    counts = torch.bincount(inverse, minlength=len(videos)).to(scores.dtype)
+    video_labels = torch.empty_like(videos)
+    video_labels[inverse] = labels.to(videos.dtype)
+    return {"video_idx": videos, "labels": video_labels, "scores": summed / counts[:, None],
+            "num_views": counts}
+
+
+def _unique_first(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique keys and the index of each key's first occurrence."""
+    uniq, inverse = key.unique(sorted=True, return_inverse=True)
+    first = torch.full((len(uniq),), len(key), dtype=torch.long, device=key.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(key), device=key.device), reduce="amin")
+    return uniq, first
+
