@@ -30,6 +30,11 @@ TINY_RUN = [
 
 
 @pytest.fixture(scope="session")
+def tiny_synthetic() -> list[str]:
+    return list(TINY_SYNTHETIC)
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One data directory for the session: the tiny synthetic set is generated on first use."""
     return tmp_path_factory.mktemp("data")
@@ -50,8 +55,8 @@ def compose_config(name: str, overrides: list[str], output_dir: Path, data_dir: 
 
 @pytest.fixture
 def make_cfg(tmp_path, data_dir):
-    def make(overrides: list[str] = (), name: str = "train", out: Path | None = None) -> DictConfig:
-        defaults = [*TINY_SYNTHETIC, *TINY_RUN] if name == "train" else TINY_SYNTHETIC
+    def make(overrides: list[str] = (), name: str = "train", out: Path | None = None, tiny: bool = True) -> DictConfig:
+        defaults = [*TINY_SYNTHETIC, *(TINY_RUN if name == "train" else [])] if tiny else []
         return compose_config(name, [*defaults, *overrides], out or tmp_path / "run", data_dir)
 
     return make

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -21,9 +22,14 @@ def config_dir() -> str:
 
 
 def run_name(overrides: str, seed) -> str:
-    """A readable, filesystem-safe run name: the overrides (or 'default') and the seed."""
-    name = re.sub(r"[^\w.,=+\-\[\]]+", "_", overrides.replace("/", ".")) or "default"
-    return f"{name[:180]},seed={seed}"
+    """A readable, filesystem-safe run name: the overrides (or 'default') and the seed.
+
+    Long names are cut, with a hash of the whole so that jobs differing only at the end stay apart.
+    """
+    name = re.sub(r"[^\w.,=+\-\[\]{}:]+", "_", overrides.replace("/", ".")) or "default"
+    if len(name) > 160:
+        name = f"{name[:150]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{name},seed={seed}"
 
 
 def wandb_offline() -> bool:

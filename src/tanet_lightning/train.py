@@ -10,7 +10,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import traceback
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -58,6 +62,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(runner.to_python(trainer.callback_metrics))
     metrics = {k: v for k, v in metrics.items() if not k.endswith("_step")}
+    metrics.update(runner.model_complexity(model.net, datamodule))
     bad = datamodule.bad_files() if hasattr(datamodule, "bad_files") else []
     metrics["data/bad_files"] = float(len(bad))
     if trainer.is_global_zero:
@@ -70,6 +75,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics, _ = train(cfg)
+    except Exception:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        # a sweep goes on past a failing job; the report shows it as failed, with the reason
+        out = runner.output_dir(cfg)
+        (out / "FAILED").write_text(traceback.format_exc())
+        log.error("job failed (recorded in %s/FAILED):\n%s", out, traceback.format_exc())
+        return None
     finally:
         runner.finish_wandb()
     return metrics.get("val/top1_best")  # for sweepers that optimise a value

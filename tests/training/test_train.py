@@ -133,3 +133,40 @@ def test_resume_gives_the_same_run(make_cfg, tmp_path):
     for key in ("test/top1", "test/top5", "val/top1", "train/loss_epoch"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
     assert json.loads((part_dir / "metrics.json").read_text())["test/top1"] == pytest.approx(full["test/top1"])
+
+
+def test_wandb_offline_run_has_group_name_and_config(make_cfg, tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = make_cfg(["logger=wandb", "debug=fdr", "experiment_name=wbtest", "tags=[unit]"])
+    try:
+        train(cfg)
+        run = wandb.run
+        assert run is not None and run.offline
+        assert run.group.startswith("wbtest-") and run.job_type == cfg.task_name == "debug"
+        assert run.name == cfg.logger.wandb.name and run.name.endswith("seed=0")
+        assert run.config["model"]["tam"]["alpha"] == 2 and run.config["data"]["num_frames"] == 4
+        assert "unit" in run.tags
+        run_dir = Path(run.dir).parent
+    finally:
+        wandb.finish()
+    assert run_dir.name.startswith("offline-run-") and list(run_dir.glob("*.wandb"))
+
+
+def test_two_process_ddp_multiview_test_counts_every_video_once(make_cfg, tmp_path):
+    """gloo DDP on CPU: test views are sharded over 2 ranks, gathered, and each video counted once."""
+    single, objects = train(make_cfg(["trainer.max_epochs=1", "test=false"]))
+    ckpt = objects["trainer"].checkpoint_callback.best_model_path
+    n_videos = objects["datamodule"].num_classes  # 1 test video per class
+    runs = {}
+    for trainer in ("default", "ddp_cpu"):
+        cfg = make_cfg([f"ckpt_path={ckpt}", "data.test_views=1x3", "data.batch_size=5", f"trainer={trainer}",
+                        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"],
+                       name="eval", out=tmp_path / trainer)
+        runs[trainer], _ = evaluate(cfg)
+    ddp = runs["ddp_cpu"]
+    assert ddp["test/num_videos"] == n_videos and ddp["test/num_views"] == 3
+    for key in ("test/top1", "test/top5", "test/mean_class_acc"):
+        assert ddp[key] == pytest.approx(runs["default"][key], abs=1e-6), key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -44,14 +45,19 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def seed(cfg: DictConfig) -> None:
-    if cfg.get("seed") is not None:  # 0 is a seed
+    """Seed everything (0 is a seed; null skips) and cap the CPU threads when asked."""
+    if cfg.get("torch_threads"):  # e.g. 1 per job when several jobs share a small machine
+        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
 
 
 def instantiate_dict(node: DictConfig | None, what: str) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger group; an entry without `_target_` is an error."""
+    """Instantiate every entry of a callbacks/logger group (null disables one); no `_target_` is an error."""
     out = []
     for key, entry in (node or {}).items():
+        if entry is None:
+            continue
         if not isinstance(entry, DictConfig) or "_target_" not in entry:
             raise ConfigError(f"{what}.{key} has no _target_; every {what} entry must be instantiable")
         out.append(instantiate(entry))
@@ -78,6 +84,15 @@ def log_config(loggers: list, resolved: dict, model: torch.nn.Module | None = No
         params["params/trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     for lg in loggers:
         lg.log_hyperparams(params)
+
+
+def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
+    """Parameters and paper-convention GFLOPs of one training-size clip, counted on the meta device."""
+    from ..complexity import count
+
+    size = getattr(datamodule, "transform_args", {}).get("crop_size", 224)
+    flops, _, params = count(copy.deepcopy(net).to_empty(device="meta"), (1, net.num_frames, 3, size, size))
+    return {"model/params": float(params), "model/gflops": round(flops, 4)}
 
 
 def to_python(metrics: dict) -> dict[str, float]:

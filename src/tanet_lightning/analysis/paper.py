@@ -1,0 +1,95 @@
+"""The paper's accuracy tables (Kinetics-400 top-1/top-5, %), keyed the way the sweeps label their jobs.
+
+Re-typed from ../shared/paper/tables.md; FLOPs/params of Table 2 live with the counter (complexity.py).
+Each experiment maps a job's resolved config to its paper row with ``row(cfg)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TABLE2_ROWS = {
+    "c2d": "C2D", "c2d_pool": "C2D-Pool", "c2d_tconv": "C2D-TConv", "tsm": "TSM", "teinet": "TEINet",
+    "i3d": "I3D3x1x1", "nl": "NL C2D", "tam_global": "Global branch", "tam_local": "Local branch",
+    "tam_global_se": "Global branch + SE", "tanet_r": "TANet-R", "tam": "TANet",
+}
+ARCH_NAMES = {
+    "shufflenet_v2_x1_0": "ShuffleNet V2", "mobilenetv2_100": "MobileNet V2", "inception_v3": "Inception V3",
+    "resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
+    "resnet101": "ResNet-101",
+}
+STAGE_LABELS = {("res5",): "res5", ("res4", "res5"): "res4-5", ("res3", "res4", "res5"): "res3-5",
+                ("res2", "res3", "res4", "res5"): "res2-5"}
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    title: str
+    row: Callable[[Any], str]  # resolved job config -> row name
+    numbers: dict[str, tuple[float, float]]  # row -> (top-1, top-5)
+    command: str
+
+
+def _arch(cfg) -> str:
+    return ARCH_NAMES.get(str(cfg["model"]["backbone"]).split(".")[0], str(cfg["model"]["backbone"]))
+
+
+TABLES: dict[str, PaperTable] = {
+    "ablation_alpha_beta": PaperTable(
+        "Table 1a: alpha and beta of TAM (Kinetics-400, ResNet-50, 8 frames)",
+        lambda c: f"alpha={c['model']['tam']['alpha']}, beta={c['model']['tam']['beta']}",
+        {"alpha=1, beta=4": (75.63, 92.10), "alpha=2, beta=4": (76.09, 92.30), "alpha=4, beta=4": (75.72, 92.14),
+         "alpha=2, beta=2": (75.91, 92.38), "alpha=2, beta=8": (75.63, 92.20)},
+        "python -m tanet_lightning.train +experiment=ablation_alpha_beta",
+    ),
+    "ablation_kernel": PaperTable(
+        "Table 1b: kernel size K of Theta (Kinetics-400, ResNet-50)",
+        lambda c: f"K={c['model']['tam']['kernel_size']}, {c['data']['num_frames']} frames",
+        {"K=3, 8 frames": (76.09, 92.30), "K=5, 8 frames": (75.62, 92.14), "K=3, 16 frames": (76.87, 92.88),
+         "K=5, 16 frames": (77.19, 93.17)},
+        "python -m tanet_lightning.train +experiment=ablation_kernel",
+    ),
+    "temporal_modules": PaperTable(
+        "Table 2: temporal modules (Kinetics-400, ResNet-50, 8 frames, single view)",
+        lambda c: TABLE2_ROWS.get(c["model"]["temporal"]["name"], c["model"]["temporal"]["name"]),
+        {"C2D": (70.2, 88.9), "C2D-Pool": (73.1, 90.6), "C2D-TConv": (73.3, 90.7), "TSM": (74.1, 91.2),
+         "TEINet": (74.9, 91.8), "I3D3x1x1": (74.3, 91.6), "NL C2D": (74.4, 91.5), "Global branch": (74.9, 91.7),
+         "Local branch": (73.3, 90.7), "Global branch + SE": (75.4, 92.0), "TANet-R": (76.0, 92.2),
+         "TANet": (76.1, 92.3)},
+        "python -m tanet_lightning.train +experiment=temporal_modules",
+    ),
+    "backbones": PaperTable(
+        "Table 3: other backbones, without and with TAM (Kinetics-400, 10 clips x 3 crops)",
+        lambda c: f"{_arch(c)} {'w/o' if c['model']['temporal']['name'] == 'c2d' else 'with'} TAM",
+        {"ShuffleNet V2 w/o TAM": (62.1, 84.3), "ShuffleNet V2 with TAM": (67.3, 87.6),
+         "MobileNet V2 w/o TAM": (64.1, 85.6), "MobileNet V2 with TAM": (71.6, 90.1),
+         "Inception V3 w/o TAM": (71.4, 89.8), "Inception V3 with TAM": (75.6, 92.0),
+         "ResNet-50 w/o TAM": (70.7, 88.9), "ResNet-50 with TAM": (76.1, 92.3),
+         "ResNeXt-50 w/o TAM": (70.1, 88.8), "ResNeXt-50 with TAM": (76.4, 92.0)},
+        "python -m tanet_lightning.train +experiment=backbones",
+    ),
+    "ablation_position": PaperTable(
+        "Table 5a: position of TAM in the block (Kinetics-400, ResNet-50, 8 frames)",
+        lambda c: f"TANet-{c['model']['position']}",
+        {"TANet-a": (75.95, 92.18), "TANet-b": (76.09, 92.30), "TANet-c": (75.75, 92.13), "TANet-d": (75.20, 91.78)},
+        "python -m tanet_lightning.train +experiment=ablation_position",
+    ),
+    "ablation_stages": PaperTable(
+        "Table 5b: stages with TA-blocks (Kinetics-400, ResNet-50, 8 frames)",
+        lambda c: STAGE_LABELS.get(tuple(c["model"]["stages"]), "+".join(c["model"]["stages"])),
+        {"res5": (74.12, 91.45), "res4-5": (75.15, 92.04), "res3-5": (75.90, 92.22), "res2-5": (76.09, 92.30)},
+        "python -m tanet_lightning.train +experiment=ablation_stages",
+    ),
+}
+
+# single-run recipes: experiment -> (title, paper top-1, top-5)
+RECIPES: dict[str, tuple[str, float, float]] = {
+    "k400_tanet_r50_8f": ("Kinetics-400, TANet-50, 8 frames, 10 clips x 3 crops", 76.1, 92.3),
+    "k400_tanet_r50_16f": ("Kinetics-400, TANet-50, 16 frames, 4 clips x 3 crops", 76.9, 92.9),
+    "sthv1_tanet_r50_8f": ("Something-Something V1, TANet-50, 8 frames, 1 clip x centre crop", 46.5, 75.8),
+    "sthv1_tanet_r50_16f": ("Something-Something V1, TANet-50, 16 frames, 1 clip x centre crop", 47.6, 77.7),
+    "sthv2_tanet_r50_8f": ("Something-Something V2, TANet-50, 8 frames, 2 clips x 3 crops", 62.7, 88.0),
+    "sthv2_tanet_r50_16f": ("Something-Something V2, TANet-50, 16 frames, 2 clips x 3 crops", 64.6, 89.5),
+}

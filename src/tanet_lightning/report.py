@@ -1,0 +1,235 @@
+"""Local comparison report of a sweep, no W&B needed: ``python -m tanet_lightning.report SWEEP_DIR``.
+
+Reads every job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``config_resolved.yaml``,
+``metrics.json``; a ``FAILED`` file marks a job that raised) and writes, into SWEEP_DIR:
+``report.md`` (laid out like the paper's table, the paper's numbers beside ours when the experiment
+has them, FLOPs/params from the complexity counter), ``report.csv`` and ``report.png`` (top-1 per
+setting, error bars over seeds). Unfinished and failed jobs are listed as such.
+``--page experiments/NAME.md`` also writes the experiment's page for the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from .analysis.paper import RECIPES, TABLES
+
+METRICS = ("test/top1", "test/top5", "test/mean_class_acc", "val/top1_best")
+
+
+@dataclass
+class Job:
+    path: Path
+    overrides: dict[str, str]
+    cfg: dict
+    metrics: dict[str, float]
+    status: str  # done | failed | unfinished
+
+
+@dataclass
+class Row:
+    setting: str
+    jobs: list[Job] = field(default_factory=list)
+
+    def values(self, key: str) -> list[float]:
+        return [100 * j.metrics[key] for j in self.jobs if j.status == "done" and key in j.metrics]
+
+    def mean_std(self, key: str) -> tuple[float | None, float | None]:
+        v = self.values(key)
+        if not v:
+            return None, None
+        return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else None)
+
+    def first(self, key: str) -> float | None:
+        return next((j.metrics[key] for j in self.jobs if key in j.metrics), None)
+
+    @property
+    def status(self) -> str:
+        states = [j.status for j in self.jobs]
+        done = states.count("done")
+        return "done" if done == len(states) else f"{done}/{len(states)} done, " + ", ".join(
+            f"{states.count(s)} {s}" for s in ("failed", "unfinished") if states.count(s))
+
+
+def load_job(path: Path) -> Job:
+    overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
+    pairs = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    resolved = path / "config_resolved.yaml"
+    if resolved.is_file():
+        cfg = yaml.safe_load(resolved.read_text())
+    else:  # the job died before train() saved it: the unresolved Hydra copy still names the settings
+        cfg = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
+    metrics_file = path / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    status = "failed" if (path / "FAILED").is_file() else "done" if "test/top1" in metrics else "unfinished"
+    return Job(path, pairs, cfg, metrics, status)
+
+
+def collect(sweep_dir: Path) -> list[Job]:
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir}: not a directory (give a Hydra multirun directory)")
+    jobs = [load_job(p.parent.parent) for p in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir}: no job directories (*/.hydra/overrides.yaml) found")
+    return jobs
+
+
+def experiment_of(jobs: list[Job]) -> str:
+    return str(jobs[0].cfg.get("experiment_name", "")) or "sweep"
+
+
+def group_rows(jobs: list[Job], experiment: str) -> list[Row]:
+    """One row per setting: the paper's row name when known, else the swept overrides (seed aside)."""
+    table = TABLES.get(experiment)
+    varying = sorted(k for k in {k for j in jobs for k in j.overrides}
+                     if k != "seed" and len({j.overrides.get(k) for j in jobs}) > 1)
+    rows: dict[str, Row] = {}
+    for job in jobs:
+        try:
+            name = table.row(job.cfg) if table else None
+        except (KeyError, TypeError):
+            name = None
+        name = name or ", ".join(f"{k}={job.overrides.get(k)}" for k in varying) or "all"
+        rows.setdefault(name, Row(name)).jobs.append(job)
+    order = list(table.numbers) if table else []
+    return sorted(rows.values(), key=lambda r: order.index(r.setting) if r.setting in order else len(order))
+
+
+def fmt(x: float | None, std: float | None = None, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def table_markdown(rows: list[Row], experiment: str) -> str:
+    paper = TABLES[experiment].numbers if experiment in TABLES else {}
+    head = ["setting", "top-1", "top-5", "mean class acc", "paper top-1", "paper top-5", "GFLOPs", "params (M)",
+            "seeds", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        p1, p5 = paper.get(r.setting, (None, None))
+        flops, params = r.first("model/gflops"), r.first("model/params")
+        lines.append("| " + " | ".join([
+            r.setting, fmt(*r.mean_std("test/top1")), fmt(*r.mean_std("test/top5")),
+            fmt(*r.mean_std("test/mean_class_acc")), fmt(p1, digits=2), fmt(p5, digits=2),
+            fmt(flops, digits=3), fmt(params / 1e6 if params else None, digits=3),
+            str(len(r.values("test/top1"))), r.status]) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params"])
+        for r in rows:
+            for j in r.jobs:
+                w.writerow([r.setting, j.path.name, j.status, *(j.metrics.get(k, "") for k in METRICS),
+                            j.metrics.get("model/gflops", ""), j.metrics.get("model/params", "")])
+
+
+def plot(rows: list[Row], experiment: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paper = TABLES[experiment].numbers if experiment in TABLES else {}
+    names = [r.setting for r in rows]
+    means = [r.mean_std("test/top1")[0] or 0.0 for r in rows]
+    errs = [r.mean_std("test/top1")[1] or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 4))
+    ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color="#4c72b0", label="measured (test top-1)")
+    marks = [(i, paper[n][0]) for i, n in enumerate(names) if n in paper]
+    if marks:
+        ax.scatter(*zip(*marks), color="#dd8452", marker="D", zorder=3, label="paper top-1")
+    for i, r in enumerate(rows):
+        if r.status != "done":
+            ax.annotate(r.status.split(",")[-1].strip(), (i, 1), ha="center", fontsize=7, rotation=90)
+    ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(TABLES[experiment].title if experiment in TABLES else experiment, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def data_label(jobs: list[Job]) -> str:
+    data = jobs[0].cfg.get("data", {})
+    fmt_ = data.get("format", "?")
+    model = jobs[0].cfg.get("model", {})
+    return f"data format `{fmt_}`, backbone `{model.get('backbone', '?')}`, {data.get('num_frames', '?')} frames"
+
+
+def report(sweep_dir: Path, page: Path | None = None) -> Path:
+    jobs = collect(sweep_dir)
+    experiment = experiment_of(jobs)
+    rows = group_rows(jobs, experiment)
+    table = table_markdown(rows, experiment)
+    title = TABLES[experiment].title if experiment in TABLES else f"Sweep `{experiment}`"
+    md = (f"# {title}\n\nSweep: `{sweep_dir}` ({len(jobs)} jobs; {data_label(jobs)}).\n"
+          f"Mean over seeds ± sample std where several seeds ran; top-1/top-5 on the test split, % .\n\n"
+          f"{table}\n\n![top-1 per setting](report.png)\n")
+    (sweep_dir / "report.md").write_text(md)
+    write_csv(rows, sweep_dir / "report.csv")
+    plot(rows, experiment, sweep_dir / "report.png")
+    if page is not None:
+        write_page(page, experiment, measured=(table, data_label(jobs), sweep_dir))
+    return sweep_dir / "report.md"
+
+
+def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | None = None) -> None:
+    """experiments/NAME.md: the command, the paper's numbers, and what this project measured."""
+    page.parent.mkdir(parents=True, exist_ok=True)
+    if experiment in TABLES:
+        t = TABLES[experiment]
+        paper = "\n".join(["| setting | top-1 | top-5 |", "|---|---|---|",
+                           *(f"| {k} | {a:.2f} | {b:.2f} |" for k, (a, b) in t.numbers.items())])
+        title, command = t.title, t.command
+    else:
+        title, top1, top5 = RECIPES[experiment]
+        paper = f"| setting | top-1 | top-5 |\n|---|---|---|\n| {title} | {top1} | {top5} |"
+        command = f"python -m tanet_lightning.train +experiment={experiment}"
+    text = (f"# {title}\n\n## Reproduce\n\n```bash\n{command}                      # the paper's recipe "
+            f"(needs the dataset, GPUs)\n{command} +preset=synthetic    # the same sweep on the embedded synthetic "
+            f"data, CPU\npython -m tanet_lightning.report <sweep dir>       # report.md / .csv / .png\n```\n\n"
+            f"## Paper\n\n{paper}\n\n## Measured\n\n")
+    if measured is None:
+        text += "Full-data run: not yet run.\n"
+    else:
+        table, label, sweep_dir = measured
+        text += (f"Full-data run: not yet run.\n\nSynthetic motion data on CPU ({label}; generated by "
+                 f"`python -m tanet_lightning.report {sweep_dir.name}`). The synthetic task is not Kinetics: "
+                 f"compare settings with each other, not with the paper's numbers.\n\n{table}\n")
+    page.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sweep_dir", nargs="?", type=Path, help="a Hydra multirun directory")
+    p.add_argument("--page", type=Path, help="also write this experiments/NAME.md page")
+    p.add_argument("--init-pages", type=Path, metavar="DIR",
+                   help="write a paper-only page for every experiment that has no page in DIR yet")
+    a = p.parse_args(argv)
+    if a.init_pages:
+        for name in [*TABLES, *RECIPES]:
+            if not (a.init_pages / f"{name}.md").exists():
+                write_page(a.init_pages / f"{name}.md", name)
+    if a.sweep_dir:
+        print(report(a.sweep_dir, a.page).read_text())
+    elif not a.init_pages:
+        p.error("give a SWEEP_DIR (or --init-pages DIR)")
+
+
+if __name__ == "__main__":
+    main()
