@@ -7,10 +7,9 @@ With no arguments: TANet on the embedded synthetic motion videos, on the CPU, in
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 from typing import Any
-
-import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from tanet_lightning.config import config_dir
 from tanet_lightning.report import collect, group_rows, report

@@ -108,8 +108,21 @@ def test_bad_model_arguments_raise():
         create_video_model("resnet18", "tanet")
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         create_video_model("resnet18", "tam", temporal_kwargs={"kernel_size": 2})
-    with pytest.raises(ValueError, match="I3D 3x1x1 needs bottleneck"):
-        create_video_model("resnet18", "i3d")
+    with pytest.raises(ValueError, match="I3D inflates the first conv of ResNet blocks"):
+        create_video_model("mobilenetv2_100", "i3d")
+    with pytest.raises(ValueError, match="block index 7 does not exist"):
+        create_video_model("resnet18", "nl", nl_blocks={"res3": [7]})
+
+
+def test_small_resnet_i3d_and_nl_extensions():
+    """ResNet-18: I3D inflates the 3x3 first convs to 3x3x3; every_other puts one NL block in res3 and res4."""
+    i3d = create_video_model("resnet18", "i3d", 4, 4)
+    assert i3d.backbone.layer1[0].conv1.conv.weight.shape == (64, 64, 3, 3, 3)
+    nl = create_video_model("resnet18", "nl", 4, 4)
+    assert [n for n, _ in nl.named_modules() if n.endswith(".temporal")] == [
+        "backbone.layer2.0.temporal", "backbone.layer3.0.temporal"]
+    for m in (i3d, nl):
+        assert m(torch.randn(1, 4, 3, 32, 32)).shape == (1, 4)
 
 
 def test_clip_length_must_match_model_frames():

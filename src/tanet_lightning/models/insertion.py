@@ -249,12 +249,20 @@ def insert_temporal(
 
 
 def insert_after_blocks(
-    model: nn.Module, family: str, factory: TemporalFactory, blocks: dict[str, Sequence[int]]
+    model: nn.Module, family: str, factory: TemporalFactory, blocks: dict[str, Sequence[int] | str]
 ) -> list[str]:
-    """Put ``factory(out_channels)`` on the output of chosen blocks (non-local: res3 {0,2}, res4 {0,2,4})."""
+    """Put ``factory(out_channels)`` on the output of chosen blocks of each stage.
+
+    Indices per stage, or "every_other" (blocks 0, 2, 4, ...): on ResNet-50 "every_other" in res3 and
+    res4 is the paper's 5 non-local blocks (res3 {0, 2}, res4 {0, 2, 4}); on ResNet-18 it gives 2.
+    """
     patched = []
     for stage, indices in blocks.items():
         stage_list = stage_blocks(model, family, [stage])
+        if indices == "every_other":
+            indices = range(0, len(stage_list), 2)
+        elif isinstance(indices, str):
+            raise ValueError(f"non-local blocks of {stage}: a list of indices or 'every_other', not {indices!r}")
         for i in indices:
             if not 0 <= i < len(stage_list):
                 raise ValueError(f"{stage} has {len(stage_list)} blocks; block index {i} does not exist")
@@ -266,13 +274,15 @@ def insert_after_blocks(
 
 
 def inflate_first_convs(model: nn.Module, family: str, num_frames: int, stages: Sequence[str]) -> list[str]:
-    """I3D 3x1x1: the first 1x1 conv of every block becomes a 3x1x1 conv, inflated from its 2-D weights."""
+    """I3D: the first conv of every block gets a temporal kernel of 3, inflated from its 2-D weights.
+
+    In a bottleneck that is the paper's I3D 3x1x1 (the 1x1 becomes 3x1x1); ResNet-18/34 basic blocks
+    start with a 3x3, which becomes 3x3x3 (our extension, for small CPU runs).
+    """
     if family != "resnet":
-        raise ValueError("I3D 3x1x1 inflates ResNet blocks' first 1x1 conv; other backbones are not supported")
+        raise ValueError("I3D inflates the first conv of ResNet blocks; other backbones are not supported")
     names = []
     for name, block in stage_blocks(model, family, stages):
-        if not isinstance(block, Bottleneck):
-            raise ValueError(f"I3D 3x1x1 needs bottleneck blocks (1x1 first conv); {name} is {type(block).__name__}")
         block.conv1 = TemporalConv.from_conv2d(block.conv1, num_frames)
         names.append(name)
     return names

@@ -394,16 +394,21 @@ class TemporalConv(nn.Module):
         kernel_size: int = 3,
         out_channels: int | None = None,
         init: str = "identity",
+        spatial: nn.Conv2d | None = None,
     ):
         super().__init__()
         _check_positive_int("num_frames", num_frames)
         _check_kernel_size("kernel_size", kernel_size)
         out_channels = channels if out_channels is None else out_channels
         self.channels, self.num_frames = channels, num_frames
-        self.conv = nn.Conv3d(channels, out_channels, (kernel_size, 1, 1), padding=(kernel_size // 2, 0, 0), bias=False)
+        kh, kw = spatial.kernel_size if spatial is not None else (1, 1)
+        sh, sw = spatial.stride if spatial is not None else (1, 1)
+        ph, pw = spatial.padding if spatial is not None else (0, 0)
+        self.conv = nn.Conv3d(channels, out_channels, (kernel_size, kh, kw), stride=(1, sh, sw),
+                              padding=(kernel_size // 2, ph, pw), bias=False)
         if init == "identity":
-            if out_channels != channels:
-                raise ValueError("init='identity' needs out_channels == channels")
+            if out_channels != channels or spatial is not None:
+                raise ValueError("init='identity' needs a 1x1 spatial kernel and out_channels == channels")
             with torch.no_grad():
                 self.conv.weight.zero_()
                 self.conv.weight[:, :, kernel_size // 2, 0, 0] = torch.eye(channels)
@@ -412,9 +417,11 @@ class TemporalConv(nn.Module):
 
     @classmethod
     def from_conv2d(cls, conv: nn.Conv2d, num_frames: int, kernel_size: int = 3) -> TemporalConv:
-        if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 or conv.bias is not None:
-            raise ValueError(f"I3D 3x1x1 inflates a plain 1x1 conv without bias, got {conv}")
-        m = cls(conv.in_channels, num_frames, kernel_size, out_channels=conv.out_channels, init="default")
+        """Inflate a 2-D conv to kernel_size x kh x kw (a 1x1 gives the paper's 3x1x1)."""
+        if conv.groups != 1 or conv.bias is not None or conv.dilation != (1, 1) or isinstance(conv.padding, str):
+            raise ValueError(f"I3D inflation takes a plain conv (no groups, bias or dilation), got {conv}")
+        m = cls(conv.in_channels, num_frames, kernel_size, out_channels=conv.out_channels, init="default",
+                spatial=conv)
         with torch.no_grad():
             m.conv.weight.copy_(conv.weight.unsqueeze(2).repeat(1, 1, kernel_size, 1, 1) / kernel_size)
         return m

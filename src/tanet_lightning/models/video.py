@@ -12,8 +12,9 @@ from .backbones import STAGE_NAMES, backbone_family, create_backbone
 from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal
 from .temporal import create_temporal
 
-# The paper's non-local placement: 2 blocks of res3 and 3 of res4, the indices of the TAM/TSM code.
-NL_BLOCKS = {"res3": (0, 2), "res4": (0, 2, 4)}
+# The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
+# ResNet-50 (the indices of the TAM/TSM code), 5 blocks in all.
+NL_BLOCKS = {"res3": "every_other", "res4": "every_other"}
 
 
 class VideoClassifier(nn.Module):
