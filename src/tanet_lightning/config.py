@@ -22,14 +22,18 @@ def config_dir() -> str:
 
 
 def run_name(overrides: str, seed) -> str:
-    """A readable, filesystem-safe run name: the overrides (or 'default') and the seed.
+    """A readable run name that is also a plain Hydra value: the overrides (or 'default') and the seed.
 
-    Long names are cut, with a hash of the whole so that jobs differing only at the end stay apart.
+    Hydra joins the overrides with "-" and "__" (conf/hydra/default.yaml); list and dict values are
+    flattened (``model.stages=[res4,res5]`` -> ``model.stages-res4+res5``), so a checkpoint path can be
+    passed back as ``ckpt_path=...`` without quoting. Long names keep a hash of the whole.
     """
-    name = re.sub(r"[^\w.,=+\-\[\]{}:]+", "_", overrides.replace("/", ".")) or "default"
+    name = overrides.replace("/", ".").replace(",", "+").replace("=", "-").replace(":", "")
+    name = re.sub(r"[\[\]{}'\" ]", "", name)
+    name = re.sub(r"[^\w.+\-@%]", "_", name) or "default"
     if len(name) > 160:
-        name = f"{name[:150]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    return f"{name},seed={seed}"
+        name = f"{name[:150]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{name}__seed-{seed}"
 
 
 def wandb_offline() -> bool:

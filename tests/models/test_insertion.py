@@ -80,10 +80,14 @@ def test_stage_subsets_match_table5b_block_counts():
         assert sum(1 for n, _ in model.named_modules() if n.endswith(".temporal")) == blocks
 
 
-def test_stage_subset_forward_on_small_resnet():
+def test_stage_subset_forward_backward_on_small_resnet():
     for stages in SUBSETS:
         model = create_video_model("resnet18", "tam", 4, 3, stages=stages, dropout=0.0)
-        assert model(torch.randn(2, 3, 3, 32, 32)).shape == (2, 4)
+        out = model(torch.randn(2, 3, 3, 32, 32))
+        out.sum().backward()
+        assert out.shape == (2, 4)
+        tam = [p for n, p in model.named_parameters() if ".temporal." in n]
+        assert tam and all(p.grad is not None for p in tam)
 
 
 @pytest.mark.parametrize("temporal", ["c2d", "c2d_pool", "c2d_tconv", "tsm", "teinet", "i3d", "nl",

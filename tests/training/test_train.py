@@ -91,14 +91,14 @@ def test_train_then_eval_multiview_equals_manual_view_average(make_cfg, tmp_path
     cfg = make_cfg([f"ckpt_path={ckpt}", "data.test_views=2x3"], name="eval", out=out)
     metrics, objects = evaluate(cfg)
     with np.load(out / "scores.npz") as f:
-        scores, video_idx, labels = f["scores"], f["video_idx"], f["labels"]
+        scores, video_idx, labels, names = f["scores"], f["video_idx"], f["labels"], f["video_names"]
+    assert all(str(n).endswith(".mp4") for n in names)
     dm, model = objects["datamodule"], objects["model"].eval()
     assert metrics["test/num_views"] == 6 and len(video_idx) == dm.num_classes * 1
     # the manual average: every view of every video through the model, one at a time
     manual = {}
     with torch.no_grad():
         for item in dm.datasets["test"]:
-            video = item["video"].unsqueeze(0).float().div(255)
             video = dm.on_after_batch_transfer({"video": item["video"].unsqueeze(0)}, 0)["video"]
             manual.setdefault(int(item["video_idx"]), []).append(model(video)[0])
     for i, v in enumerate(video_idx):
@@ -146,7 +146,7 @@ def test_wandb_offline_run_has_group_name_and_config(make_cfg, tmp_path, monkeyp
         run = wandb.run
         assert run is not None and run.offline
         assert run.group.startswith("wbtest-") and run.job_type == cfg.task_name == "debug"
-        assert run.name == cfg.logger.wandb.name and run.name.endswith("seed=0")
+        assert run.name == cfg.logger.wandb.name and run.name.endswith("__seed-0")
         assert run.config["model"]["tam"]["alpha"] == 2 and run.config["data"]["num_frames"] == 4
         assert "unit" in run.tags
         run_dir = Path(run.dir).parent

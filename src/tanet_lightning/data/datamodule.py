@@ -229,5 +229,11 @@ class VideoDataModule(L.LightningDataModule):
         """Unreadable files seen so far by any worker of this process (all splits)."""
         return sorted({p for d in self.datasets.values() for p in d.bad_files.paths()})
 
+    def video_names(self, split: str) -> list[str]:
+        """The video paths of a split, indexed by the `video_idx` its items carry."""
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        return [r.path for r in self.datasets[split].records]
+
     def test_views_per_video(self) -> int:
         return self.test_clips * self.test_crops

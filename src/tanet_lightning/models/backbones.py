@@ -80,7 +80,9 @@ def _load_local(model: nn.Module, path: Path) -> None:
         raise ValueError(f"{path}: does not match the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def create_backbone(name: str, pretrained: bool = False, pretrained_path: str | None = None) -> nn.Module:
+def create_backbone(
+    name: str, pretrained: bool = False, pretrained_path: str | None = None, **timm_kwargs
+) -> nn.Module:
     """A classifier-free 2-D backbone. ``pretrained`` downloads through timm (the tag picks the weights);
     ``pretrained_path`` loads a local file (a timm/torchvision state dict) instead of downloading."""
     family = backbone_family(name)
@@ -89,12 +91,14 @@ def create_backbone(name: str, pretrained: bool = False, pretrained_path: str | 
         raise FileNotFoundError(f"model.pretrained_path={pretrained_path}: no such file")
     if family == "shufflenetv2":
         model = ShuffleNetV2Features(name.split(".")[0].removeprefix("shufflenet_v2_"))
+        if timm_kwargs:
+            raise ValueError(f"model.backbone_kwargs {sorted(timm_kwargs)} are timm options; ShuffleNet V2 is torchvision's")
         if pretrained and path is None:
             raise ValueError("ShuffleNet V2 comes from torchvision: give its weights as model.pretrained_path")
         if path is not None:
             _load_local(model, path)
         return model
-    kwargs = {}
+    kwargs = dict(timm_kwargs)  # e.g. drop_path_rate, zero_init_last
     if path is not None:  # timm's own loader, pointed at a local file: same key filtering as a download
         pretrained, kwargs["pretrained_cfg_overlay"] = True, {"file": str(path)}
     return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)

@@ -72,7 +72,8 @@ def create_video_model(
     pretrained: bool = False,
     pretrained_path: str | None = None,
     temporal_kwargs: Mapping | None = None,
-    nl_blocks: Mapping[str, Sequence[int]] | None = None,
+    nl_blocks: Mapping[str, Sequence[int] | str] | None = None,
+    backbone_kwargs: Mapping | None = None,
 ) -> VideoClassifier:
     """Build any model of the paper's Tables 2, 3 and 5 by name.
 
@@ -82,7 +83,7 @@ def create_video_model(
     """
     family = backbone_family(backbone)  # unknown names fail here, before any weights are loaded
     kwargs = dict(temporal_kwargs or {})
-    net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path)
+    net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path, **(backbone_kwargs or {}))
     stages = list(stages)
     if temporal == "c2d":
         if kwargs:

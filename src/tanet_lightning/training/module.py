@@ -54,6 +54,7 @@ class VideoClassificationModule(L.LightningModule):
         dropout: float = 0.5,
         pretrained: bool = False,
         pretrained_path: str | None = None,
+        backbone_kwargs: Mapping[str, Any] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         fc_lr_mult: float = 5.0,
@@ -70,7 +71,7 @@ class VideoClassificationModule(L.LightningModule):
         name, kwargs, nl_blocks = temporal_kwargs(temporal or {"name": "tam"}, tam or {})
         self.net = create_video_model(
             backbone, name, num_classes, num_frames, position, list(stages), dropout,
-            pretrained, pretrained_path, kwargs, nl_blocks,
+            pretrained, pretrained_path, kwargs, nl_blocks, backbone_kwargs,
         )
         self.net.channels_last = channels_last
         if channels_last:
