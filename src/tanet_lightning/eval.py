@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -41,13 +40,6 @@ def load_checkpoint_model(ckpt_path: str, num_frames: int, view_average: str | N
     return VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
 
 
-def save_scores(path: Path, results: dict[str, torch.Tensor], names: list[str] | None) -> None:
-    arrays = {k: v.cpu().numpy() for k, v in results.items()}
-    if names is not None:
-        arrays["video_names"] = np.asarray([names[i] for i in arrays["video_idx"]])
-    np.savez(path, **arrays)
-
-
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out = runner.output_dir(cfg)
     runner.seed(cfg)
@@ -57,11 +49,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     resolved = runner.save_resolved_config(cfg, out)
     runner.log_config(loggers, resolved, model)
+    model.scores_path = out / "scores.npz"
     trainer.test(model, datamodule=datamodule)
     metrics = runner.to_python(trainer.callback_metrics)
     if trainer.is_global_zero:
-        names = datamodule.video_names("test") if hasattr(datamodule, "video_names") else None
-        save_scores(out / "scores.npz", model.test_results, names)
         runner.write_metrics(out, metrics)
     log.info("metrics and scores.npz in %s", out)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}

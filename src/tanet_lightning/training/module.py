@@ -6,9 +6,12 @@ device; ``label`` (B,); for testing also ``video_idx`` and ``view_idx`` (one ite
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -83,6 +86,7 @@ class VideoClassificationModule(L.LightningModule):
         self.val_top1_best = MaxMetric()
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_results: dict[str, torch.Tensor] = {}
+        self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
 
     def configure_model(self) -> None:
         # nn.Module.compile compiles in place, so state-dict keys (and checkpoints) stay uncompiled
@@ -140,6 +144,9 @@ class VideoClassificationModule(L.LightningModule):
         metrics["test/num_videos"] = torch.tensor(float(len(targets)))
         metrics["test/num_views"] = torch.tensor(float(len(view_idx.unique())))
         self.log_dict(metrics, sync_dist=False, rank_zero_only=False)  # identical on every rank
+        # written here, not by the caller: under ddp_spawn only the worker processes hold the results
+        if self.scores_path is not None and self.trainer.is_global_zero:
+            save_scores(self.scores_path, self.test_results, self.trainer.datamodule)
 
     # --- optimisation ----------------------------------------------------------------------------
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
@@ -181,7 +188,18 @@ class VideoClassificationModule(L.LightningModule):
                                                          "interval": "epoch"}}
 
     # --- checkpoints -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the global RNGs drive shuffling and augmentation: a resumed run continues the same streams
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]  # weights-only safe
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint and self._trainer is not None and self._trainer.state.fn == "fit":
+            torch.set_rng_state(checkpoint["rng_states"]["torch"])
+            kind, keys, pos, has_gauss, gauss = checkpoint["rng_states"]["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(checkpoint["rng_states"]["python"])
         saved = checkpoint.get("hyper_parameters", {}).get("num_frames")
         if saved is not None and saved != self.hparams.num_frames:
             raise ValueError(
@@ -189,6 +207,15 @@ class VideoClassificationModule(L.LightningModule):
                 f"num_frames={self.hparams.num_frames}; TAM's global branch depends on T. "
                 f"Use data.num_frames={saved}"
             )
+
+
+def save_scores(path: Path, results: dict[str, torch.Tensor], datamodule: Any = None) -> None:
+    """scores.npz: video_idx, labels, view-averaged scores, num_views (+ video paths when known)."""
+    arrays = {k: v.cpu().numpy() for k, v in results.items()}
+    names = datamodule.video_names("test") if hasattr(datamodule, "video_names") else None
+    if names is not None:
+        arrays["video_names"] = np.asarray([names[i] for i in arrays["video_idx"]])
+    np.savez(path, **arrays)
 
 
 def average_views(
