@@ -31,7 +31,13 @@ def test_every_supported_backbone_is_listed():
     assert set(BACKBONES) == set(FAMILIES)
 
 
-@pytest.mark.parametrize("backbone,position", list(itertools.product(BACKBONES, "abcd")))
+HEAVY = ("resnet101", "resnext50_32x4d", "inception_v3")  # same code paths as lighter ones: `make test-all`
+
+
+@pytest.mark.parametrize("backbone,position", [
+    pytest.param(b, p, marks=pytest.mark.slow) if b in HEAVY and p != "a" else (b, p)
+    for b, p in itertools.product(BACKBONES, "abcd")
+])
 def test_backbone_position_runs_forward_backward_or_says_unsupported(backbone, position):
     size, positions = BACKBONES[backbone]
     if position not in positions:

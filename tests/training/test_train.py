@@ -133,7 +133,7 @@ def test_resume_gives_the_same_run(make_cfg, tmp_path):
     train(make_cfg([*common, "trainer.max_steps=3", "test=false"], out=part_dir))
     assert (part_dir / "checkpoints" / "last.ckpt").is_file()
     resumed, _ = train(make_cfg([*common, "ckpt_path=last"], out=part_dir))
-    for key in ("test/top1", "test/top5", "val/top1", "train/loss_epoch"):
+    for key in ("test/top1", "test/top5", "val/top1", "val/top1_best", "train/loss_epoch"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
     assert json.loads((part_dir / "metrics.json").read_text())["test/top1"] == pytest.approx(full["test/top1"])
 

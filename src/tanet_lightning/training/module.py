@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric, MetricCollection
@@ -84,6 +84,7 @@ class VideoClassificationModule(L.LightningModule):
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.test_metrics = accuracy_metrics(num_classes, "test/")
         self.val_top1_best = MaxMetric()
+        self.val_top1_best.persistent(True)  # in checkpoints, so a resumed run keeps its best so far
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_results: dict[str, torch.Tensor] = {}
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
