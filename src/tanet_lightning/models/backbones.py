@@ -92,7 +92,7 @@ def create_backbone(
     if family == "shufflenetv2":
         model = ShuffleNetV2Features(name.split(".")[0].removeprefix("shufflenet_v2_"))
         if timm_kwargs:
-            raise ValueError(f"model.backbone_kwargs {sorted(timm_kwargs)}: timm options, but ShuffleNet V2 is torchvision's")
+            raise ValueError(f"model.backbone_kwargs {sorted(timm_kwargs)} are timm options; ShuffleNet V2 is not timm")
         if pretrained and path is None:
             raise ValueError("ShuffleNet V2 comes from torchvision: give its weights as model.pretrained_path")
         if path is not None:
