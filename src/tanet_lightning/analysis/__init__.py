@@ -1,0 +1,1 @@
+"""Analysis helpers: the paper's reference numbers (report) live here."""
