@@ -39,7 +39,7 @@ def synthetic_dm(tmp_path_factory):
 def test_synthetic_default_generated_and_batches_flow(synthetic_dm):
     dm = synthetic_dm
     manifest = json.loads((dm.root / "manifest.json").read_text())
-    assert manifest["stats"]["videos"] == 480 and manifest["seconds"] < 60
+    assert manifest["stats"]["videos"] == 800 and manifest["seconds"] < 60
     assert len(set(manifest["stats"]["gops"].values())) > 1  # mixed GOP sizes
     assert dm.num_classes == 8 and dm.class_names[:2] == ["move_left", "move_right"] and dm.num_frames == 8
     assert dm.flip_label_map == {0: 1, 1: 0, 4: 5, 5: 4}
@@ -65,7 +65,7 @@ def test_synthetic_videos_are_real_h264_with_expected_layout(synthetic_dm):
     root = synthetic_dm.root
     lines = (root / "train.txt").read_text().split("\n")
     assert (
-        len([ln for ln in lines if ln]) == 320
+        len([ln for ln in lines if ln]) == 640
         and (root / "classes.txt").read_text().split() == synthetic_dm.class_names
     )
     rel, label = lines[0].split()
