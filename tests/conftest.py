@@ -40,23 +40,31 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def compose_config(name: str, overrides: list[str], output_dir: Path, data_dir: Path) -> DictConfig:
-    """Compose like `python -m tanet_lightning.<name>` would, with the hydra node set for resolvers."""
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose like `python -m tanet_lightning.<name>` from the current directory: the run directory is
+    the one Hydra would make (``hydra.run.dir``, named after the overrides), set here as Hydra's runtime
+    would set it, so `paths.output_dir` and the run-name resolvers see what a real launch sees."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(name, overrides=[f"paths.root_dir={output_dir}", f"paths.data_dir={data_dir}",
-                                       *overrides], return_hydra_config=True)
+        cfg = compose(name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.output_dir = str(Path(cfg.hydra.run.dir).resolve())
         del cfg.hydra
     return cfg
 
 
 @pytest.fixture
-def make_cfg(tmp_path, data_dir):
-    def make(overrides: list[str] = (), name: str = "train", out: Path | None = None, tiny: bool = True) -> DictConfig:
+def make_cfg(tmp_path, data_dir, monkeypatch):
+    """Configs composed in a fresh working directory (tmp_path) with the data under TANET_DATA_DIR:
+    the defaults a user gets, no run-directory or paths.* overrides."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANET_DATA_DIR", str(data_dir))
+    for var in ("TANET_ROOT", "TANET_LOG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+    def make(overrides: list[str] = (), name: str = "train", tiny: bool = True) -> DictConfig:
         defaults = [*TINY_SYNTHETIC, *(TINY_RUN if name == "train" else [])] if tiny else []
-        return compose_config(name, [*defaults, *overrides], out or tmp_path / "run", data_dir)
+        return compose_config(name, [*defaults, *overrides])
 
     return make

@@ -37,11 +37,17 @@ def run_name(overrides: str, seed) -> str:
 
 
 def wandb_offline() -> bool:
+    """Offline unless an API key is configured; an explicit WANDB_MODE (offline/disabled/online) wins."""
+    if os.environ.get("WANDB_MODE"):
+        return False  # `offline=True` would override WANDB_MODE=disabled; let wandb read the variable
     return not (os.environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").is_file()
                 and "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore"))
 
 
 def register_resolvers() -> None:
+    # the launch directory, resolvable at any time (Hydra's `hydra:runtime.cwd` is unset while the
+    # sweeper resolves hydra.sweep.dir); Lightning's DDP launcher re-executes in the same directory
+    OmegaConf.register_new_resolver("tanet.cwd", os.getcwd, replace=True)
     OmegaConf.register_new_resolver("tanet.run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("tanet.wandb_offline", wandb_offline, replace=True)
 

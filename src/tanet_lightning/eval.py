@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out = runner.output_dir(cfg)
     runner.seed(cfg)
     model = load_checkpoint_model(cfg.ckpt_path, cfg.data.num_frames, cfg.get("view_average"))
-    datamodule = instantiate(cfg.data)
+    datamodule = runner.instantiate_data(cfg)
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     resolved = runner.save_resolved_config(cfg, out)

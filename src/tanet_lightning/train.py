@@ -41,7 +41,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out)
     runner.seed(cfg)
 
-    datamodule = instantiate(cfg.data)
+    datamodule = runner.instantiate_data(cfg)
     model = instantiate(cfg.model, num_classes=datamodule.num_classes,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
     callbacks = runner.instantiate_dict(cfg.get("callbacks"), "callbacks")
@@ -72,16 +72,20 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    runner.output_dir(cfg).joinpath("FAILED").unlink(missing_ok=True)  # a re-run starts with a clean record
     try:
         metrics, _ = train(cfg)
-    except Exception:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
-            raise
-        # a sweep goes on past a failing job; the report shows it as failed, with the reason
-        out = runner.output_dir(cfg)
-        (out / "FAILED").write_text(traceback.format_exc())
-        log.error("job failed (recorded in %s/FAILED):\n%s", out, traceback.format_exc())
-        return None
+    except Exception as e:
+        if sweeping:  # a sweep goes on past a failing job; the report shows it as failed, with the reason
+            out = runner.output_dir(cfg)
+            (out / "FAILED").write_text(traceback.format_exc())
+            log.error("job failed (recorded in %s/FAILED):\n%s", out, traceback.format_exc())
+            return None
+        if isinstance(e, runner.ConfigError):  # the message says what to change; no traceback needed
+            log.error("%s", e)
+            raise SystemExit(2) from None
+        raise
     finally:
         runner.finish_wandb()
     return metrics.get("val/top1_best")  # for sweepers that optimise a value

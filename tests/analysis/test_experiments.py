@@ -102,14 +102,15 @@ def test_ablation_sweep_runs_end_to_end_and_reports(tmp_path, data_dir, tiny_syn
     """`+experiment=ablation_position +preset=synthetic` in a subprocess: 4 real jobs, then the report.
 
     The preset's ResNet-18 has basic blocks, where position c is not defined: that job fails with a
-    clear error, is recorded as failed, and the sweep goes on (a partial sweep for the report)."""
+    clear error, is recorded as failed, the sweep goes on (a partial sweep for the report) and exits 1."""
     cmd = [sys.executable, "-m", "tanet_lightning.train", "+experiment=ablation_position", "+preset=synthetic",
-           f"paths.root_dir={tmp_path}", f"paths.data_dir={data_dir}", "logger=csv", *tiny_synthetic,
+           "logger=csv", *tiny_synthetic,
            "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
            "trainer.enable_progress_bar=false", "callbacks.model_summary=null", "data.test_views=1x1"]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = {**os.environ, "WANDB_MODE": "disabled", "TANET_DATA_DIR": str(data_dir)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 job(s) of" in proc.stdout + proc.stderr
     sweeps = list((tmp_path / "logs" / "train" / "multiruns" / "ablation_position").glob("*"))
     assert len(sweeps) == 1
     jobs = collect(sweeps[0])

@@ -67,9 +67,11 @@ def test_every_group_option_composes_and_instantiates(make_cfg, group, tmp_path)
 
 
 def test_fast_dev_run_through_train(make_cfg, tmp_path):
-    metrics, objects = train(make_cfg(["debug=fdr"]))
+    cfg = make_cfg(["debug=fdr"])
+    metrics, objects = train(cfg)
     assert "test/top1" in metrics and 0.0 <= metrics["test/top1"] <= 1.0
-    out = tmp_path / "run"
+    out = Path(cfg.paths.output_dir)  # the default: ./logs/<task>/runs/<overrides>__seed-<seed>
+    assert out.parent == tmp_path / "logs" / "debug" / "runs" and out.name.endswith("__seed-0")
     assert (out / "config_resolved.yaml").is_file() and (out / "metrics.json").is_file()
 
 
@@ -89,8 +91,8 @@ def test_bad_configs_fail_before_training(make_cfg, override, key):
 def test_train_then_eval_multiview_equals_manual_view_average(make_cfg, tmp_path):
     metrics, objects = train(make_cfg(["trainer.max_epochs=1", "test=false"]))
     ckpt = objects["trainer"].checkpoint_callback.best_model_path
-    out = tmp_path / "eval"
-    cfg = make_cfg([f"ckpt_path={ckpt}", "data.test_views=2x3"], name="eval", out=out)
+    cfg = make_cfg([f"ckpt_path={ckpt}", "data.test_views=2x3"], name="eval")
+    out = Path(cfg.paths.output_dir)
     metrics, objects = evaluate(cfg)
     with np.load(out / "scores.npz") as f:
         scores, video_idx, labels, names = f["scores"], f["video_idx"], f["labels"], f["video_names"]
@@ -127,12 +129,17 @@ def test_average_views_removes_ddp_repeats():
 
 def test_resume_gives_the_same_run(make_cfg, tmp_path):
     common = ["trainer.deterministic=true", "trainer.max_epochs=2", "seed=0", "data.synthetic.seed=0"]
-    full, _ = train(make_cfg(common, out=tmp_path / "full"))
-    # "killed" after epoch 1 (same config, stopped by max_steps = one epoch of 3 batches), then resumed
-    part_dir = tmp_path / "part"
-    train(make_cfg([*common, "trainer.max_steps=3", "test=false"], out=part_dir))
+    full, _ = train(make_cfg([*common, "tags=[uninterrupted]"]))  # its own run directory
+    # the same command stopped after epoch 1 (max_steps = one epoch of 3 batches, set after composing so
+    # the run directory is the command's own), then `ckpt_path=last`: resumed in that directory
+    part = make_cfg(common)
+    part.trainer.max_steps, part.test = 3, False
+    train(part)
+    part_dir = Path(part.paths.output_dir)
     assert (part_dir / "checkpoints" / "last.ckpt").is_file()
-    resumed, _ = train(make_cfg([*common, "ckpt_path=last"], out=part_dir))
+    resumed_cfg = make_cfg([*common, "ckpt_path=last"])
+    assert resumed_cfg.paths.output_dir == str(part_dir)
+    resumed, _ = train(resumed_cfg)
     for key in ("test/top1", "test/top5", "val/top1", "val/top1_best", "train/loss_epoch"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
     assert json.loads((part_dir / "metrics.json").read_text())["test/top1"] == pytest.approx(full["test/top1"])
@@ -167,7 +174,7 @@ def test_two_process_ddp_multiview_test_counts_every_video_once(make_cfg, tmp_pa
     for trainer in ("default", "ddp_cpu"):
         cfg = make_cfg([f"ckpt_path={ckpt}", "data.test_views=1x3", "data.batch_size=5", f"trainer={trainer}",
                         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"],
-                       name="eval", out=tmp_path / trainer)
+                       name="eval")
         runs[trainer], _ = evaluate(cfg)
     ddp = runs["ddp_cpu"]
     assert ddp["test/num_videos"] == n_videos and ddp["test/num_views"] == 3

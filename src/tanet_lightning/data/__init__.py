@@ -2,7 +2,7 @@
 the embedded synthetic motion dataset and the LightningDataModule that ties them together."""
 
 from .datamodule import VideoDataModule
-from .datasets import AnnotationError, TooManyBadFilesError, VideoClipDataset, VideoRecord
+from .datasets import AnnotationError, DatasetNotFoundError, TooManyBadFilesError, VideoClipDataset, VideoRecord
 from .io import VideoDecodeError, probe_num_frames, read_video_frames
 from .sampling import ClipSampler
 from .synthetic import SyntheticSpec, ensure_synthetic
@@ -11,6 +11,7 @@ from .transforms import normalize_on_device
 __all__ = [
     "AnnotationError",
     "ClipSampler",
+    "DatasetNotFoundError",
     "SyntheticSpec",
     "TooManyBadFilesError",
     "VideoClipDataset",

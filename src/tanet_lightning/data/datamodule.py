@@ -112,7 +112,7 @@ class VideoDataModule(L.LightningDataModule):
         else:
             for split in ("train", "val"):  # fail at instantiation, before any training starts
                 if self.ann[split] is None:
-                    raise ds.AnnotationError(f"data.{SPLIT_KEYS[split]} is not set (format={format})")
+                    raise ds.DatasetNotFoundError(f"data.{SPLIT_KEYS[split]} is not set (format={format})")
             for split, ann in self.ann.items():
                 ds._need_file(
                     ann, f"data.{SPLIT_KEYS[split]}" if split != "test" or test_ann else "data.val_ann"

@@ -45,10 +45,14 @@ class AnnotationError(ValueError):
     """An annotation file is missing or malformed, or names an unknown class."""
 
 
+class DatasetNotFoundError(AnnotationError):
+    """An annotation file does not exist: the dataset is not on this machine (or not where the config says)."""
+
+
 def _need_file(path: str | Path, key: str) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise AnnotationError(
+        raise DatasetNotFoundError(
             f"{key}: annotation file not found: {p}. Set {key}=<path> (or TANET_DATA_DIR) to point at it."
         )
     return p

@@ -10,8 +10,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from ..data.datasets import AnnotationError, DatasetNotFoundError
 
 from ..models.backbones import backbone_family
 from ..models.temporal import SPECIAL_MODULES, TEMPORAL_MODULES
@@ -42,6 +45,25 @@ def check_config(cfg: DictConfig) -> None:
             )
         if model.position not in ("a", "b", "c", "d"):
             raise ConfigError(f"model.position={model.position!r}; choose one of a, b, c, d")
+
+
+NO_DATASET_HINT = (
+    "No such dataset on this machine? `+preset=synthetic` runs the same experiment on the embedded "
+    "synthetic motion videos (generated on first use, no download)."
+)
+
+
+def instantiate_data(cfg: DictConfig):
+    """The DataModule of ``cfg.data``; a missing or malformed dataset is a ConfigError that says what to set."""
+    try:
+        return instantiate(cfg.data)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, DatasetNotFoundError) and cfg.data.get("format") != "synthetic":
+            raise ConfigError(f"{cause}\n{NO_DATASET_HINT}") from None
+        if isinstance(cause, AnnotationError):
+            raise ConfigError(str(cause)) from None
+        raise
 
 
 def seed(cfg: DictConfig) -> None:

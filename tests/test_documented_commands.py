@@ -1,0 +1,136 @@
+"""Documented commands are tests: every command in the code blocks of README.md and experiments/*.md runs
+as a user types it, from a fresh temporary working directory (one per page, so a page's later commands
+see what its earlier ones wrote), with no run/sweep directory or ``paths.*`` overrides.
+
+Only two things are added: the data location (``TANET_DATA_DIR``, so the synthetic videos are
+generated once) and size limits appended to the command line (one epoch of two batches and the like).
+What the docs say a command does is what is checked:
+- ``(needs the dataset ...)`` in its comment: it must stop at once with exit code 2 and the message that
+  names the annotation key and ``+preset=synthetic``;
+- ``exits N`` in its comment: that exit code (a sweep with a job that cannot run on the preset);
+- otherwise exit code 0.
+Words in capitals are placeholders (README says so): ``CKPT`` is the main job's checkpoint, ``SCORES_*``
+the scores written by the documented ``eval`` command, ``VIDEO`` a synthetic test video.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted(p for p in (REPO / "experiments").glob("*.md") if p.name != "README.md")]
+LIMITS = {  # appended to the command line, per entry point
+    "tanet_lightning.train": ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                              "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"],
+    "tanet_lightning.eval": ["trainer.limit_test_batches=2", "trainer.enable_progress_bar=false"],
+    "tanet_lightning.visualize": ["size=32"],
+}
+NOT_RUN = {"make test": "it is this test suite (running it here would recurse)"}
+
+
+def documented_commands(page: Path) -> list[tuple[int, str]]:
+    """(line number, command line with its comment) of every command in the page's shell code blocks."""
+    out, in_block = [], False
+    for n, line in enumerate(page.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            in_block = not in_block and line.strip("`").strip() in ("", "bash", "sh", "shell", "console")
+            continue
+        if in_block and line.strip() and not line.lstrip().startswith("#"):
+            out.append((n, line.strip()))
+    return out
+
+
+CASES = [pytest.param(page, n, cmd, id=f"{page.relative_to(REPO)}:{n}")
+         for page in PAGES for n, cmd in documented_commands(page)]
+
+
+def test_the_docs_have_commands():
+    assert len(CASES) > 20 and any("+experiment=ablation_alpha_beta" in c.values[2] for c in CASES)
+
+
+def expected_exit(comment: str) -> int:
+    if "needs the dataset" in comment:
+        return 2
+    m = re.search(r"exits (\d+)", comment)
+    return int(m.group(1)) if m else 0
+
+
+class Workspace:
+    """One fresh working directory per page; placeholders filled from what earlier commands wrote."""
+
+    def __init__(self, cwd: Path, data_dir: Path):
+        self.cwd = cwd
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TANET_")}
+        self.env.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", MPLBACKEND="Agg",
+                        PYTHONUNBUFFERED="1")
+
+    def run(self, args: list[str]) -> subprocess.CompletedProcess:
+        if args[:2] == ["make", "train"]:  # the Makefile target is this command with ARGS appended
+            makefile = (REPO / "Makefile").read_text()
+            assert re.search(r"^train:.*\n\t\$\(PY\) -m tanet_lightning\.train \$\(ARGS\)$", makefile, re.M)
+            args = ["python", "-m", "tanet_lightning.train", *shlex.split(" ".join(args[2:]).removeprefix("ARGS="))]
+        assert args[0] == "python" and args[1] == "-m", f"not a python -m command: {args}"
+        args = [sys.executable, *args[1:], *LIMITS.get(args[2], [])]
+        args = [self.fill(a) for a in args]
+        return subprocess.run(args, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=1200)
+
+    def fill(self, arg: str) -> str:
+        for word, value in (("CKPT", self.ckpt), ("SCORES_8F", self.scores), ("SCORES_16F", self.scores),
+                            ("VIDEO", self.video)):
+            if re.search(rf"\b{word}\b", arg):
+                arg = re.sub(rf"\b{word}\b", str(value()), arg)
+        return arg
+
+    def ckpt(self) -> Path:
+        ckpts = sorted(self.cwd.glob("logs/train/runs/*/checkpoints/last.ckpt"), key=os.path.getmtime)
+        if not ckpts:  # the page has not run the main job yet: run it as documented
+            assert self.run(["python", "-m", "tanet_lightning.train"]).returncode == 0
+            return self.ckpt()
+        return ckpts[0]
+
+    def scores(self) -> Path:
+        found = sorted(self.cwd.glob("logs/eval/runs/*/scores.npz"))
+        if not found:
+            proc = self.run(["python", "-m", "tanet_lightning.eval", f"ckpt_path={self.ckpt()}"])
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            return self.scores()
+        return found[0]
+
+    def video(self) -> Path:
+        return Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4"
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("docs-data")
+    made: dict[Path, Workspace] = {}
+
+    def get(page: Path) -> Workspace:
+        if page not in made:
+            made[page] = Workspace(tmp_path_factory.mktemp(page.stem), data_dir)
+        return made[page]
+
+    return get
+
+
+@pytest.mark.parametrize("page, line, command", CASES)
+def test_documented_command(workspaces, page, line, command):
+    args = shlex.split(command, comments=True)
+    plain = " ".join(args)
+    if plain in NOT_RUN:
+        pytest.skip(NOT_RUN[plain])
+    ws = workspaces(page)
+    proc = ws.run(args)
+    output = proc.stdout + proc.stderr
+    expected = expected_exit(command.partition("#")[2])
+    assert proc.returncode == expected, f"{page.name}:{line} `{plain}` exited {proc.returncode}:\n{output[-4000:]}"
+    if expected == 2:  # the dataset is not here: one clear message, and what to run instead
+        assert re.search(r"data\.\w+_ann", output) and "+preset=synthetic" in output, output[-3000:]
+        assert "Traceback" not in output, output[-3000:]
