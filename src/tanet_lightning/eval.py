@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -23,34 +22,40 @@ from .training.module import VideoClassificationModule
 log = logging.getLogger("tanet_lightning")
 
 
-def load_checkpoint_model(ckpt_path: str, num_frames: int, view_average: str | None) -> VideoClassificationModule:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise runner.ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint")
-    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    trained_t = hparams.get("num_frames")
-    if trained_t != num_frames:
+def load_checkpoint_model(ckpt_path: str, num_frames: int, num_classes: int,
+                          view_average: str | None) -> VideoClassificationModule:
+    ckpt = runner.read_checkpoint(ckpt_path)
+    hparams = ckpt["hyper_parameters"]
+    if hparams.get("num_frames") != num_frames:
         raise runner.ConfigError(
-            f"the checkpoint was trained with num_frames={trained_t} but data.num_frames={num_frames}; "
-            f"TAM weights depend on T, so evaluate with data.num_frames={trained_t}"
+            f"the checkpoint was trained with num_frames={hparams.get('num_frames')} but data.num_frames="
+            f"{num_frames}; TAM weights depend on T, so evaluate with data.num_frames={hparams.get('num_frames')}"
         )
+    if hparams.get("num_classes") != num_classes:
+        raise runner.ConfigError(
+            f"the checkpoint has {hparams.get('num_classes')} classes but the data config gives {num_classes}: "
+            "evaluate it on the dataset it was trained on (set data=...)")
     overrides = {"pretrained": False}  # the checkpoint holds every weight: no download
     if view_average is not None:
         overrides["view_average"] = view_average
-    return VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
+    return VideoClassificationModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True,
+                                                          **overrides)
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out = runner.output_dir(cfg)
     runner.seed(cfg)
-    model = load_checkpoint_model(cfg.ckpt_path, cfg.data.num_frames, cfg.get("view_average"))
     datamodule = runner.instantiate_data(cfg)
+    model = load_checkpoint_model(cfg.ckpt_path, cfg.data.num_frames, datamodule.num_classes,
+                                  cfg.get("view_average"))
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     resolved = runner.save_resolved_config(cfg, out)
     runner.log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"
+    datamodule.bad_log_base = out / "bad_files"
     trainer.test(model, datamodule=datamodule)
+    runner.write_bad_files(out, datamodule.bad_file_rows())
     metrics = runner.to_python(trainer.callback_metrics)
     if trainer.is_global_zero:
         runner.write_metrics(out, metrics)
@@ -62,6 +67,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
+    except runner.ConfigError as e:  # the message says what to change; no traceback needed
+        log.error("%s", e)
+        raise SystemExit(2) from None
     finally:
         runner.finish_wandb()
 

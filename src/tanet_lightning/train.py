@@ -15,12 +15,23 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from . import config
 from .training import runner
+from .training.callbacks import LAST
 
 log = logging.getLogger("tanet_lightning")
+
+
+class RunInterrupted(SystemExit):
+    """The run was stopped by SIGTERM (a scheduler's preemption or time limit): exit status 143 = 128 + 15,
+    never 0. ``checkpoints/last.ckpt`` holds the last finished epoch; ``ckpt_path=last`` resumes from it."""
+
+    def __init__(self, out: Path):
+        super().__init__(143)
+        self.out = out
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
@@ -28,42 +39,72 @@ def resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
         if ckpt_path is not None and not Path(ckpt_path).is_file():
             raise runner.ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint")
         return ckpt_path
-    last = out / "checkpoints" / "last.ckpt"
+    last = out / "checkpoints" / LAST
     if not last.is_file():
         raise runner.ConfigError(f"ckpt_path=last but {last} does not exist: nothing to resume in this run directory")
     return str(last)
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit, then test the best checkpoint. Returns (metrics, objects)."""
+    """Fit, then test the best checkpoint (``train=false``: test ``ckpt_path``). Returns (metrics, objects)."""
     runner.check_config(cfg)
     out = runner.output_dir(cfg)
+    with runner.run_lock(out):
+        return _train(cfg, out)
+
+
+def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    fit, test = cfg.get("train", True), cfg.get("test", True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out)
+    if not fit and test and ckpt_path is None:
+        raise runner.ConfigError("train=false tests a checkpoint: give ckpt_path=PATH "
+                                 "(or use python -m tanet_lightning.eval ckpt_path=PATH)")
     runner.seed(cfg)
 
     datamodule = runner.instantiate_data(cfg)
+    datamodule.bad_log_base = out / "bad_files"  # per split while running; bad_files.tsv at the end
+    runner.check_pretrained(cfg.model)
     model = instantiate(cfg.model, num_classes=datamodule.num_classes,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
     callbacks = runner.instantiate_dict(cfg.get("callbacks"), "callbacks")
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if ckpt_path is not None:
+        ckpt = runner.read_checkpoint(ckpt_path)  # a clear error for a file that is not one of ours
+        runner.check_checkpoint_fits(ckpt, ckpt_path, model)
+        if fit:  # the interrupted epoch runs again: its rows go from the history
+            for lg in loggers:
+                if hasattr(lg, "resume_at"):
+                    lg.resume_at(int(ckpt.get("global_step", 0)))
+    datamodule.check_annotations()  # every split's list read and validated before the first step
     resolved = runner.save_resolved_config(cfg, out)
     runner.log_config(loggers, resolved, model)
 
     metrics: dict[str, float] = {}
-    if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics.update(runner.to_python(trainer.callback_metrics))
-    if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if not best and cfg.get("train", True):
-            log.warning("no best checkpoint (no validation?): testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(runner.to_python(trainer.callback_metrics))
+    try:
+        if fit:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            metrics.update(runner.to_python(trainer.callback_metrics))
+        if test:
+            best = trainer.checkpoint_callback.best_model_path if fit and trainer.checkpoint_callback else ""
+            if fit and not best:
+                log.warning("no best checkpoint (no validation?): testing the current weights")
+            trainer.test(model, datamodule=datamodule, ckpt_path=(best or None) if fit else ckpt_path,
+                         weights_only=True)
+            metrics.update(runner.to_python(trainer.callback_metrics))
+    except SIGTERMException:
+        (out / "INTERRUPTED").write_text("stopped by SIGTERM; resume with ckpt_path=last\n")
+        log.error("stopped by SIGTERM: %s/checkpoints/%s holds the last finished epoch; resume with "
+                  "the same command + ckpt_path=last", out, LAST)
+        raise RunInterrupted(out) from None
+    finally:
+        runner.write_bad_files(out, datamodule.bad_file_rows())
+    (out / "INTERRUPTED").unlink(missing_ok=True)
     metrics = {k: v for k, v in metrics.items() if not k.endswith("_step")}
     metrics.update(runner.model_complexity(model.net, datamodule))
-    bad = datamodule.bad_files() if hasattr(datamodule, "bad_files") else []
-    metrics["data/bad_files"] = float(len(bad))
+    metrics["data/bad_files"] = float(len(datamodule.bad_files()))
+    if metrics["data/bad_files"]:
+        metrics["data/bad_files_list"] = "bad_files.tsv"  # split, path, reason of each
     if trainer.is_global_zero:
         runner.write_metrics(out, metrics)
     log.info("run directory: %s", out)

@@ -76,6 +76,7 @@ class VideoDataModule(L.LightningDataModule):
         batch_size: int = 8,
         test_batch_size: int | None = None,
         num_workers: int = 2,
+        persistent_workers: bool = False,
         pin_memory: bool | None = None,
         synthetic: dict | None = None,
     ):
@@ -90,6 +91,9 @@ class VideoDataModule(L.LightningDataModule):
         self.test_clips, self.test_crops = parse_views(test_views)
         self.synthetic_spec = SyntheticSpec(**(synthetic or {}))
         self.batch_size, self.num_workers = batch_size, num_workers
+        # persistent workers keep their RNG streams across epochs, which a resumed run cannot restore:
+        # off by default so that resume is bit-identical (workers restart each epoch, seeded anew)
+        self.persistent_workers = persistent_workers and num_workers > 0
         self.test_batch_size = test_batch_size or batch_size
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.transform_args = dict(
@@ -103,7 +107,8 @@ class VideoDataModule(L.LightningDataModule):
         )
         self.test_crop_size = test_crop_size or crop_size
         self.path_template, self.max_bad_fraction = path_template, max_bad_fraction
-        self._bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"
+        # set by train() to the run directory (bad_files.<split>.tsv there); a temporary file otherwise
+        self.bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"
 
         if format == "synthetic":
             self.ann = {s: str(self.root / f"{s}.txt") for s in SPLIT_KEYS}
@@ -120,6 +125,9 @@ class VideoDataModule(L.LightningDataModule):
             self.class_names = self._read_class_names(classes)
             label_map = flip_label_map or {}
         label_map = {int(k): int(v) for k, v in label_map.items()}
+        outside = sorted({c for kv in label_map.items() for c in kv if not 0 <= c < len(self.class_names)})
+        if outside:
+            raise ValueError(f"data.flip_label_map names classes {outside} outside 0..{len(self.class_names) - 1}")
         self.flip_label_map = {**label_map, **{v: k for k, v in label_map.items()}}
         self.num_classes = len(self.class_names)
         self.datasets: dict[str, ds.VideoClipDataset] = {}
@@ -167,7 +175,7 @@ class VideoDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> ds.VideoClipDataset:
         records = self._read_records(split)
         self._check_labels(records, split)
-        bad = ds.BadFileLog(f"{self._bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
+        bad = ds.BadFileLog(f"{self.bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
         args = dict(self.transform_args)
         if split == "test":
             args.update(crop_size=self.test_crop_size, test_clips=self.test_clips, test_crops=self.test_crops)
@@ -202,7 +210,7 @@ class VideoDataModule(L.LightningDataModule):
             shuffle=shuffle,
             drop_last=split == "train",  # fixed batch shapes (torch.compile, BN on tiny last batches)
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
         )
 
@@ -224,6 +232,20 @@ class VideoDataModule(L.LightningDataModule):
         return batch
 
     # ------------------------------------------------------------------------------------------------
+
+    def check_annotations(self) -> None:
+        """Read and validate every split's annotation file now, before any training step."""
+        self.prepare_data()
+        self.setup()
+
+    def bad_file_rows(self) -> list[tuple[str, str, str]]:
+        """(split, path, reason) of every unreadable file seen so far, by any worker of this process."""
+        rows = []
+        for split, d in sorted(self.datasets.items()):
+            if os.path.exists(d.bad_files.path):
+                with open(d.bad_files.path) as f:
+                    rows += [(split, *ln.rstrip("\n").split("\t", 1)) for ln in f if ln.strip()]
+        return rows
 
     def bad_files(self) -> list[str]:
         """Unreadable files seen so far by any worker of this process (all splits)."""

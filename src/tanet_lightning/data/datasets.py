@@ -67,23 +67,37 @@ def read_class_names(path: str | Path, key: str = "data.classes") -> list[str]:
     return _lines(_need_file(path, key))
 
 
+def _int_field(ann, n: int, line: str, value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise AnnotationError(f"{ann}:{n}: {what} must be an integer, got {value!r} in {line!r}") from None
+
+
 def read_video_list(ann: str | Path, root: str | Path, key: str = "data.train_ann") -> list[VideoRecord]:
+    """``path label`` per line, exactly two fields: a three-field rawframe line is refused, not misread."""
     records = []
     for n, line in enumerate(_lines(_need_file(ann, key)), 1):
         parts = line.split()
-        if len(parts) < 2:
-            raise AnnotationError(f"{ann}:{n}: expected 'path label', got {line!r}")
-        records.append(VideoRecord(os.path.join(root, parts[0]), int(parts[1])))
+        if len(parts) != 2:
+            hint = " (a rawframe list 'frame_dir num_frames label'? set data.format=rawframes)" if len(parts) == 3 else ""
+            raise AnnotationError(f"{ann}:{n}: expected 'path label' (format video_list), got {line!r}{hint}")
+        records.append(VideoRecord(os.path.join(root, parts[0]), _int_field(ann, n, line, parts[1], "label")))
     return records
 
 
 def read_rawframe_list(ann: str | Path, root: str | Path, key: str = "data.train_ann") -> list[VideoRecord]:
+    """``frame_dir num_frames label`` per line, exactly three integer-checked fields."""
     records = []
     for n, line in enumerate(_lines(_need_file(ann, key)), 1):
         parts = line.split()
-        if len(parts) < 3:
-            raise AnnotationError(f"{ann}:{n}: expected 'frame_dir num_frames label', got {line!r}")
-        records.append(VideoRecord(os.path.join(root, parts[0]), int(parts[2]), int(parts[1])))
+        if len(parts) != 3:
+            hint = " (a video list 'path label'? set data.format=video_list)" if len(parts) == 2 else ""
+            raise AnnotationError(
+                f"{ann}:{n}: expected 'frame_dir num_frames label' (format rawframes), got {line!r}{hint}")
+        frames = _int_field(ann, n, line, parts[1], "num_frames")
+        label = _int_field(ann, n, line, parts[2], "label")
+        records.append(VideoRecord(os.path.join(root, parts[0]), label, frames))
     return records
 
 
@@ -197,7 +211,7 @@ class BadFileLog:
                 f.write(f"{path}\t{reason.replace(chr(10), ' ')[:300]}\n")
             already.append(path)
         if len(already) > self.max_fraction * self.total:
-            shown = "\n  ".join(already[:50]) + ("\n  ..." if len(already) > 50 else "")
+            shown = "\n  ".join(already)  # every one found so far: the user fixes them all at once
             raise TooManyBadFilesError(
                 f"{len(already)} of {self.total} videos are missing or unreadable, more than "
                 f"data.max_bad_fraction={self.max_fraction}. Fix or remove them from the annotation file "
@@ -299,12 +313,17 @@ class VideoClipDataset(Dataset):
             path = self.records[video_idx].path
             if not self.bad_files.known(path):
                 try:
-                    return self._load(video_idx, view, rng)
+                    return {**self._load(video_idx, view, rng), "valid": True}
                 except (VideoDecodeError, OSError) as e:  # file problems only; bugs still raise
                     self.bad_files.add(path, f"{type(e).__name__}: {e}")
-            # replace a bad video by a random other one; in test mode the replacement keeps its own
-            # video_idx, so per-video averaging simply never sees the bad video
-            video_idx = int(rng.integers(len(self.records)))
+            if self.mode != "train":
+                # evaluation never substitutes another video (a duplicate would bias val/top1 and the
+                # best-checkpoint choice): an invalid item that the LightningModule leaves out
+                size = self.crop_size
+                video = torch.zeros(self.sampler.num_frames, 3, size, size, dtype=torch.uint8)
+                return {"video": video, "label": self.records[video_idx].label, "video_idx": video_idx,
+                        "view_idx": view, "valid": False}
+            video_idx = int(rng.integers(len(self.records)))  # training: another random video instead
         raise TooManyBadFilesError(
             f"{self.max_retries + 1} videos in a row were unreadable (last: {path}); "
             f"see {self.bad_files.path}"

@@ -146,21 +146,28 @@ def _generate(root: Path, spec: SyntheticSpec) -> dict:
     return stats
 
 
+def _manifest_matches(root: Path, wanted: dict) -> bool:
+    path = root / "manifest.json"
+    if not path.is_file():
+        return False
+    manifest = json.loads(path.read_text())
+    return {k: manifest.get(k) for k in wanted} == wanted
+
+
 def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> dict:
     """Generate the dataset under `root` unless a manifest with the same version and spec exists.
 
     Safe to call from several processes (DDP ranks): a file lock serialises them. Returns the manifest.
     """
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
     wanted = {"version": VERSION, "spec": asdict(spec), "classes": CLASS_NAMES}
+    if _manifest_matches(root, wanted):  # complete already: no lock file (the data may be read-only)
+        return json.loads((root / "manifest.json").read_text())
+    root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest_path = root / "manifest.json"
-        if manifest_path.is_file():
-            manifest = json.loads(manifest_path.read_text())
-            if {k: manifest.get(k) for k in wanted} == wanted:
-                return manifest
+        if _manifest_matches(root, wanted):  # another process generated it while we waited
+            return json.loads((root / "manifest.json").read_text())
         tmp = root.parent / f".{root.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         start = time.perf_counter()

@@ -85,7 +85,7 @@ class VideoClassificationModule(L.LightningModule):
         self.test_metrics = accuracy_metrics(num_classes, "test/")
         self.val_top1_best = MaxMetric()
         self.val_top1_best.persistent(True)  # in checkpoints, so a resumed run keeps its best so far
-        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._test_outputs: list[tuple[torch.Tensor, ...]] = []
         self.test_results: dict[str, torch.Tensor] = {}
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
 
@@ -111,6 +111,9 @@ class VideoClassificationModule(L.LightningModule):
         self.train_metrics.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        batch = only_valid(batch)  # unreadable videos are counted by the data, never scored
+        if len(batch["label"]) == 0:
+            return
         logits = self(batch["video"])
         loss = F.cross_entropy(logits, batch["label"])
         self.val_metrics.update(logits, batch["label"])
@@ -127,16 +130,19 @@ class VideoClassificationModule(L.LightningModule):
     # --- multi-view testing ----------------------------------------------------------------------
     def test_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["video"]).float()
-        self._test_outputs.append((batch["video_idx"], batch["view_idx"], batch["label"], logits))
+        valid = batch.get("valid", torch.ones_like(batch["label"], dtype=torch.bool))
+        self._test_outputs.append((batch["video_idx"], batch["view_idx"], batch["label"], logits, valid))
 
     def on_test_epoch_end(self) -> None:
         local = [torch.cat(parts) for parts in zip(*self._test_outputs)]
         self._test_outputs.clear()
         # DistributedSampler gives every rank the same number of items (padding with repeats), so the
-        # gathered tensors line up; repeats are removed by (video, view) below.
+        # gathered tensors line up; repeats are removed by (video, view) below. Views of unreadable
+        # videos are dropped only after the gather, which needs equal sizes on every rank.
         if self.trainer.world_size > 1:
             local = [self.all_gather(t).flatten(0, 1) for t in local]
-        video_idx, view_idx, labels, logits = local
+        valid = local.pop().bool()
+        video_idx, view_idx, labels, logits = (t[valid] for t in local)
         self.test_results = average_views(video_idx, view_idx, labels, logits, self.hparams.view_average)
         scores, targets = self.test_results["scores"], self.test_results["labels"]
         self.test_metrics.to(scores.device)
@@ -208,6 +214,14 @@ class VideoClassificationModule(L.LightningModule):
                 f"num_frames={self.hparams.num_frames}; TAM's global branch depends on T. "
                 f"Use data.num_frames={saved}"
             )
+
+
+def only_valid(batch: dict) -> dict:
+    """The items of a batch whose video could be read (datasets mark the others ``valid=False``)."""
+    valid = batch.get("valid")
+    if valid is None or bool(valid.all()):
+        return batch
+    return {k: (v[valid] if isinstance(v, torch.Tensor) and len(v) == len(valid) else v) for k, v in batch.items()}
 
 
 def save_scores(path: Path, results: dict[str, torch.Tensor], datamodule: Any = None) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import logging
+import os
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,10 @@ from ..data.datasets import AnnotationError, DatasetNotFoundError
 
 from ..models.backbones import backbone_family
 from ..models.temporal import SPECIAL_MODULES, TEMPORAL_MODULES
+from .module import TAM_FAMILY
 
 log = logging.getLogger("tanet_lightning")
+TAM_DEFAULTS = {"alpha": 2, "beta": 4, "kernel_size": 3}  # conf/model/tanet.yaml: the paper's values
 
 
 class ConfigError(ValueError):
@@ -45,6 +51,118 @@ def check_config(cfg: DictConfig) -> None:
             )
         if model.position not in ("a", "b", "c", "d"):
             raise ConfigError(f"model.position={model.position!r}; choose one of a, b, c, d")
+        tam = dict(model.get("tam") or {})
+        if name not in TAM_FAMILY and tam and tam != TAM_DEFAULTS:
+            raise ConfigError(f"model.tam={tam} is set but model/temporal={name} does not use it (only "
+                              f"{', '.join(TAM_FAMILY)} do); drop the model.tam override or pick a TAM module")
+    check_values(cfg)
+
+
+def check_pretrained(model: DictConfig) -> None:
+    """``model.pretrained=true`` needs the weights: in the local Hugging Face cache, or a reachable hub."""
+    if not model.get("pretrained") or model.get("pretrained_path"):
+        return
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    if (hub.expanduser() / f"models--timm--{model.backbone}").is_dir() or _hub_reachable():
+        return
+    raise ConfigError(
+        f"model.pretrained=true downloads the ImageNet weights of {model.backbone}, but the weight hub cannot "
+        "be reached from here: download them elsewhere and set model.pretrained_path=FILE "
+        "(or model.pretrained=false to train from scratch)")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Values that can never work, refused at config time with the key named."""
+    seed = cfg.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError(f"seed={seed!r} must be an integer (or null for no seeding)")
+    opt = cfg.get("optimizer")
+    if opt is not None and "lr" in opt and not (isinstance(opt.lr, (int, float)) and opt.lr > 0):
+        raise ConfigError(f"optimizer.lr={opt.lr!r} must be a positive number")
+    data = cfg.get("data")
+    if data is not None:
+        for key in ("batch_size", "num_frames"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{key}={value!r} must be a positive integer")
+        if data.get("num_workers") is not None and data.num_workers < 0:
+            raise ConfigError(f"data.num_workers={data.num_workers} must be >= 0")
+    trainer = cfg.get("trainer")
+    if trainer is not None and cfg.get("train", True):
+        epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+        if (epochs is None or epochs < 1) and (steps is None or steps < 1):
+            raise ConfigError(f"trainer.max_epochs={epochs} must be >= 1 (the schedules are defined per epoch); "
+                              "or bound the run with trainer.max_steps")
+    for key in ("log_dir", "data_dir"):
+        path = cfg.get("paths", {}).get(key)
+        if path is not None and not _writable(Path(path)):
+            raise ConfigError(f"paths.{key}={path} is not writable; point it elsewhere "
+                              f"(TANET_{key.split('_')[0].upper()}_DIR=...)")
+
+
+def _writable(path: Path) -> bool:
+    """Writable, or creatable: the nearest existing ancestor is writable. A complete dataset on a
+    read-only file system is fine for data_dir: nothing is written there then."""
+    while not path.exists():
+        if path.parent == path:
+            return False
+        path = path.parent
+    return os.access(path, os.W_OK) or path.is_dir() and any(path.iterdir())
+
+
+@contextmanager
+def run_lock(out: Path):
+    """Hold ``out/.lock`` while a run writes there: a second process on the same run directory (the same
+    command twice) fails at once instead of mixing checkpoints and logs. DDP ranks other than 0 (which
+    re-run this code in the same directory) do not take it."""
+    rank = next((os.environ[v] for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(v)), "0")
+    if rank != "0":
+        yield
+        return
+    with open(out / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ConfigError(
+                f"another process ({f.read().strip() or 'pid unknown'}) is writing to the run directory {out}; "
+                "wait for it, or make this run's name differ (any override, e.g. tags=[second])") from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
+    """A project (Lightning) checkpoint, loaded with weights_only=True; anything else is named for what it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}={path}: no such checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"{key}={path} is not a PyTorch checkpoint (not a torch.save zip file: a text file, "
+                          "a video, or a truncated download?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, or pickled objects outside the safe set
+        raise ConfigError(f"{key}={path} cannot be read as a checkpoint: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:300]}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ConfigError(f"{key}={path} is a bare weights file, not a checkpoint of this project (it has no "
+                          "saved model config): load ImageNet weights with model.pretrained_path=FILE")
+    return ckpt
 
 
 NO_DATASET_HINT = (
@@ -119,6 +237,24 @@ def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
 
 def to_python(metrics: dict) -> dict[str, float]:
     return {k: (v.item() if isinstance(v, torch.Tensor) else float(v)) for k, v in metrics.items()}
+
+
+def check_checkpoint_fits(ckpt: dict, path: str | Path, model) -> None:
+    """The checkpoint's clip length and classes must be the model's: say which key to change."""
+    hp, mine = ckpt["hyper_parameters"], model.hparams
+    if hp.get("num_frames") != mine.num_frames:
+        raise ConfigError(f"{path} was trained with num_frames={hp.get('num_frames')} but data.num_frames="
+                          f"{mine.num_frames}: TAM's weights depend on T; set data.num_frames={hp.get('num_frames')}")
+    if hp.get("num_classes") != mine.num_classes:
+        raise ConfigError(f"{path} has {hp.get('num_classes')} classes but the data has {mine.num_classes}: "
+                          "evaluate on the dataset it was trained on (fine-tuning on new classes is not a resume)")
+
+
+def write_bad_files(out: Path, rows: list[tuple[str, ...]]) -> None:
+    """bad_files.tsv (split, path, reason) beside metrics.json: every unreadable file the run met."""
+    if rows:
+        lines = ["split\tpath\treason", *("\t".join(r) for r in rows)]
+        (out / "bad_files.tsv").write_text("\n".join(lines) + "\n")
 
 
 def write_metrics(path: Path, metrics: dict[str, float]) -> None:

@@ -1,0 +1,82 @@
+"""Run-lifecycle pieces the Trainer gets from conf/: the latest-state checkpoint and a CSV logger
+whose history survives resumes.
+
+Lightning's ModelCheckpoint rewrites ``last.ckpt`` only when it also saves a monitored checkpoint (an
+improvement), so with a monitor it can lag epochs behind; and its CSV logger deletes an existing
+``metrics.csv`` when a run is resumed into its own directory. Both would make a resume silently wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+LAST = "last.ckpt"
+
+
+class LastCheckpoint(Checkpoint):
+    """``dirpath/last.ckpt`` = the state after the latest finished epoch (validation included), written
+    every epoch and atomically: a process killed while writing leaves the previous one intact.
+
+    A ``Checkpoint`` subclass so that Lightning runs it with the checkpoint callbacks, after every other
+    callback and after the ModelCheckpoint listed before it: the saved state then holds the epoch's
+    best-so-far, and a resume picks the same best checkpoint as an uninterrupted run.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike):
+        self.dirpath = Path(dirpath)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs after the epoch's validation and after ModelCheckpoint updated its best-so-far state
+        if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
+            return
+        tmp = self.dirpath / f".{LAST}.tmp"
+        trainer.save_checkpoint(tmp)  # every rank takes part; the strategy writes on rank 0
+        if trainer.is_global_zero:
+            os.replace(tmp, self.dirpath / LAST)
+        trainer.strategy.barrier("last_checkpoint")
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Appends to an existing metrics.csv instead of deleting it (Lightning's writer deletes it)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+
+    def drop_rows_from(self, step: int) -> int:
+        """Remove rows logged at ``step`` or later (the part of an epoch a resume will run again)."""
+        if not os.path.isfile(self.metrics_file_path):
+            return 0
+        with open(self.metrics_file_path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
+        with open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+        return len(rows) - len(kept)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, but every resume keeps the history written before it."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    def resume_at(self, global_step: int) -> None:
+        """Called before a resume from a checkpoint saved at ``global_step``: rows logged after that
+        checkpoint belong to the interrupted epoch, which runs again, so they go."""
+        self.experiment.drop_rows_from(global_step)
