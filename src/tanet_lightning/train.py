@@ -66,6 +66,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics["data/bad_files"] = float(len(bad))
     if trainer.is_global_zero:
         runner.write_metrics(out, metrics)
+        runner.log_summary(loggers, {k: metrics[k] for k in ("model/gflops", "model/params")})
     log.info("run directory: %s", out)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
