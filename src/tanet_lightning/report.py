@@ -224,7 +224,7 @@ def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | No
             + (f"python -m tanet_lightning.report {experiment}    # report.md/.csv/.png of the newest sweep\n"
                if sweep else "")
             + "```\n\n"
-            + (f"Sweeps {swept}, one job each (declared in `src/tanet_lightning/analysis/paper.py`). With "
+            + (f"Sweeps {swept} (one job per combination; declared in `src/tanet_lightning/analysis/paper.py`). With "
                f"`logger=wandb` (the default here) the sweep also defines its W&B report: `wandb_report.json` "
                f"in the sweep directory, published at once when online, else by `python -m "
                f"tanet_lightning.report {experiment} --wandb`.\n\n" if swept else "")
