@@ -50,6 +50,14 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("tanet.cwd", os.getcwd, replace=True)
     OmegaConf.register_new_resolver("tanet.run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("tanet.wandb_offline", wandb_offline, replace=True)
+    # a paper sweep's jobs (conf/experiment/*.yaml), declared once beside its paper table
+    OmegaConf.register_new_resolver("tanet.sweep", sweep_params, replace=True)
+
+
+def sweep_params(experiment: str) -> dict[str, str]:
+    from .analysis.paper import sweep_params
+
+    return sweep_params(experiment)
 
 
 register_resolvers()

@@ -6,6 +6,10 @@ Reads every job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``conf
 has them, FLOPs/params from the complexity counter), ``report.csv`` and ``report.png`` (top-1 per
 setting, error bars over seeds). Unfinished and failed jobs are listed as such.
 ``--page experiments/NAME.md`` also writes the experiment's page for the repository.
+
+When the jobs logged to W&B (``logger=wandb``), the W&B comparison of the sweep is defined too
+(``wandb_report.json``, see analysis/wandb_report.py); ``--wandb`` publishes it (a Report and a saved
+workspace view). A sweep writes all of this by itself when its last job ends (training/sweep.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from .analysis import wandb_report
 from .analysis.paper import RECIPES, TABLES
 
 # what a synthetic-preset sweep cannot run, said where its command is documented (the preset's
@@ -189,6 +194,9 @@ def report(sweep_dir: Path, page: Path | None = None) -> Path:
     (sweep_dir / "report.md").write_text(md)
     write_csv(rows, sweep_dir / "report.csv")
     plot(rows, experiment, sweep_dir / "report.png")
+    spec = wandb_report.definition(jobs, experiment, title, table, sweep_dir)
+    if spec is not None:
+        wandb_report.write(sweep_dir, spec)
     if page is not None:
         write_page(page, experiment, measured=(table, data_label(jobs), sweep_dir))
     return sweep_dir / "report.md"
@@ -202,10 +210,12 @@ def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | No
         paper = "\n".join(["| setting | top-1 | top-5 |", "|---|---|---|",
                            *(f"| {k} | {a:.2f} | {b:.2f} |" for k, (a, b) in t.numbers.items())])
         title, command = t.title, t.command
+        swept = " x ".join(f"`{k}={v}`" for k, v in t.sweep.items())
     else:
         title, top1, top5 = RECIPES[experiment]
         paper = f"| setting | top-1 | top-5 |\n|---|---|---|\n| {title} | {top1} | {top5} |"
         command = f"python -m tanet_lightning.train +experiment={experiment}"
+        swept = ""
     sweep = experiment in TABLES
     synthetic = f"the same {'sweep' if sweep else 'recipe'} on the embedded synthetic data, CPU"
     note = SYNTHETIC_NOTES.get(experiment, "")
@@ -214,7 +224,11 @@ def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | No
             + (f"python -m tanet_lightning.report {experiment}    # report.md/.csv/.png of the newest sweep\n"
                if sweep else "")
             + "```\n\n"
-            f"## Paper\n\n{paper}\n\n## Measured\n\n")
+            + (f"Sweeps {swept} (one job per combination; declared in `src/tanet_lightning/analysis/paper.py`). With "
+               f"`logger=wandb` (the default here) the sweep also defines its W&B report: `wandb_report.json` "
+               f"in the sweep directory, published at once when online, else by `python -m "
+               f"tanet_lightning.report {experiment} --wandb`.\n\n" if swept else "")
+            + f"## Paper\n\n{paper}\n\n## Measured\n\n")
     if measured is None:
         text += "Full-data run: not yet run.\n"
     else:
@@ -242,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweep", nargs="?", help="a Hydra multirun directory, or an experiment name (its newest sweep)")
     p.add_argument("--page", type=Path, help="also write this experiments/NAME.md page")
+    p.add_argument("--wandb", action="store_true",
+                   help="publish the sweep's W&B Report and workspace view (needs `wandb login`; run "
+                        "`wandb sync` on the offline runs first)")
+    p.add_argument("--entity", help="W&B entity to publish to (default: the sweep's, else your default entity)")
     p.add_argument("--init-pages", type=Path, metavar="DIR",
                    help="write a paper-only page for every experiment that has no page in DIR yet")
     a = p.parse_args(argv)
@@ -255,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         except FileNotFoundError as e:
             p.error(str(e))
         print(report(sweep_dir, a.page).read_text())
+        if a.wandb:
+            try:
+                urls = wandb_report.publish(wandb_report.load(sweep_dir), a.entity)
+            except (wandb_report.PublishError, FileNotFoundError) as e:
+                p.exit(2, f"{p.prog}: error: W&B report of {sweep_dir} not published: {e}\n")
+            print("W&B report: {}\nW&B workspace view: {}".format(*urls))
     elif not a.init_pages:
         p.error("give a SWEEP_DIR or an experiment name (or --init-pages DIR)")
 

@@ -107,6 +107,7 @@ def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]
         metrics["data/bad_files_list"] = "bad_files.tsv"  # split, path, reason of each
     if trainer.is_global_zero:
         runner.write_metrics(out, metrics)
+        runner.log_summary(loggers, {k: metrics[k] for k in ("model/gflops", "model/params")})
     log.info("run directory: %s", out)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 

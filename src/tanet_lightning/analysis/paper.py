@@ -1,7 +1,13 @@
-"""The paper's accuracy tables (Kinetics-400 top-1/top-5, %), keyed the way the sweeps label their jobs.
+"""The paper experiments: what each sweep varies and which paper table it reproduces, in one place.
 
-Re-typed from ../shared/paper/tables.md; FLOPs/params of Table 2 live with the counter (complexity.py).
-Each experiment maps a job's resolved config to its paper row with ``row(cfg)``.
+Every sweep of ``conf/experiment/`` is declared here once and read from here by everything else:
+- Hydra launches ``sweep`` (the experiment file says ``hydra.sweeper.params: ${tanet.sweep:NAME}``);
+- the local report (report.py), the W&B report and workspace view (analysis/wandb_report.py) and the
+  experiment pages label runs by ``keys`` (the resolved-config keys the sweep varies) and put the
+  paper's ``numbers`` beside them, row by row (``row(cfg)`` maps a job's resolved config to its row).
+
+Accuracies are Kinetics-400 top-1/top-5 (%), re-typed from ../shared/paper/tables.md; FLOPs/params of
+Table 2 live with the counter (complexity.py).
 """
 
 from __future__ import annotations
@@ -30,6 +36,27 @@ class PaperTable:
     row: Callable[[Any], str]  # resolved job config -> row name
     numbers: dict[str, tuple[float, float]]  # row -> (top-1, top-5)
     command: str
+    sweep: dict[str, str]  # Hydra sweeper params: override key -> comma-separated values (one job each)
+    keys: tuple[str, ...]  # the resolved-config keys those overrides set: run labels, W&B axes and groups
+
+    def settings(self, cfg: Any) -> dict[str, Any]:
+        """The swept keys' values in one job's resolved config (a nested dict)."""
+        return {key: lookup(cfg, key) for key in self.keys}
+
+
+def lookup(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def sweep_params(experiment: str) -> dict[str, str]:
+    """``hydra.sweeper.params`` of an experiment (the ``tanet.sweep`` resolver): jobs come from here."""
+    if experiment not in TABLES:
+        raise KeyError(f"tanet.sweep:{experiment}: no such sweep in tanet_lightning/analysis/paper.py "
+                       f"(known: {', '.join(TABLES)})")
+    return dict(TABLES[experiment].sweep)
 
 
 def _arch(cfg) -> str:
@@ -43,6 +70,8 @@ TABLES: dict[str, PaperTable] = {
         {"alpha=1, beta=4": (75.63, 92.10), "alpha=2, beta=4": (76.09, 92.30), "alpha=4, beta=4": (75.72, 92.14),
          "alpha=2, beta=2": (75.91, 92.38), "alpha=2, beta=8": (75.63, 92.20)},
         "python -m tanet_lightning.train +experiment=ablation_alpha_beta",
+        {"model.tam": "{alpha:1,beta:4},{alpha:2,beta:4},{alpha:4,beta:4},{alpha:2,beta:2},{alpha:2,beta:8}"},
+        ("model.tam.alpha", "model.tam.beta"),
     ),
     "ablation_kernel": PaperTable(
         "Table 1b: kernel size K of Theta (Kinetics-400, ResNet-50)",
@@ -50,6 +79,8 @@ TABLES: dict[str, PaperTable] = {
         {"K=3, 8 frames": (76.09, 92.30), "K=5, 8 frames": (75.62, 92.14), "K=3, 16 frames": (76.87, 92.88),
          "K=5, 16 frames": (77.19, 93.17)},
         "python -m tanet_lightning.train +experiment=ablation_kernel",
+        {"model.tam.kernel_size": "3,5", "data.num_frames": "8,16"},
+        ("model.tam.kernel_size", "data.num_frames"),
     ),
     "temporal_modules": PaperTable(
         "Table 2: temporal modules (Kinetics-400, ResNet-50, 8 frames, single view)",
@@ -59,6 +90,8 @@ TABLES: dict[str, PaperTable] = {
          "Local branch": (73.3, 90.7), "Global branch + SE": (75.4, 92.0), "TANet-R": (76.0, 92.2),
          "TANet": (76.1, 92.3)},
         "python -m tanet_lightning.train +experiment=temporal_modules",
+        {"model/temporal": "c2d,c2d_pool,c2d_tconv,tsm,teinet,i3d,nl,tam_global,tam_local,tam_global_se,tanet_r,tam"},
+        ("model.temporal.name",),
     ),
     "backbones": PaperTable(
         "Table 3: other backbones, without and with TAM (Kinetics-400, 10 clips x 3 crops)",
@@ -69,18 +102,24 @@ TABLES: dict[str, PaperTable] = {
          "ResNet-50 w/o TAM": (70.7, 88.9), "ResNet-50 with TAM": (76.1, 92.3),
          "ResNeXt-50 w/o TAM": (70.1, 88.8), "ResNeXt-50 with TAM": (76.4, 92.0)},
         "python -m tanet_lightning.train +experiment=backbones",
+        {"+model/arch": "shufflenet_v2,mobilenet_v2,inception_v3,resnet50,resnext50", "model/temporal": "c2d,tam"},
+        ("model.backbone", "model.temporal.name"),
     ),
     "ablation_position": PaperTable(
         "Table 5a: position of TAM in the block (Kinetics-400, ResNet-50, 8 frames)",
         lambda c: f"TANet-{c['model']['position']}",
         {"TANet-a": (75.95, 92.18), "TANet-b": (76.09, 92.30), "TANet-c": (75.75, 92.13), "TANet-d": (75.20, 91.78)},
         "python -m tanet_lightning.train +experiment=ablation_position",
+        {"model.position": "a,b,c,d"},
+        ("model.position",),
     ),
     "ablation_stages": PaperTable(
         "Table 5b: stages with TA-blocks (Kinetics-400, ResNet-50, 8 frames)",
         lambda c: STAGE_LABELS.get(tuple(c["model"]["stages"]), "+".join(c["model"]["stages"])),
         {"res5": (74.12, 91.45), "res4-5": (75.15, 92.04), "res3-5": (75.90, 92.22), "res2-5": (76.09, 92.30)},
         "python -m tanet_lightning.train +experiment=ablation_stages",
+        {"model.stages": "[res5],[res4,res5],[res3,res4,res5],[res2,res3,res4,res5]"},
+        ("model.stages",),
     ),
 }
 

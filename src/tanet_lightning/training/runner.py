@@ -235,6 +235,16 @@ def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
     return {"model/params": float(params), "model/gflops": round(flops, 4)}
 
 
+def log_summary(loggers: list, values: dict[str, float]) -> None:
+    """Values measured once per run (parameters, GFLOPs) into the W&B run summary, where the sweep's
+    W&B report charts them per run; the CSV/TensorBoard loggers have them in metrics.json already."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.summary.update(values)
+
+
 def to_python(metrics: dict) -> dict[str, float]:
     return {k: (v.item() if isinstance(v, torch.Tensor) else float(v)) for k, v in metrics.items()}
 
