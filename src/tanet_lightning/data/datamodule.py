@@ -22,7 +22,7 @@ from .sampling import ClipSampler
 from .synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
 from .synthetic import FLIP_LABEL_MAP as SYNTHETIC_FLIP_MAP
 from .synthetic import SyntheticSpec, ensure_synthetic
-from .transforms import normalize_on_device, parse_views
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device, parse_views
 
 FORMATS = ("synthetic", "video_list", "rawframes", "kinetics_csv", "sthv1_csv", "sthv2_json")
 SPLIT_KEYS = {"train": "train_ann", "val": "val_ann", "test": "test_ann"}
@@ -237,3 +237,18 @@ class VideoDataModule(L.LightningDataModule):
 
     def test_views_per_video(self) -> int:
         return self.test_clips * self.test_crops
+
+    def inference_config(self) -> dict:
+        """The test-time protocol, saved in checkpoints so predict turns a video into clips the same way."""
+        return {
+            "num_frames": self.num_frames,
+            "sampler": self.sampler.kind,
+            "dense_window": self.sampler.window,
+            "short_side": self.transform_args["short_side"],
+            "crop_size": self.test_crop_size,
+            "test_views": f"{self.test_clips}x{self.test_crops}",
+            "frame_template": self.transform_args["frame_template"],
+            "start_index": self.transform_args["start_index"],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }

@@ -32,7 +32,7 @@ import torch
 
 from .video import create_video_model
 
-__all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
+__all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file", "load_init_weights",
            "to_peer_layout"]
 
 SOURCES = ("official", "mmaction2", "project")
@@ -309,3 +309,44 @@ def _kwargs_from_hparams(h: Mapping) -> dict:
 def convert_checkpoint(src: str | os.PathLike | Mapping, source: str = "auto") -> dict[str, torch.Tensor]:
     """A peer's (or this project's) checkpoint as a state dict for ``create_video_model``'s VideoClassifier."""
     return convert(src, source).state_dict
+
+
+def load_init_weights(net: torch.nn.Module, path: str | os.PathLike) -> list[str]:
+    """``model.init_from``: every weight of a project, converted or peer checkpoint into ``net``.
+
+    The classifier is left at its fresh initialisation when the class count differs (and that is
+    logged); any other difference is an error. Returns the keys that were not loaded.
+    """
+    import logging
+
+    log = logging.getLogger("tanet_lightning")
+    try:
+        conv = convert(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"model.init_from={path}: {e}") from None
+    own, state = net.state_dict(), dict(conv.state_dict)
+    t_ckpt, t_net = conv.model_kwargs["num_frames"], getattr(net, "num_frames", None)
+    if t_net is not None and t_ckpt != t_net and any(".temporal.G." in k for k in state):
+        raise CheckpointError(f"model.init_from={path} was trained with num_frames={t_ckpt} but this model has "
+                              f"{t_net}; TAM's global branch depends on T: set data.num_frames={t_ckpt}")
+    skipped = []
+    if "fc.weight" in own and state["fc.weight"].shape != own["fc.weight"].shape:
+        skipped = ["fc.weight", "fc.bias"]
+        log.info("model.init_from: the checkpoint has %d classes, the data %d: the classifier starts afresh",
+                 state["fc.weight"].shape[0], own["fc.weight"].shape[0])
+        for k in skipped:
+            state.pop(k, None)
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state and k not in skipped]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if unexpected or missing or shapes:
+        arch = {k: conv.model_kwargs.get(k) for k in ("backbone", "temporal", "position", "stages", "temporal_kwargs")}
+        raise CheckpointError(
+            f"model.init_from={path} does not fit model.* (the checkpoint is {arch}): "
+            f"unexpected {unexpected[:8]}, missing {missing[:8]}, shapes {shapes[:8]}; set the model config "
+            f"to the checkpoint's architecture (e.g. model.backbone={arch['backbone']})"
+        )
+    net.load_state_dict(state, strict=not skipped)
+    log.info("model.init_from: loaded %d tensors from %s (%s layout)", len(state), path, conv.source)
+    return skipped
