@@ -24,7 +24,7 @@ from .synthetic import FLIP_LABEL_MAP as SYNTHETIC_FLIP_MAP
 from .synthetic import SyntheticSpec, ensure_synthetic
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device, parse_views
 
-FORMATS = ("synthetic", "video_list", "rawframes", "kinetics_csv", "sthv1_csv", "sthv2_json")
+FORMATS = ("synthetic", "video_list", "rawframes", "kinetics_csv", "sthv1_csv", "sthv2_json", "video_folder")
 SPLIT_KEYS = {"train": "train_ann", "val": "val_ann", "test": "test_ann"}
 
 
@@ -47,6 +47,7 @@ class VideoDataModule(L.LightningDataModule):
         max_bad_fraction: unreadable videos tolerated per split before the run stops.
         batch_size: per device. test_batch_size: defaults to batch_size.
         synthetic: SyntheticSpec fields for format=synthetic.
+        val_fraction, split_seed: video_folder without train/val/test folders: the seeded per-class split.
     """
 
     def __init__(
@@ -78,6 +79,8 @@ class VideoDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool | None = None,
         synthetic: dict | None = None,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
     ):
         super().__init__()
         if format not in FORMATS:
@@ -104,8 +107,12 @@ class VideoDataModule(L.LightningDataModule):
         self.test_crop_size = test_crop_size or crop_size
         self.path_template, self.max_bad_fraction = path_template, max_bad_fraction
         self._bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"
+        self.val_fraction, self.split_seed = val_fraction, split_seed
 
-        if format == "synthetic":
+        if format == "video_folder":  # class names = sorted folder names; no annotation files
+            self.class_names = ds.video_folder_classes(self.root, "data.root")
+            label_map = flip_label_map or {}
+        elif format == "synthetic":
             self.ann = {s: str(self.root / f"{s}.txt") for s in SPLIT_KEYS}
             self.class_names = list(SYNTHETIC_CLASSES)
             label_map = SYNTHETIC_FLIP_MAP if flip_label_map is None else flip_label_map
@@ -146,6 +153,8 @@ class VideoDataModule(L.LightningDataModule):
 
     def _read_records(self, split: str) -> list[ds.VideoRecord]:
         ann, key = self.ann[split], f"data.{SPLIT_KEYS[split]}"
+        if self.format == "video_folder":
+            return ds.read_video_folder(self.root, split, self.class_names, self.val_fraction, self.split_seed)
         if self.format in ("synthetic", "video_list"):
             return ds.read_video_list(ann, self.root, key)
         if self.format == "rawframes":
@@ -160,7 +169,7 @@ class VideoDataModule(L.LightningDataModule):
         bad = [r for r in records if not 0 <= r.label < self.num_classes]
         if bad:
             raise ds.AnnotationError(
-                f"{self.ann[split]}: {len(bad)} labels outside 0..{self.num_classes - 1}, "
+                f"{self.ann[split] or self.root}: {len(bad)} labels outside 0..{self.num_classes - 1}, "
                 f"e.g. {bad[0].path} -> {bad[0].label}; check data.classes / data.{SPLIT_KEYS[split]}"
             )
 
