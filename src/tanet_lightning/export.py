@@ -47,7 +47,8 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise CheckpointError("the check needs onnxruntime: pip install 'tanet-lightning[export]' (or check=false)") from e
+        raise CheckpointError("the check needs onnxruntime: pip install 'tanet-lightning[export]' "
+                              "(or check=false)") from e
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
 
     c = predictor.data_config
@@ -55,7 +56,8 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
         views = predictor.clip_views(video)
     else:
         t, s = int(c["num_frames"]), int(c["crop_size"])
-        views = torch.randint(0, 256, (2, t, 3, s, s), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+        g = torch.Generator().manual_seed(0)
+        views = torch.randint(0, 256, (2, t, 3, s, s), generator=g, dtype=torch.uint8)
     x = normalize_on_device(views, c.get("mean", IMAGENET_MEAN), c.get("std", IMAGENET_STD))
     with torch.no_grad():
         want = predictor.model.float().cpu().eval()(x).numpy()
@@ -69,9 +71,9 @@ def export(cfg: DictConfig) -> tuple[Path, float | None]:
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     out = export_onnx(predictor, cfg.out, int(cfg.opset))
     c = predictor.data_config
+    mean, std = (tuple(round(v, 4) for v in c.get(k, ())) for k in ("mean", "std"))
     print(f"wrote {out}: input video (batch, {c['num_frames']}, 3, {c['crop_size']}, {c['crop_size']}) normalised "
-          f"with mean {tuple(round(m, 4) for m in c.get('mean', ()))} std {tuple(round(v, 4) for v in c.get('std', ()))}"
-          f", output logits (batch, {predictor.model.num_classes})")
+          f"with mean {mean} std {std}, output logits (batch, {predictor.model.num_classes})")
     diff = None
     if cfg.check:
         diff = check_onnx(out, predictor, cfg.get("video"))

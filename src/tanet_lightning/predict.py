@@ -74,8 +74,9 @@ class Predictor:
                                   f"file first: python -m tanet_lightning.convert {path} --out model.ckpt")
         data = ckpt.get("data_config")
         if data is None:
-            raise CheckpointError(f"{path}: the checkpoint has no saved data config (it predates predict); "
-                                  f"re-save it with `python -m tanet_lightning.convert {path} --out NEW.ckpt --data NAME`")
+            raise CheckpointError(
+                f"{path}: the checkpoint has no saved data config (it predates predict); re-save it with "
+                f"`python -m tanet_lightning.convert {path} --out NEW.ckpt --data NAME`")
         if views is not None:
             data = {**data, "test_views": views}
         module = VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True,

@@ -32,8 +32,8 @@ import torch
 
 from .video import create_video_model
 
-__all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file", "load_init_weights",
-           "to_peer_layout"]
+__all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
+           "load_init_weights", "to_peer_layout"]
 
 SOURCES = ("official", "mmaction2", "project")
 
@@ -74,7 +74,8 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
             f"elsewhere: torch.save({{'state_dict': torch.load(f, weights_only=False)['state_dict']}}, 'clean.pth')"
         ) from None
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a dict (a state dict or a checkpoint holding one), got {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a dict (a state dict or a checkpoint holding one), "
+                              f"got {type(obj).__name__}")
     return dict(obj)
 
 
@@ -85,7 +86,8 @@ def _split_container(obj: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
         return dict(obj["state_dict"]), extra
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return dict(obj), {}
-    raise CheckpointError(f"no state dict found: top-level keys are {sorted(obj)[:10]} (expected 'state_dict' or tensors)")
+    raise CheckpointError(f"no state dict found: top-level keys are {sorted(obj)[:10]} "
+                          f"(expected 'state_dict' or tensors)")
 
 
 def detect_source(keys) -> str:
@@ -193,8 +195,8 @@ def _infer_backbone(state: Mapping[str, torch.Tensor]) -> str:
     bottleneck = "backbone.layer1.0.conv3.weight" in state
     name = (BOTTLENECK_DEPTHS if bottleneck else BASIC_DEPTHS).get(depths)
     if name is None:
-        raise CheckpointError(f"unsupported ResNet: blocks per stage {depths} ({'bottleneck' if bottleneck else 'basic'}); "
-                              f"supported: ResNet-18/34/50/101")
+        kind = "bottleneck" if bottleneck else "basic"
+        raise CheckpointError(f"unsupported ResNet: blocks per stage {depths} ({kind}); supported: ResNet-18/34/50/101")
     conv2 = state["backbone.layer1.0.conv2.weight"]
     if name == "resnet50" and conv2.shape[1] * 32 == conv2.shape[0]:
         name = "resnext50_32x4d"  # grouped 3x3 convs, 32 groups
@@ -267,8 +269,8 @@ def convert(
         rules = _OFFICIAL_IN if source == "official" else _MM_IN
         original = {_apply(k, rules): k for k in state}
     if "fc.weight" not in mapped:
-        raise CheckpointError(f"no classifier weights found in the {source} checkpoint "
-                              f"(expected {'module.new_fc.weight' if source == 'official' else 'cls_head.fc_cls.weight' if source == 'mmaction2' else 'fc.weight'})")
+        expected = {"official": "module.new_fc.weight", "mmaction2": "cls_head.fc_cls.weight"}.get(source, "fc.weight")
+        raise CheckpointError(f"no classifier weights found in the {source} checkpoint (expected {expected})")
 
     hparams = extra.get("hyper_parameters") if source == "project" else None
     if hparams:  # a project checkpoint says what it is; nothing to guess
