@@ -10,7 +10,10 @@ What the docs say a command does is what is checked:
 - ``exits N`` in its comment: that exit code (a sweep with a job that cannot run on the preset);
 - otherwise exit code 0.
 Words in capitals are placeholders (README says so): ``CKPT`` is the main job's checkpoint, ``SCORES_*``
-the scores written by the documented ``eval`` command, ``VIDEO`` a synthetic test video.
+the scores written by the documented ``eval`` command, ``VIDEO`` a synthetic test video; for the
+pretrained-model section ``PEER_CKPT`` is a TANet-R50 in the official TAM layout (random weights, 400
+classes) with ``K400_CLASSES`` its class list, ``MY_VIDEOS`` a class-folder copy of three synthetic
+classes, and ``FINETUNED`` the newest checkpoint (the documented fine-tune's).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +35,7 @@ LIMITS = {  # appended to the command line, per entry point
                               "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"],
     "tanet_lightning.eval": ["trainer.limit_test_batches=2", "trainer.enable_progress_bar=false"],
     "tanet_lightning.visualize": ["size=32"],
+    "tanet_lightning.predict": ["views=1x1", "progress=false"],
 }
 NOT_RUN = {"make test": "it is this test suite (running it here would recurse)"}
 
@@ -83,7 +88,8 @@ class Workspace:
 
     def fill(self, arg: str) -> str:
         for word, value in (("CKPT", self.ckpt), ("SCORES_8F", self.scores), ("SCORES_16F", self.scores),
-                            ("VIDEO", self.video)):
+                            ("VIDEO", self.video), ("PEER_CKPT", self.peer_ckpt), ("K400_CLASSES", self.k400_classes),
+                            ("MY_VIDEOS", self.my_videos), ("FINETUNED", self.finetuned)):
             if re.search(rf"\b{word}\b", arg):
                 arg = re.sub(rf"\b{word}\b", str(value()), arg)
         return arg
@@ -104,7 +110,44 @@ class Workspace:
         return found[0]
 
     def video(self) -> Path:
-        return Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4"
+        path = Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4"
+        if not path.is_file():  # the main job generates the synthetic videos
+            self.ckpt()
+        return path
+
+    def peer_ckpt(self) -> Path:
+        """A released-checkpoint stand-in: TANet-R50 8f, 400 classes, saved as the official TAM code saves."""
+        path = self.cwd / "peer_official_tanet_r50_8f.pth.tar"
+        if not path.is_file():
+            import torch
+
+            from tanet_lightning.models import create_video_model, to_peer_layout
+
+            state = create_video_model("resnet50", "tam", num_classes=400, num_frames=8).state_dict()
+            torch.save({"epoch": 100, "arch": "resnet50", "state_dict": to_peer_layout(state, "official")}, path)
+        return path
+
+    def k400_classes(self) -> Path:
+        path = self.cwd / "kinetics400_classes.txt"
+        path.write_text("".join(f"class_{i:03d}\n" for i in range(400)))
+        return path
+
+    def my_videos(self) -> Path:
+        """MY_VIDEOS/<class>/*.mp4 from three synthetic classes (the training videos of the main job's data)."""
+        root = self.cwd / "my_videos"
+        if not root.is_dir():
+            self.ckpt()  # the main job generates the synthetic videos
+            src = Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "train"
+            for c in ("grow", "move_left", "shrink"):
+                (root / c).mkdir(parents=True)
+                for f in sorted(src.glob(f"{c}_*.mp4")):
+                    shutil.copy(f, root / c / f.name)
+        return root
+
+    def finetuned(self) -> Path:
+        ckpts = sorted(self.cwd.glob("logs/train/runs/*/checkpoints/last.ckpt"), key=os.path.getmtime)
+        assert ckpts, "no checkpoint yet: the fine-tune command comes first"
+        return ckpts[-1]
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_every_group_option_composes_and_instantiates(make_cfg, group, tmp_path)
             instantiate(cfg.model, num_classes=8)
         elif group == "data":
             if option != "synthetic":  # real datasets are not here: a clear error, naming the key
-                with pytest.raises(Exception, match=r"data\.\w+_ann|annotation"):
+                with pytest.raises(Exception, match=r"data\.\w+_ann|annotation|data\.root"):  # video_folder: root
                     instantiate(cfg.data)
             else:
                 assert instantiate(cfg.data).num_classes == 8

@@ -22,9 +22,9 @@ from .sampling import ClipSampler
 from .synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
 from .synthetic import FLIP_LABEL_MAP as SYNTHETIC_FLIP_MAP
 from .synthetic import SyntheticSpec, ensure_synthetic
-from .transforms import normalize_on_device, parse_views
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device, parse_views
 
-FORMATS = ("synthetic", "video_list", "rawframes", "kinetics_csv", "sthv1_csv", "sthv2_json")
+FORMATS = ("synthetic", "video_list", "rawframes", "kinetics_csv", "sthv1_csv", "sthv2_json", "video_folder")
 SPLIT_KEYS = {"train": "train_ann", "val": "val_ann", "test": "test_ann"}
 
 
@@ -47,6 +47,7 @@ class VideoDataModule(L.LightningDataModule):
         max_bad_fraction: unreadable videos tolerated per split before the run stops.
         batch_size: per device. test_batch_size: defaults to batch_size.
         synthetic: SyntheticSpec fields for format=synthetic.
+        val_fraction, split_seed: video_folder without train/val/test folders: the seeded per-class split.
     """
 
     def __init__(
@@ -79,6 +80,8 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         pin_memory: bool | None = None,
         synthetic: dict | None = None,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
     ):
         super().__init__()
         if format not in FORMATS:
@@ -109,8 +112,12 @@ class VideoDataModule(L.LightningDataModule):
         self.path_template, self.max_bad_fraction = path_template, max_bad_fraction
         # set by train() to the run directory (bad_files.<split>.tsv there); a temporary file otherwise
         self.bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"
+        self.val_fraction, self.split_seed = val_fraction, split_seed
 
-        if format == "synthetic":
+        if format == "video_folder":  # class names = sorted folder names; no annotation files
+            self.class_names = ds.video_folder_classes(self.root, "data.root")
+            label_map = flip_label_map or {}
+        elif format == "synthetic":
             self.ann = {s: str(self.root / f"{s}.txt") for s in SPLIT_KEYS}
             self.class_names = list(SYNTHETIC_CLASSES)
             label_map = SYNTHETIC_FLIP_MAP if flip_label_map is None else flip_label_map
@@ -154,6 +161,8 @@ class VideoDataModule(L.LightningDataModule):
 
     def _read_records(self, split: str) -> list[ds.VideoRecord]:
         ann, key = self.ann[split], f"data.{SPLIT_KEYS[split]}"
+        if self.format == "video_folder":
+            return ds.read_video_folder(self.root, split, self.class_names, self.val_fraction, self.split_seed)
         if self.format in ("synthetic", "video_list"):
             return ds.read_video_list(ann, self.root, key)
         if self.format == "rawframes":
@@ -168,7 +177,7 @@ class VideoDataModule(L.LightningDataModule):
         bad = [r for r in records if not 0 <= r.label < self.num_classes]
         if bad:
             raise ds.AnnotationError(
-                f"{self.ann[split]}: {len(bad)} labels outside 0..{self.num_classes - 1}, "
+                f"{self.ann[split] or self.root}: {len(bad)} labels outside 0..{self.num_classes - 1}, "
                 f"e.g. {bad[0].path} -> {bad[0].label}; check data.classes / data.{SPLIT_KEYS[split]}"
             )
 
@@ -259,3 +268,18 @@ class VideoDataModule(L.LightningDataModule):
 
     def test_views_per_video(self) -> int:
         return self.test_clips * self.test_crops
+
+    def inference_config(self) -> dict:
+        """The test-time protocol, saved in checkpoints so predict turns a video into clips the same way."""
+        return {
+            "num_frames": self.num_frames,
+            "sampler": self.sampler.kind,
+            "dense_window": self.sampler.window,
+            "short_side": self.transform_args["short_side"],
+            "crop_size": self.test_crop_size,
+            "test_views": f"{self.test_clips}x{self.test_crops}",
+            "frame_template": self.transform_args["frame_template"],
+            "start_index": self.transform_args["start_index"],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }

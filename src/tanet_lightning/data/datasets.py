@@ -328,3 +328,56 @@ class VideoClipDataset(Dataset):
             f"{self.max_retries + 1} videos in a row were unreadable (last: {path}); "
             f"see {self.bad_files.path}"
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# video_folder: DIR/<class name>/*.mp4, optionally inside DIR/{train,val,test}/ (a user's own videos).
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
+
+
+def _need_dir(path: str | Path, key: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise DatasetNotFoundError(f"{key}={path}: no such folder; format video_folder reads <root>/<class name>/*.mp4 "
+                                   f"(optionally <root>/train|val|test/<class name>/*.mp4)")
+    return p
+
+
+def _class_videos(folder: Path) -> list[str]:
+    return sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def video_folder_classes(root: str | Path, key: str = "data.root") -> list[str]:
+    """Sorted class-folder names (of root/train when the split folders exist)."""
+    root = _need_dir(root, key)
+    base = root / "train" if (root / "train").is_dir() else root
+    names = sorted(d.name for d in base.iterdir() if d.is_dir())
+    if not names:
+        raise AnnotationError(f"{key}={root}: no class folders in {base} (expected {base}/<class name>/*.mp4)")
+    return names
+
+
+def read_video_folder(root: str | Path, split: str, class_names: Sequence[str], val_fraction: float = 0.2,
+                      seed: int = 0, key: str = "data.root") -> list[VideoRecord]:
+    """Records of one split: from root/<split>/ when root/train exists (test falls back to val), else a
+    seeded per-class split of root/<class>/ (val_fraction to val, which is also the test split)."""
+    root = _need_dir(root, key)
+    if (root / "train").is_dir():
+        folder = root / split if (root / split).is_dir() or split != "test" else root / "val"
+        _need_dir(folder, f"{key} (split folder)")
+        unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in class_names)
+        if unknown:
+            raise AnnotationError(f"{folder}: class folders {unknown} are not in {root / 'train'}")
+        return [VideoRecord(p, i) for i, c in enumerate(class_names) if (folder / c).is_dir()
+                for p in _class_videos(folder / c)]
+    if not 0.0 < val_fraction < 1.0:
+        raise AnnotationError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    records = []
+    for i, c in enumerate(class_names):
+        videos = _class_videos(root / c)
+        order = np.random.default_rng([seed, i]).permutation(len(videos))
+        n_val = min(max(1, round(val_fraction * len(videos))), len(videos) - 1) if len(videos) > 1 else 0
+        chosen = order[:n_val] if split != "train" else order[n_val:]
+        records += [VideoRecord(videos[j], i) for j in sorted(chosen)]
+    return records

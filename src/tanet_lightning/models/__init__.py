@@ -2,18 +2,22 @@
 the video classifier (``video``)."""
 
 from .backbones import STAGE_NAMES, create_backbone
+from .convert import CheckpointError, convert_checkpoint, to_peer_layout
 from .insertion import POSITIONS, insert_temporal
 from .temporal import TAM, TEMPORAL_MODULES, create_temporal
 from .video import VideoClassifier, create_video_model
 
 __all__ = [
+    "CheckpointError",
     "POSITIONS",
     "STAGE_NAMES",
     "TAM",
     "TEMPORAL_MODULES",
     "VideoClassifier",
+    "convert_checkpoint",
     "create_backbone",
     "create_temporal",
     "create_video_model",
     "insert_temporal",
+    "to_peer_layout",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,8 @@ __all__ = [
     "TEIModule",
     "NonLocalBlock",
     "temporal_aggregate",
+    "temporal_aggregate_plain",
+    "plain_aggregation",
     "TEMPORAL_MODULES",
     "create_temporal",
 ]
@@ -156,8 +159,49 @@ def _aggregate_flops(x_shape, coeff_shape, *args, out_shape=None, **kwargs) -> i
     return 2 * math.prod(x_shape) * coeff_shape[-1]
 
 
+def temporal_aggregate_plain(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """The same aggregation written with plain ops (zero pad in time, K shifted slices, multiplies, adds).
+
+    Slower and keeps K temporaries for autograd, but every op has an ONNX equivalent, so this is what
+    exporting traces (``plain_aggregation()``); the custom op stays the default everywhere else.
+    """
+    t, k_taps = x.shape[1], coeff.shape[-1]
+    pad = k_taps // 2
+    w = coeff.to(x.dtype)[..., None, None]  # (N, T, C, K, 1, 1)
+    xp = F.pad(x, (0, 0, 0, 0, 0, 0, pad, pad))  # (N, T + 2*pad, C, H, W): output t reads padded t + k
+    y = xp[:, 0:t] * w[:, :, :, 0]
+    for k in range(1, k_taps):
+        y = y + xp[:, k:k + t] * w[:, :, :, k]
+    return y
+
+
+_PLAIN_AGGREGATION = False
+
+
+def _taps(v: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., T) -> (..., T, K): entry [t, j] = v[t + j - K//2], zero outside the clip."""
+    vp = F.pad(v, (k // 2, k // 2))
+    if _PLAIN_AGGREGATION:  # ONNX has no unfold with a dynamic batch; K slices give the same values
+        t = v.shape[-1]
+        return torch.stack([vp[..., j:j + t] for j in range(k)], dim=-1)
+    return vp.unfold(-1, k, 1)
+
+
+@contextmanager
+def plain_aggregation():
+    """Within this block every temporal aggregation uses ``temporal_aggregate_plain`` (for ONNX export)."""
+    global _PLAIN_AGGREGATION
+    previous, _PLAIN_AGGREGATION = _PLAIN_AGGREGATION, True
+    try:
+        yield
+    finally:
+        _PLAIN_AGGREGATION = previous
+
+
 def temporal_aggregate(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     """Per-(video, frame, channel) temporal filter. x: (N, T, C, H, W); coeff: (N, T, C, K), K odd."""
+    if _PLAIN_AGGREGATION:
+        return temporal_aggregate_plain(x, coeff)
     return _temporal_aggregate(x, coeff)
 
 
@@ -267,7 +311,7 @@ class TemporalAdaptiveModule(nn.Module):
         elif self.local_first and v.shape[-1] > 1:
             # tap k of output frame t reads input frame t+k-pad, which the map scaled by V[t+k-pad]
             k = theta.shape[-1]
-            v_taps = F.pad(v, (k // 2, k // 2)).unfold(-1, k, 1)  # (N, C, T, K)
+            v_taps = _taps(v, k)  # (N, C, T, K)
             coeff = v_taps * theta.unsqueeze(2)
         else:  # TANet-R, or a gate constant over time (SE): V[t] * Theta[k]
             coeff = v.unsqueeze(-1) * theta.unsqueeze(2)
@@ -468,7 +512,7 @@ class TEIModule(nn.Module):
         gate = torch.sigmoid(self.restore(motion))  # (N, C, T): MEM's gate of every frame
         # MEM gates frame t, then TIM mixes frames: tap k of output t needs the gate of source t+k-pad
         k = self.tim.shape[-1]
-        g_taps = F.pad(gate, (k // 2, k // 2)).unfold(-1, k, 1)  # (N, C, T, K)
+        g_taps = _taps(gate, k)  # (N, C, T, K)
         coeff = (g_taps * self.tim[:, None, :]).permute(0, 2, 1, 3)
         return temporal_aggregate(x5, coeff).view_as(x)
 

@@ -66,6 +66,8 @@ class VideoClassificationModule(L.LightningModule):
         label_smoothing: float = 0.0,
         compile: bool = False,
         channels_last: bool = False,
+        init_from: str | None = None,
+        freeze_bn: bool = False,
     ):
         super().__init__()
         if view_average not in ("logits", "prob"):
@@ -77,6 +79,9 @@ class VideoClassificationModule(L.LightningModule):
             pretrained, pretrained_path, kwargs, nl_blocks, backbone_kwargs,
         )
         self.net.channels_last = channels_last
+        if freeze_bn:  # TSN's partial BN: every BatchNorm2d but the first keeps its ImageNet/pretrained statistics
+            for bn in frozen_batchnorms(self.net):
+                bn.requires_grad_(False)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -97,6 +102,20 @@ class VideoClassificationModule(L.LightningModule):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.net(video)
+
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a `ckpt_path` (which then wins), so resuming a fine-tune works
+        if stage == "fit" and self.hparams.get("init_from"):
+            from ..models.convert import load_init_weights
+
+            load_init_weights(self.net, self.hparams.init_from)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.hparams.get("freeze_bn"):
+            for bn in frozen_batchnorms(self.net):
+                bn.eval()  # running statistics stay as loaded
+        return self
 
     # --- training / validation -----------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -196,6 +215,11 @@ class VideoClassificationModule(L.LightningModule):
 
     # --- checkpoints -----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # what predict needs besides the weights: class names and the test-time data protocol
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "inference_config"):
+            checkpoint["data_config"] = dm.inference_config()
+            checkpoint["class_names"] = list(dm.class_names)
         # the global RNGs drive shuffling and augmentation: a resumed run continues the same streams
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]  # weights-only safe
@@ -222,6 +246,11 @@ def only_valid(batch: dict) -> dict:
     if valid is None or bool(valid.all()):
         return batch
     return {k: (v[valid] if isinstance(v, torch.Tensor) and len(v) == len(valid) else v) for k, v in batch.items()}
+
+
+def frozen_batchnorms(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """TSN partial BN (`model.freeze_bn`): every BatchNorm2d of the backbone except the first."""
+    return [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)][1:]
 
 
 def save_scores(path: Path, results: dict[str, torch.Tensor], datamodule: Any = None) -> None:

@@ -1,0 +1,158 @@
+"""Import a released TANet: ``python -m tanet_lightning.convert SRC --out DST.ckpt [--source auto|official|mmaction2]
+[--num-frames T] [--classes FILE] [--data kinetics400|sthv1|sthv2]``.
+
+Writes a project checkpoint (what training saves: ``hyper_parameters`` + ``state_dict`` of the
+LightningModule) that ``eval``, ``predict``, ``visualize``, ``export`` and ``model.init_from`` take. It
+also carries the class names and the test protocol of the checkpoint's dataset (``--data``; by default
+Kinetics-400 for 400 classes, Something-Something V2 for 174), which ``predict`` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from . import config
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_views
+from .models.convert import CheckpointError, Converted, convert
+from .training.module import VideoClassificationModule
+
+log = logging.getLogger("tanet_lightning")
+
+DEFAULT_DATA = {400: "kinetics400", 174: "sthv2"}
+# MMAction2's TANet configs normalise in 0-255 units with these (sic: 103.5); the official code uses ImageNet's
+MM_MEAN, MM_STD = (123.675 / 255, 116.28 / 255, 103.5 / 255), (58.395 / 255, 57.12 / 255, 57.375 / 255)
+
+
+def data_config(name: str, num_frames: int, source: str) -> dict:
+    """The test protocol of conf/data/<name>.yaml, in the form ``VideoDataModule.inference_config`` saves."""
+    path = Path(config.config_dir()) / "data" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise CheckpointError(f"--data {name}: no conf/data/{name}.yaml; choose one of {known}")
+    d = OmegaConf.load(path)
+    views = parse_views(d.get("test_views", "1x1"))
+    return {
+        "num_frames": num_frames,
+        "sampler": d.get("sampler", "uniform"),
+        "dense_window": d.get("dense_window", 64),
+        "short_side": d.get("short_side", 256),
+        "crop_size": d.get("test_crop_size") or d.get("crop_size", 224),
+        "test_views": f"{views[0]}x{views[1]}",
+        "frame_template": d.get("frame_template", "{:05d}.jpg"),
+        "start_index": d.get("start_index", 1),
+        "mean": list(MM_MEAN if source == "mmaction2" else IMAGENET_MEAN),
+        "std": list(MM_STD if source == "mmaction2" else IMAGENET_STD),
+        "dataset": name,
+    }
+
+
+def module_kwargs(conv: Converted, view_average: str) -> dict:
+    """VideoClassificationModule arguments for the architecture read off the weights."""
+    mk = conv.model_kwargs
+    tk = dict(mk.get("temporal_kwargs") or {})
+    temporal = {"name": mk["temporal"]}
+    if "local_kernel_size" in tk:
+        temporal["local_kernel_size"] = tk.pop("local_kernel_size")
+    return {"num_classes": mk["num_classes"], "num_frames": mk["num_frames"], "backbone": mk["backbone"],
+            "temporal": temporal, "tam": tk, "position": mk["position"], "stages": list(mk["stages"]),
+            "pretrained": False, "view_average": view_average}
+
+
+def write_project_checkpoint(conv: Converted, out: Path, class_names: list[str], data: dict, view_average: str,
+                             origin: str) -> Path:
+    module = VideoClassificationModule(**module_kwargs(conv, view_average))
+    module.net.load_state_dict(conv.state_dict, strict=True)
+    hparams = {k: (list(v) if isinstance(v, tuple) else v) for k, v in module.hparams.items()}
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": hparams,
+        "pytorch-lightning_version": L.__version__,
+        "epoch": 0,
+        "global_step": 0,
+        # `train ckpt_path=` resumes from here: no optimiser/scheduler state yet (they start fresh)
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "class_names": list(class_names),
+        "data_config": data,
+        "converted_from": {"source": conv.source, "file": origin},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return out
+
+
+def read_classes(path: str | None, num_classes: int) -> list[str]:
+    if path is None:
+        return [str(i) for i in range(num_classes)]
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"--classes {path}: no such file (one class name per line)")
+    names = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    if len(names) != num_classes:
+        raise CheckpointError(
+            f"--classes {path} lists {len(names)} class names but the checkpoint's classifier has {num_classes} "
+            f"outputs (Kinetics-400 has 400, Something-Something V1/V2 174): give the class file of its dataset"
+        )
+    return names
+
+
+def run(args: argparse.Namespace) -> Path:
+    conv = convert(args.src, args.source, num_frames=args.num_frames)
+    print(f"{args.src}: {conv.source} checkpoint ({'detected' if args.source == 'auto' else 'as given'}); "
+          f"{len(conv.state_dict)} tensors placed")
+    mk = conv.model_kwargs
+    n_cls = mk["num_classes"]
+    names = read_classes(args.classes, n_cls)
+    if conv.source == "project" and "class_names" in conv.extra and args.classes is None:
+        names = list(conv.extra["class_names"])
+    if conv.source == "project" and "data_config" in conv.extra and args.data is None:
+        data = dict(conv.extra["data_config"])
+    else:
+        name = args.data or DEFAULT_DATA.get(n_cls)
+        if name is None:
+            raise CheckpointError(f"the checkpoint has {n_cls} classes, not Kinetics-400's 400 or Sth-Sth's 174: "
+                                  f"say which test protocol it needs with --data NAME (a conf/data config)")
+        data = data_config(name, mk["num_frames"], conv.source)
+    view_average = "prob" if conv.source == "mmaction2" else "logits"
+    if conv.source == "project":
+        view_average = (conv.extra.get("hyper_parameters") or {}).get("view_average", view_average)
+    out = write_project_checkpoint(conv, Path(args.out), names, data, view_average, str(args.src))
+    tam = mk.get("temporal_kwargs") or {}
+    print(f"model: {mk['backbone']} + {mk['temporal']} {tam} at {mk['stages']}, T={mk['num_frames']}, "
+          f"{n_cls} classes{'' if args.classes or conv.source == 'project' else ' (names: indices; --classes FILE)'}")
+    print(f"test protocol: {data.get('dataset', 'saved')} ({data['sampler']}, {data['test_views']} views, "
+          f"crop {data['crop_size']}); wrote {out}")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tanet_lightning.convert", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="official TAM (ckpt.best.pth.tar), MMAction2 (.pth) or project checkpoint")
+    p.add_argument("--out", required=True, help="project checkpoint to write (.ckpt)")
+    p.add_argument("--source", default="auto", choices=["auto", "official", "mmaction2", "project"])
+    p.add_argument("--num-frames", type=int, default=None,
+                   help="T the checkpoint was trained with (default: read off TAM's weights; checked when given)")
+    p.add_argument("--classes", default=None, help="class names, one per line, in the checkpoint's class order")
+    p.add_argument("--data", default=None,
+                   help="test protocol (conf/data name); default kinetics400 for 400 classes, sthv2 for 174")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

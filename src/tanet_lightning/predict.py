@@ -1,0 +1,189 @@
+"""Classify video files: ``python -m tanet_lightning.predict ckpt_path=PATH inputs=[a.mp4,dir/] [topk=5]
+[out=predictions.jsonl]``.
+
+Everything comes from the checkpoint: the network, the class names and the test protocol of the data
+it was trained or released with (sampler, clip length, short side, crop, clips x crops, normalisation),
+so a Kinetics model is read with dense 8x8 clips and a Something-Something model with TSN segments.
+Python: ``Predictor.from_checkpoint(path).predict("a.mp4")``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, ListConfig
+from tqdm import tqdm
+
+from . import config
+from .data.io import VideoDecodeError, read_video_frames
+from .data.sampling import ClipSampler
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device, parse_views
+from .models.convert import CheckpointError, load_checkpoint_file
+from .models.video import VideoClassifier
+
+log = logging.getLogger("tanet_lightning")
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
+
+
+@dataclass
+class Prediction:
+    path: str
+    classes: list[str]  # best first
+    probs: list[float]
+    indices: list[int]
+
+
+class Predictor:
+    """A checkpoint's network in eval mode plus what it needs to read a video the way it was tested.
+
+    ``model`` maps a normalised clip batch (B, T, 3, H, W) to logits (B, num_classes).
+    """
+
+    def __init__(self, model: VideoClassifier, class_names: Sequence[str], data_config: dict,
+                 view_average: str = "logits", device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = list(class_names)
+        self.data_config = dict(data_config)
+        self.view_average = view_average
+        if len(self.class_names) != model.num_classes:
+            raise CheckpointError(f"{len(self.class_names)} class names for a {model.num_classes}-class model")
+        c = self.data_config
+        self.sampler = ClipSampler(c["sampler"], int(c["num_frames"]), int(c.get("dense_window", 64)))
+        self.clips, self.crops = parse_views(c.get("test_views", "1x1"))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                        views: str | None = None) -> Predictor:
+        """A project checkpoint (trained, or written by ``tanet_lightning.convert``); ``views`` overrides
+        the saved clips x crops (e.g. "1x1" for speed)."""
+        from .training.module import VideoClassificationModule
+
+        ckpt = load_checkpoint_file(path)
+        if "hyper_parameters" not in ckpt:
+            raise CheckpointError(f"{path}: not a project checkpoint (no hyper_parameters); convert a peer's "
+                                  f"file first: python -m tanet_lightning.convert {path} --out model.ckpt")
+        data = ckpt.get("data_config")
+        if data is None:
+            raise CheckpointError(
+                f"{path}: the checkpoint has no saved data config (it predates predict); re-save it with "
+                f"`python -m tanet_lightning.convert {path} --out NEW.ckpt --data NAME`")
+        if views is not None:
+            data = {**data, "test_views": views}
+        module = VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True,
+                                                                pretrained=False)
+        names = ckpt.get("class_names") or [str(i) for i in range(module.hparams.num_classes)]
+        return cls(module.net, names, data, module.hparams.get("view_average", "logits"), device)
+
+    # ------------------------------------------------------------------------------------------------
+
+    def clip_views(self, path: str | os.PathLike) -> torch.Tensor:
+        """uint8 (clips*crops, T, 3, S, S): the test views of one video (a file or a frame folder)."""
+        c = self.data_config
+        frames = read_video_frames(
+            path, lambda n: self.sampler.test(n, self.clips).reshape(-1), c.get("short_side"),
+            frame_template=c.get("frame_template", "{:05d}.jpg"), start_index=int(c.get("start_index", 1)),
+        )
+        t = self.sampler.num_frames
+        return torch.stack([eval_transform(frames[i * t:(i + 1) * t], int(c["crop_size"]), crop, self.crops)
+                            for i in range(self.clips) for crop in range(self.crops)])
+
+    @torch.no_grad()
+    def scores(self, views: torch.Tensor) -> torch.Tensor:
+        """(num_classes,) probabilities of one video from its uint8 views, averaged like the checkpoint's test."""
+        c = self.data_config
+        x = normalize_on_device(views.to(self.device), c.get("mean", IMAGENET_MEAN), c.get("std", IMAGENET_STD))
+        logits = self.model(x).float()
+        if self.view_average == "prob":
+            return logits.softmax(-1).mean(0)
+        return logits.mean(0).softmax(-1)
+
+    def predict(self, paths: str | os.PathLike | Sequence[str | os.PathLike], topk: int = 5,
+                progress: bool = False) -> Prediction | list[Prediction]:
+        """Top-k classes of one video (a Prediction) or of several (a list); unreadable files raise."""
+        single = isinstance(paths, (str, os.PathLike))
+        out = []
+        for p in tqdm([paths] if single else list(paths), desc="videos", disable=not progress):
+            out.append(self._rank(str(p), self.scores(self.clip_views(p)), topk))
+        return out[0] if single else out
+
+    def _rank(self, path: str, probs: torch.Tensor, topk: int) -> Prediction:
+        p, i = probs.topk(min(topk, len(probs)))
+        return Prediction(path, [self.class_names[j] for j in i.tolist()], [round(v, 6) for v in p.tolist()],
+                          i.tolist())
+
+
+def find_videos(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(video files, inputs that do not exist); a folder is walked for video files (sorted)."""
+    videos, missing = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            videos += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+        elif p.exists():
+            videos.append(str(p))
+        else:
+            missing.append(str(p))
+    return videos, missing
+
+
+def format_table(preds: list[Prediction]) -> str:
+    rows = [("video", "class", "prob")]
+    for pr in preds:
+        for rank, (c, p) in enumerate(zip(pr.classes, pr.probs)):
+            rows.append((pr.path if rank == 0 else "", c, f"{p:.4f}"))
+    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+    return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c:>6}" for a, b, c in rows)
+
+
+def predict(cfg: DictConfig) -> list[Prediction]:
+    inputs = cfg.inputs
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, (list, ListConfig)) or not inputs:
+        raise CheckpointError("inputs: give video files and/or folders, e.g. inputs=[a.mp4,videos/]")
+    videos, missing = find_videos([str(i) for i in inputs])
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.get("device") or "cpu", cfg.get("views"))
+    preds, failed = [], [(m, "no such file or folder") for m in missing]
+    for path in tqdm(videos, desc="videos", disable=not cfg.get("progress", True)):
+        try:
+            preds.append(predictor._rank(path, predictor.scores(predictor.clip_views(path)), int(cfg.topk)))
+        except (VideoDecodeError, OSError, IndexError) as e:  # one bad file does not stop the others
+            failed.append((path, f"{type(e).__name__}: {e}"))
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        for pr in preds:
+            f.write(json.dumps(asdict(pr)) + "\n")
+    if preds:
+        print(format_table(preds))
+    if failed:
+        print(f"{len(failed)} input(s) could not be read:", file=sys.stderr)
+        for path, why in failed:
+            print(f"  {path}: {why}", file=sys.stderr)
+    print(f"{len(preds)} video(s) classified; predictions in {out}")
+    if not preds:
+        raise SystemExit(1)
+    return preds
+
+
+@hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        predict(cfg)
+    except CheckpointError as e:
+        log.error("%s", e)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

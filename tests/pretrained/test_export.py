@@ -1,0 +1,55 @@
+"""ONNX export: the plain-ops aggregation equals the custom op, and onnxruntime reproduces PyTorch on a real clip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tanet_lightning.convert import main as convert_main
+from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
+from tanet_lightning.models import create_video_model
+from tanet_lightning.models.temporal import plain_aggregation, temporal_aggregate, temporal_aggregate_plain
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_plain_aggregation_equals_the_custom_op(k):
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 4, 6, 5, 5, generator=g, dtype=torch.float64)
+    coeff = torch.randn(2, 4, 6, k, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(temporal_aggregate_plain(x, coeff), temporal_aggregate(x, coeff), rtol=0, atol=1e-12)
+    model = create_video_model("resnet18", "tam", 5, 4, temporal_kwargs={"kernel_size": k}).double().eval()
+    clip = torch.randn(2, 4, 3, 32, 32, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        default = model(clip)
+        with plain_aggregation():
+            plain = model(clip)
+    torch.testing.assert_close(plain, default, rtol=0, atol=1e-10)
+
+
+def test_onnx_export_matches_pytorch_on_a_real_clip(tmp_path, data_dir):
+    from tanet_lightning.export import check_onnx, export_onnx
+    from tanet_lightning.predict import Predictor
+
+    # a checkpoint made the way a user makes one from a bare state dict: convert --data synthetic
+    net = create_video_model("resnet18", "tam", 8, 4)
+    torch.save(net.state_dict(), tmp_path / "net.pth")
+    convert_main([str(tmp_path / "net.pth"), "--out", str(tmp_path / "m.ckpt"), "--data", "synthetic"])
+    predictor = Predictor.from_checkpoint(tmp_path / "m.ckpt")
+    assert predictor.data_config["num_frames"] == 4 and predictor.data_config["crop_size"] == 32
+
+    path = export_onnx(predictor, tmp_path / "m.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Conv" in ops and not any("tanet" in o.lower() for o in ops)
+    ensure_synthetic(data_dir / "synthetic", SyntheticSpec(train_per_class=3, val_per_class=1, test_per_class=1,
+                                                           size=32, min_frames=8, max_frames=10))
+    video = str(data_dir / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4")
+    assert check_onnx(path, predictor, video) <= 1e-4
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):  # the batch axis is dynamic
+        x = torch.randn(batch, 4, 3, 32, 32)
+        got = session.run(None, {"video": x.numpy()})[0]
+        with torch.no_grad():
+            assert abs(got - predictor.model(x).numpy()).max() <= 1e-4
