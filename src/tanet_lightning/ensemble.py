@@ -1,7 +1,8 @@
 """Ensemble per-video scores: ``python -m tanet_lightning.ensemble a.npz b.npz [--mode prob]``.
 
 Each file is an ``eval`` output (``scores.npz``). Videos are matched by name (by ``video_idx`` in files
-without names); files that cover different videos are refused, and labels must agree; scores are averaged as softmax probabilities (default) or raw logits,
+without names); files that cover different videos are refused, and labels must agree; scores are
+averaged as softmax probabilities (default) or raw logits,
 which is how TANet-En combines an 8-frame and a 16-frame model (paper Tables 6 and 7).
 """
 

@@ -8,7 +8,6 @@ video paths when the dataset knows them) so runs can be ensembled with ``tanet_l
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra

@@ -19,13 +19,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
 from tanet_lightning import ensemble as ens
 from tanet_lightning.data.datasets import AnnotationError, read_rawframe_list, read_video_list
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train
 from tanet_lightning.training.runner import ConfigError
-
-from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +207,8 @@ def test_faults_sigterm_and_resume_end_like_an_uninterrupted_run(make_cfg, data_
                    for p in (data_dir / "synthetic" / "videos").rglob("*.mp4"))
     broken = {n: i % 3 for i, n in enumerate(names[:: len(names) // 4][:4])}  # 4 of 40 = 10 %
     root = _video_list_copy(data_dir, tmp_path / "faulty", broken)
-    args = [*(a for a in _list_args(root) if a != "data.num_workers=0"), "data.max_bad_fraction=0.5", "data.num_workers=1", "trainer.max_epochs=4", "trainer.deterministic=true",
+    args = [*(a for a in _list_args(root) if a != "data.num_workers=0"), "data.max_bad_fraction=0.5",
+            "data.num_workers=1", "trainer.max_epochs=4", "trainer.deterministic=true",
             "trainer.enable_progress_bar=false", "logger=csv"]
     env = {**os.environ, "WANDB_MODE": "disabled", "TANET_DATA_DIR": str(data_dir)}
     runs = {}

@@ -80,7 +80,8 @@ def read_video_list(ann: str | Path, root: str | Path, key: str = "data.train_an
     for n, line in enumerate(_lines(_need_file(ann, key)), 1):
         parts = line.split()
         if len(parts) != 2:
-            hint = " (a rawframe list 'frame_dir num_frames label'? set data.format=rawframes)" if len(parts) == 3 else ""
+            hint = (" (a rawframe list 'frame_dir num_frames label'? set data.format=rawframes)"
+                    if len(parts) == 3 else "")
             raise AnnotationError(f"{ann}:{n}: expected 'path label' (format video_list), got {line!r}{hint}")
         records.append(VideoRecord(os.path.join(root, parts[0]), _int_field(ann, n, line, parts[1], "label")))
     return records

@@ -19,7 +19,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.datasets import DatasetNotFoundError
-
 from ..models.backbones import backbone_family
 from ..models.temporal import SPECIAL_MODULES, TEMPORAL_MODULES
 from .module import TAM_FAMILY
