@@ -15,6 +15,7 @@ workspace view). A sweep writes all of this by itself when its last job ends (tr
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -34,6 +35,7 @@ from .analysis.paper import RECIPES, TABLES
 SYNTHETIC_NOTES = {
     "ablation_position": " (position c is undefined on ResNet-18's basic blocks: that job fails, exits 1)",
 }
+STATES = ("failed", "interrupted", "unfinished", "not started")
 METRICS = ("test/top1", "test/top5", "test/mean_class_acc", "val/top1_best")
 
 
@@ -43,7 +45,8 @@ class Job:
     overrides: dict[str, str]
     cfg: dict
     metrics: dict[str, float]
-    status: str  # done | failed | unfinished
+    status: str  # done | failed | interrupted | unfinished | not started
+    reason: str = ""  # why a job failed: the last line of its error
 
 
 @dataclass
@@ -67,8 +70,11 @@ class Row:
     def status(self) -> str:
         states = [j.status for j in self.jobs]
         done = states.count("done")
-        return "done" if done == len(states) else f"{done}/{len(states)} done, " + ", ".join(
-            f"{states.count(s)} {s}" for s in ("failed", "unfinished") if states.count(s))
+        if done == len(states):
+            return "done"
+        why = "; ".join(sorted({j.reason for j in self.jobs if j.reason}))
+        return f"{done}/{len(states)} done, " + ", ".join(
+            f"{states.count(s)} {s}" for s in STATES if states.count(s)) + (f" ({why})" if why else "")
 
 
 def load_job(path: Path) -> Job:
@@ -81,8 +87,34 @@ def load_job(path: Path) -> Job:
         cfg = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
     metrics_file = path / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    status = "failed" if (path / "FAILED").is_file() else "done" if "test/top1" in metrics else "unfinished"
-    return Job(path, pairs, cfg, metrics, status)
+    status, reason = "unfinished", ""
+    if (path / "FAILED").is_file():
+        lines = [ln for ln in (path / "FAILED").read_text().splitlines()
+                 if ln.strip() and not ln.startswith("full_key:")]  # Hydra's suffix of instantiation errors
+        status, reason = "failed", (lines[-1].strip() if lines else "")[:200]
+    elif (path / "INTERRUPTED").is_file():
+        status = "interrupted"
+    elif "test/top1" in metrics:
+        status = "done"
+    return Job(path, pairs, cfg, metrics, status, reason)
+
+
+def planned_overrides(sweep_dir: Path) -> list[list[str]]:
+    """Every job the sweep was launched with (from its multirun.yaml), started or not: a sweep stopped
+    part-way (SIGTERM, time limit) still reports the points it never reached."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from . import config  # noqa: F401  (registers the resolvers multirun.yaml uses)
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    hydra_cfg = OmegaConf.load(path).hydra
+    params = OmegaConf.to_container(hydra_cfg.sweeper, resolve=True).get("params") or {}
+    cli = list(hydra_cfg.overrides.task)
+    parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *cli])
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
 def collect(sweep_dir: Path) -> list[Job]:
@@ -91,7 +123,26 @@ def collect(sweep_dir: Path) -> list[Job]:
     jobs = [load_job(p.parent.parent) for p in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir}: no job directories (*/.hydra/overrides.yaml) found")
+    started = {tuple(sorted(yaml.safe_load((j.path / ".hydra" / "overrides.yaml").read_text()) or [])) for j in jobs}
+    for overrides in planned_overrides(sweep_dir):
+        if tuple(sorted(overrides)) not in started:
+            pairs = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+            jobs.append(Job(sweep_dir / "(not started)", pairs, _planned_cfg(jobs[0].cfg, pairs), {}, "not started"))
     return jobs
+
+
+def _planned_cfg(template: dict, pairs: dict[str, str]) -> dict:
+    """A job's config for naming its row: a started job's config with the planned values put in."""
+    cfg = OmegaConf.create(copy.deepcopy(template))
+    for key, value in pairs.items():
+        if key == "model/temporal":  # the option's file name is the module's name
+            OmegaConf.update(cfg, "model.temporal", {"name": value}, merge=False, force_add=True)
+        elif "/" in key:  # another group choice: its values are unknown here, so no paper row name
+            return {}
+        else:
+            OmegaConf.update(cfg, key, yaml.safe_load(value.replace(":", ": ")) if "{" in value else
+                             yaml.safe_load(value), force_add=True)
+    return OmegaConf.to_container(cfg)
 
 
 def experiment_of(jobs: list[Job]) -> str:

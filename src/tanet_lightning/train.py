@@ -49,8 +49,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit, then test the best checkpoint (``train=false``: test ``ckpt_path``). Returns (metrics, objects)."""
     runner.check_config(cfg)
     out = runner.output_dir(cfg)
-    with runner.run_lock(out):
-        return _train(cfg, out)
+    with runner.run_lock(out), runner.stop_on_sigterm():
+        try:
+            return _train(cfg, out)
+        except SIGTERMException:
+            (out / "INTERRUPTED").write_text("stopped by SIGTERM; resume with ckpt_path=last\n")
+            log.error("stopped by SIGTERM: %s/checkpoints/%s holds the last finished epoch (if any); resume "
+                      "with the same command + ckpt_path=last", out, LAST)
+            raise RunInterrupted(out) from None
 
 
 def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]]:
@@ -64,8 +70,8 @@ def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]
     datamodule = runner.instantiate_data(cfg)
     datamodule.bad_log_base = out / "bad_files"  # per split while running; bad_files.tsv at the end
     runner.check_pretrained(cfg.model)
-    model = instantiate(cfg.model, num_classes=datamodule.num_classes,
-                        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
+    model = runner.instantiate_model(cfg, num_classes=datamodule.num_classes,
+                                     optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
     callbacks = runner.instantiate_dict(cfg.get("callbacks"), "callbacks")
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -92,11 +98,6 @@ def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]
             trainer.test(model, datamodule=datamodule, ckpt_path=(best or None) if fit else ckpt_path,
                          weights_only=True)
             metrics.update(runner.to_python(trainer.callback_metrics))
-    except SIGTERMException:
-        (out / "INTERRUPTED").write_text("stopped by SIGTERM; resume with ckpt_path=last\n")
-        log.error("stopped by SIGTERM: %s/checkpoints/%s holds the last finished epoch; resume with "
-                  "the same command + ckpt_path=last", out, LAST)
-        raise RunInterrupted(out) from None
     finally:
         runner.write_bad_files(out, datamodule.bad_file_rows())
     (out / "INTERRUPTED").unlink(missing_ok=True)
@@ -118,6 +119,12 @@ def main(cfg: DictConfig) -> float | None:
     runner.output_dir(cfg).joinpath("FAILED").unlink(missing_ok=True)  # a re-run starts with a clean record
     try:
         metrics, _ = train(cfg)
+    except RunInterrupted:
+        if sweeping:  # the sweep stops here: report what ran, and every point that did not
+            from .training.sweep import write_reports
+
+            write_reports(Path(HydraConfig.get().sweep.dir))
+        raise
     except Exception as e:
         if sweeping:  # a sweep goes on past a failing job; the report shows it as failed, with the reason
             out = runner.output_dir(cfg)

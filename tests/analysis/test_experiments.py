@@ -120,7 +120,7 @@ def test_ablation_sweep_runs_end_to_end_and_reports(tmp_path, data_dir, tiny_syn
     assert "position 'c' is not defined for BasicBlock" in (failed.path / "FAILED").read_text()
     rows = group_rows(jobs, "ablation_position")
     assert [r.setting for r in rows] == ["TANet-a", "TANet-b", "TANet-c", "TANet-d"]
-    assert rows[2].status == "0/1 done, 1 failed"
+    assert rows[2].status.startswith("0/1 done, 1 failed (") and "position 'c' is not defined" in rows[2].status
     page = tmp_path / "page.md"
     md = report(sweeps[0], page).read_text()
     assert md.count("| TANet-") == 4 and "75.95" in md  # paper numbers beside ours

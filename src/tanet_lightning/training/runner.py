@@ -7,6 +7,8 @@ import fcntl
 import json
 import logging
 import os
+import signal
+import threading
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.datasets import DatasetNotFoundError
@@ -120,6 +123,26 @@ def _writable(path: Path) -> bool:
 
 
 @contextmanager
+def stop_on_sigterm():
+    """SIGTERM (a scheduler's preemption or time limit) raises Lightning's SIGTERMException wherever the
+    run is (data setup, a batch, testing), so the caller can record the stop and exit non-zero; Python's
+    default would end the process at once with nothing written. The last finished epoch is already on
+    disk (checkpoints/last.ckpt, written atomically)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SIGTERMException()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def run_lock(out: Path):
     """Hold ``out/.lock`` while a run writes there: a second process on the same run directory (the same
     command twice) fails at once instead of mixing checkpoints and logs. DDP ranks other than 0 (which
@@ -180,6 +203,17 @@ def instantiate_data(cfg: DictConfig):
             raise ConfigError(f"{cause}\n{NO_DATASET_HINT}") from None
         if isinstance(cause, ValueError):  # AnnotationError, or a value the DataModule refuses
             raise ConfigError(str(cause)) from None
+        raise
+
+
+def instantiate_model(cfg: DictConfig, **kwargs):
+    """The LightningModule of ``cfg.model``; an argument its constructors refuse (a position a block does
+    not have, a beta that does not divide the channels...) is a ConfigError with the constructor's message."""
+    try:
+        return instantiate(cfg.model, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ValueError):
+            raise ConfigError(f"model: {e.__cause__}") from None
         raise
 
 
