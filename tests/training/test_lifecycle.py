@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
 from tanet_lightning import ensemble as ens
 from tanet_lightning.data.datasets import AnnotationError, read_rawframe_list, read_video_list
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train
 from tanet_lightning.training.runner import ConfigError
+from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 
 @pytest.fixture(scope="module")

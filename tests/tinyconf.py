@@ -1,0 +1,40 @@
+"""Tiny configs shared by the tests (a module, not the conftest: tests/data has a conftest of its own,
+so ``import conftest`` would be ambiguous)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from tanet_lightning.config import config_dir
+
+# 8 classes x (3 train, 1 val, 1 test) 32x32 videos of 8-10 frames: enough for every code path.
+TINY_SYNTHETIC = [
+    "data.synthetic.train_per_class=3", "data.synthetic.val_per_class=1", "data.synthetic.test_per_class=1",
+    "data.synthetic.size=32", "data.synthetic.min_frames=8", "data.synthetic.max_frames=10",
+    "data.short_side=32", "data.crop_size=32", "data.test_crop_size=32", "data.num_workers=0",
+    "data.batch_size=8", "data.num_frames=4",
+]
+TINY_RUN = [
+    "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+    "callbacks.model_summary=null",
+]
+
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose like `python -m tanet_lightning.<name>` from the current directory: the run directory is
+    the one Hydra would make (``hydra.run.dir``, named after the overrides), set here as Hydra's runtime
+    would set it, so `paths.output_dir` and the run-name resolvers see what a real launch sees."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(cfg.hydra.run.dir).resolve())
+        del cfg.hydra
+    return cfg
