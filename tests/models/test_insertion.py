@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from tanet_lightning.complexity import TABLE2, measure
+from tanet_lightning.analysis.complexity import TABLE2, measure
 from tanet_lightning.models import STAGE_NAMES, create_video_model
 from tanet_lightning.models.backbones import FAMILIES, STAGES
 from tanet_lightning.models.insertion import stage_blocks

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
-from tanet_lightning import ensemble as ens
+from tanet_lightning.analysis import ensemble as ens
 from tanet_lightning.data.datasets import AnnotationError, read_rawframe_list, read_video_list
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train

@@ -261,7 +261,7 @@ def log_config(loggers: list, resolved: dict, model: torch.nn.Module | None = No
 
 def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
     """Parameters and paper-convention GFLOPs of one training-size clip, counted on the meta device."""
-    from ..complexity import count
+    from ..analysis.complexity import count
 
     size = getattr(datamodule, "transform_args", {}).get("crop_size", 224)
     flops, _, params = count(copy.deepcopy(net).to_empty(device="meta"), (1, net.num_frames, 3, size, size))
