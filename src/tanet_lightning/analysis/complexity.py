@@ -20,21 +20,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..models import STAGE_NAMES, create_video_model
+from ..models.temporal import TEMPORAL
 
-# paper row name -> (temporal module, position or None for the default, paper GFLOPs, paper Mparams)
-TABLE2: dict[str, tuple[str, str | None, float, float]] = {
-    "C2D": ("c2d", None, 42.95, 24.33),
-    "C2D-Pool": ("c2d_pool", None, 42.95, 24.33),
-    "C2D-TConv": ("c2d_tconv", None, 53.02, 28.10),
-    "TSM": ("tsm", "a", 42.95, 24.33),  # TSM's own place: the residual branch's input
-    "TEINet": ("teinet", None, 43.01, 25.11),
-    "I3D3x1x1": ("i3d", None, 62.55, 32.99),
-    "NL C2D": ("nl", None, 64.49, 31.69),
-    "Global branch": ("tam_global", None, 43.00, 24.33),
-    "Local branch": ("tam_local", None, 43.00, 25.59),
-    "Global branch + SE": ("tam_global_se", None, 43.02, 24.65),
-    "TANet-R": ("tanet_r", None, 43.02, 25.59),
-    "TANet": ("tam", None, 43.02, 25.59),
+# paper row name -> (temporal module, paper GFLOPs, paper Mparams): from the registry, where each
+# module also has its own position (TSM: a)
+TABLE2: dict[str, tuple[str, float, float]] = {
+    spec.paper_row: (name, *spec.paper[:2]) for name, spec in TEMPORAL.items() if spec.paper
 }
 
 _BN_OPS = ("native_batch_norm", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit")
@@ -80,10 +71,10 @@ def measure(
     for row in rows:
         if row not in TABLE2:
             raise ValueError(f"unknown Table 2 row {row!r}; choose from {list(TABLE2)}")
-        temporal, row_position, _, _ = TABLE2[row]
+        temporal = TABLE2[row][0]
         with torch.device("meta"):
             model = create_video_model(backbone, temporal, num_classes, num_frames,
-                                       position=position or row_position or "b", stages=stages, dropout=0.0)
+                                       position=position, stages=stages, dropout=0.0)
         flops, full, params = count(model, (1, num_frames, 3, size, size))
         out.append(Complexity(row, round(flops, 4), round(params / 1e6, 4), params, round(full, 4)))
     return out
@@ -110,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + ("" if paper_setting else "  (not the paper's setting: paper columns shown for reference only)"))
     print(f"{'model':<20}{'GFLOPs':>9}{'paper':>8}{'Mparams':>10}{'paper':>8}{'params':>12}{'GFLOPs+attn':>13}")
     for r in results:
-        _, _, pf, pp = TABLE2[r.model]
+        _, pf, pp = TABLE2[r.model]
         print(f"{r.model:<20}{r.flops_g:>9.2f}{pf:>8.2f}{r.params_m:>10.2f}{pp:>8.2f}{r.params:>12,}"
               f"{r.flops_full_g:>13.2f}")
 
