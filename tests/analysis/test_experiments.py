@@ -11,8 +11,8 @@ import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from tanet_lightning.analysis.report import collect, group_rows, report
 from tanet_lightning.config import config_dir
-from tanet_lightning.report import collect, group_rows, report
 
 SWEEPS = {  # experiment -> (number of jobs, swept key, expected values)
     "ablation_alpha_beta": (5, "model.tam", None),

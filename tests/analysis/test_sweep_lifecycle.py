@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tanet_lightning.report import collect, group_rows
+from tanet_lightning.analysis.report import collect, group_rows
 
 LIMITS = ["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null"]

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch.utils.data import DataLoader
 
+from tanet_lightning.analysis.visualize import expand_videos, find_block, i3d_kernels, load_clip, record, visualize
 from tanet_lightning.config import config_dir
 from tanet_lightning.training.module import VideoClassificationModule
-from tanet_lightning.visualize import expand_videos, find_block, i3d_kernels, load_clip, record, visualize
 
 T, SIZE = 4, 32
 

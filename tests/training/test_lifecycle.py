@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from tanet_lightning import ensemble as ens
+from tanet_lightning.analysis import ensemble as ens
 from tanet_lightning.data.datasets import AnnotationError, read_rawframe_list, read_video_list
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train

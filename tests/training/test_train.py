@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from tanet_lightning import ensemble as ens
+from tanet_lightning.analysis import ensemble as ens
 from tanet_lightning.config import config_dir
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train

@@ -1,1 +1,7 @@
-"""Analysis helpers: the paper's reference numbers (report) live here."""
+"""Analysis: what the project measures and shows, apart from training.
+
+``paper`` (the paper's tables and each experiment's sweep, declared once), ``complexity`` (Table 2
+FLOPs/params), ``report`` (a sweep's local report) and ``wandb_report`` (its W&B report), ``visualize``
+(TAM's importance maps and kernels), ``ensemble`` (TANet-En over eval score files). Each command keeps
+its short name: ``python -m tanet_lightning.report`` etc. are thin entry points into this package.
+"""

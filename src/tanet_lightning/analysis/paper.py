@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-TABLE2_ROWS = {
-    "c2d": "C2D", "c2d_pool": "C2D-Pool", "c2d_tconv": "C2D-TConv", "tsm": "TSM", "teinet": "TEINet",
-    "i3d": "I3D3x1x1", "nl": "NL C2D", "tam_global": "Global branch", "tam_local": "Local branch",
-    "tam_global_se": "Global branch + SE", "tanet_r": "TANet-R", "tam": "TANet",
-}
+from ..models.temporal import TEMPORAL
+
+# Table 2 comes from the temporal-module registry: each module's spec carries its row and numbers
+TABLE2_ROWS = {name: spec.paper_row for name, spec in TEMPORAL.items() if spec.paper}
 ARCH_NAMES = {
     "shufflenet_v2_x1_0": "ShuffleNet V2", "mobilenetv2_100": "MobileNet V2", "inception_v3": "Inception V3",
     "resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
@@ -85,12 +84,9 @@ TABLES: dict[str, PaperTable] = {
     "temporal_modules": PaperTable(
         "Table 2: temporal modules (Kinetics-400, ResNet-50, 8 frames, single view)",
         lambda c: TABLE2_ROWS.get(c["model"]["temporal"]["name"], c["model"]["temporal"]["name"]),
-        {"C2D": (70.2, 88.9), "C2D-Pool": (73.1, 90.6), "C2D-TConv": (73.3, 90.7), "TSM": (74.1, 91.2),
-         "TEINet": (74.9, 91.8), "I3D3x1x1": (74.3, 91.6), "NL C2D": (74.4, 91.5), "Global branch": (74.9, 91.7),
-         "Local branch": (73.3, 90.7), "Global branch + SE": (75.4, 92.0), "TANet-R": (76.0, 92.2),
-         "TANet": (76.1, 92.3)},
+        {spec.paper_row: spec.paper[2:] for spec in TEMPORAL.values() if spec.paper},
         "python -m tanet_lightning.train +experiment=temporal_modules",
-        {"model/temporal": "c2d,c2d_pool,c2d_tconv,tsm,teinet,i3d,nl,tam_global,tam_local,tam_global_se,tanet_r,tam"},
+        {"model/temporal": ",".join(name for name, spec in TEMPORAL.items() if spec.paper)},
         ("model.temporal.name",),
     ),
     "backbones": PaperTable(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -34,7 +35,10 @@ __all__ = [
     "temporal_aggregate",
     "temporal_aggregate_plain",
     "plain_aggregation",
+    "TEMPORAL",
     "TEMPORAL_MODULES",
+    "TemporalSpec",
+    "temporal_spec",
     "create_temporal",
 ]
 
@@ -551,30 +555,64 @@ class NonLocalBlock(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------
-# Registry: name -> factory(channels, num_frames, **kwargs). Names are the config group options of
-# conf/model/temporal/. "c2d" (nothing), "i3d" (conv inflation) and "nl" (after-block placement) are
-# placement kinds handled by insertion.py rather than plain factories.
+# Registry: one spec per temporal module; everything else (the config check, the model builder, the
+# LightningModule's sweep keys, the complexity table, the report's row names) is derived from it.
+# Adding a module = its factory above + one entry here + conf/model/temporal/<name>.yaml.
 
-TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {
-    "tam": TAM,
-    "tam_global": tam_global_only,
-    "tam_local": tam_local_only,
-    "tam_global_se": tam_global_se,
-    "tanet_r": tanet_r,
-    "tsm": TemporalShift,
-    "c2d_pool": TemporalAvgPool,
-    "c2d_tconv": TemporalConv,
-    "teinet": TEIModule,
-    "nl": NonLocalBlock,
-}
-SPECIAL_MODULES = ("c2d", "i3d")
+PLACEMENTS = ("in_block", "after_block", "inflate", "none")
+
+
+@dataclass(frozen=True)
+class TemporalSpec:
+    """How a temporal module enters a network and where it stands in the paper's Table 2."""
+
+    name: str  # the conf/model/temporal/<name>.yaml option
+    factory: Callable[..., nn.Module] | None  # factory(channels, num_frames, **kwargs); None: no module
+    placement: str  # in_block (positions a-d) | after_block (NL) | inflate (I3D) | none (C2D)
+    tam_keys: bool = False  # takes the paper's sweep keys model.tam.{alpha, beta, kernel_size}
+    position: str = "b"  # its place in a block when model.position is null (in_block only)
+    paper_row: str = ""  # its row in Table 2
+    paper: tuple[float, float, float, float] | None = None  # Table 2: GFLOPs, Mparams, top-1, top-5
+
+    def __post_init__(self):
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"{self.name}: placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if (self.factory is None) != (self.placement in ("inflate", "none")):
+            raise ValueError(f"{self.name}: a factory is needed exactly when a module is placed")
+
+
+TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
+    TemporalSpec("c2d", None, "none", paper_row="C2D", paper=(42.95, 24.33, 70.2, 88.9)),
+    TemporalSpec("c2d_pool", TemporalAvgPool, "in_block", paper_row="C2D-Pool", paper=(42.95, 24.33, 73.1, 90.6)),
+    TemporalSpec("c2d_tconv", TemporalConv, "in_block", paper_row="C2D-TConv", paper=(53.02, 28.10, 73.3, 90.7)),
+    # TSM's own place: the residual branch's input
+    TemporalSpec("tsm", TemporalShift, "in_block", position="a", paper_row="TSM", paper=(42.95, 24.33, 74.1, 91.2)),
+    TemporalSpec("teinet", TEIModule, "in_block", paper_row="TEINet", paper=(43.01, 25.11, 74.9, 91.8)),
+    TemporalSpec("i3d", None, "inflate", paper_row="I3D3x1x1", paper=(62.55, 32.99, 74.3, 91.6)),
+    TemporalSpec("nl", NonLocalBlock, "after_block", paper_row="NL C2D", paper=(64.49, 31.69, 74.4, 91.5)),
+    TemporalSpec("tam_global", tam_global_only, "in_block", tam_keys=True, paper_row="Global branch",
+                 paper=(43.00, 24.33, 74.9, 91.7)),
+    TemporalSpec("tam_local", tam_local_only, "in_block", tam_keys=True, paper_row="Local branch",
+                 paper=(43.00, 25.59, 73.3, 90.7)),
+    TemporalSpec("tam_global_se", tam_global_se, "in_block", tam_keys=True, paper_row="Global branch + SE",
+                 paper=(43.02, 24.65, 75.4, 92.0)),
+    TemporalSpec("tanet_r", tanet_r, "in_block", tam_keys=True, paper_row="TANet-R", paper=(43.02, 25.59, 76.0, 92.2)),
+    TemporalSpec("tam", TAM, "in_block", tam_keys=True, paper_row="TANet", paper=(43.02, 25.59, 76.1, 92.3)),
+)}
+TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {n: s.factory for n, s in TEMPORAL.items() if s.factory}
+
+
+def temporal_spec(name: str) -> TemporalSpec:
+    if name not in TEMPORAL:
+        raise ValueError(f"unknown temporal module {name!r}; choose one of {sorted(TEMPORAL)}")
+    return TEMPORAL[name]
 
 
 def create_temporal(name: str, channels: int, num_frames: int, **kwargs) -> nn.Module:
-    if name not in TEMPORAL_MODULES:
-        known = sorted([*TEMPORAL_MODULES, *SPECIAL_MODULES])
-        raise ValueError(f"unknown temporal module {name!r}; choose one of {known}")
+    factory = temporal_spec(name).factory
+    if factory is None:
+        raise ValueError(f"{name!r} is not a module to place (placement {TEMPORAL[name].placement})")
     try:
-        return TEMPORAL_MODULES[name](channels, num_frames, **kwargs)
+        return factory(channels, num_frames, **kwargs)
     except TypeError as e:  # an option the module does not take: say which module and which option
         raise ValueError(f"temporal module {name!r}: {e}") from None

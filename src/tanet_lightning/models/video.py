@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from .backbones import STAGE_NAMES, backbone_family, create_backbone
 from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal
-from .temporal import create_temporal
+from .temporal import create_temporal, temporal_spec
 
 # The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
 # ResNet-50 (the indices of the TAM/TSM code), 5 blocks in all.
@@ -66,7 +66,7 @@ def create_video_model(
     temporal: str = "tam",
     num_classes: int = 400,
     num_frames: int = 8,
-    position: str = "b",
+    position: str | None = None,
     stages: Sequence[str] = STAGE_NAMES,
     dropout: float = 0.5,
     pretrained: bool = False,
@@ -77,23 +77,25 @@ def create_video_model(
 ) -> VideoClassifier:
     """Build any model of the paper's Tables 2, 3 and 5 by name.
 
-    ``temporal`` is a name from ``temporal.TEMPORAL_MODULES`` or "c2d" (none) / "i3d" (3x1x1 inflation).
+    ``temporal`` is a name of the registry ``temporal.TEMPORAL``, whose spec says how it is placed;
+    ``position=None`` puts an in-block module at its own place (TAM: b, TSM: a).
     ImageNet weights are loaded into the plain backbone before it is patched, so temporal modules keep
     their own initialisation.
     """
     family = backbone_family(backbone)  # unknown names fail here, before any weights are loaded
+    spec = temporal_spec(temporal)
     kwargs = dict(temporal_kwargs or {})
     net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path, **(backbone_kwargs or {}))
     stages = list(stages)
-    if temporal == "c2d":
+    if spec.placement == "none":
         if kwargs:
-            raise ValueError(f"C2D has no temporal module; unexpected options {sorted(kwargs)}")
-    elif temporal == "i3d":
+            raise ValueError(f"{temporal} has no temporal module; unexpected options {sorted(kwargs)}")
+    elif spec.placement == "inflate":
         inflate_first_convs(net, family, num_frames, stages)
-    elif temporal == "nl":
-        factory = partial(create_temporal, "nl", num_frames=num_frames, **kwargs)
+    elif spec.placement == "after_block":
+        factory = partial(create_temporal, temporal, num_frames=num_frames, **kwargs)
         insert_after_blocks(net, family, factory, dict(nl_blocks or NL_BLOCKS))
     else:
         factory = partial(create_temporal, temporal, num_frames=num_frames, **kwargs)
-        insert_temporal(net, family, factory, position, stages)
+        insert_temporal(net, family, factory, position or spec.position, stages)
     return VideoClassifier(net, num_classes, num_frames, dropout)

@@ -19,8 +19,9 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import STAGE_NAMES, create_video_model
+from ..models.temporal import TEMPORAL
 
-TAM_FAMILY = ("tam", "tanet_r", "tam_global", "tam_local", "tam_global_se")
+TAM_FAMILY = tuple(name for name, spec in TEMPORAL.items() if spec.tam_keys)  # take model.tam.*
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -52,7 +53,7 @@ class VideoClassificationModule(L.LightningModule):
         backbone: str = "resnet50",
         temporal: Mapping[str, Any] | None = None,
         tam: Mapping[str, Any] | None = None,
-        position: str = "b",
+        position: str | None = None,
         stages: Sequence[str] = STAGE_NAMES,
         dropout: float = 0.5,
         pretrained: bool = False,

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.datasets import DatasetNotFoundError
 from ..models.backbones import backbone_family
-from ..models.temporal import SPECIAL_MODULES, TEMPORAL_MODULES
+from ..models.temporal import TEMPORAL
 from .module import TAM_FAMILY
 
 log = logging.getLogger("tanet_lightning")
@@ -43,16 +43,16 @@ def check_config(cfg: DictConfig) -> None:
         except ValueError as e:
             raise ConfigError(f"model.backbone: {e}") from None
         name = model.temporal.name
-        if name not in TEMPORAL_MODULES and name not in SPECIAL_MODULES:
-            known = sorted([*TEMPORAL_MODULES, *SPECIAL_MODULES])
+        if name not in TEMPORAL:
+            known = sorted(TEMPORAL)
             raise ConfigError(f"model/temporal={name!r} is not a temporal module; choose one of {known}")
         if model.num_frames != cfg.data.num_frames:
             raise ConfigError(
                 f"model.num_frames={model.num_frames} but data.num_frames={cfg.data.num_frames}: "
                 "the clip length must equal the model's T (TAM has no temporal downsampling); set both"
             )
-        if model.position not in ("a", "b", "c", "d"):
-            raise ConfigError(f"model.position={model.position!r}; choose one of a, b, c, d")
+        if model.position not in (None, "a", "b", "c", "d"):
+            raise ConfigError(f"model.position={model.position!r}; choose one of a, b, c, d (null: its own place)")
         tam = dict(model.get("tam") or {})
         if name not in TAM_FAMILY and tam and tam != TAM_DEFAULTS:
             raise ConfigError(f"model.tam={tam} is set but model/temporal={name} does not use it (only "
@@ -261,7 +261,7 @@ def log_config(loggers: list, resolved: dict, model: torch.nn.Module | None = No
 
 def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
     """Parameters and paper-convention GFLOPs of one training-size clip, counted on the meta device."""
-    from ..complexity import count
+    from ..analysis.complexity import count
 
     size = getattr(datamodule, "transform_args", {}).get("crop_size", 224)
     flops, _, params = count(copy.deepcopy(net).to_empty(device="meta"), (1, net.num_frames, 3, size, size))

@@ -50,7 +50,7 @@ def write_reports(sweep_dir: Path) -> None:
     """The sweep's comparison, written whatever the jobs' outcome; a failure here is logged, not raised,
     so that it cannot hide the sweep's own exit status."""
     from ..analysis import wandb_report
-    from ..report import report
+    from ..analysis.report import report
 
     again = f"python -m tanet_lightning.report {sweep_dir}"
     try:

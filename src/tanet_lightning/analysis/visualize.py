@@ -1,0 +1,383 @@
+"""What a TA-block learned, per video (paper Figs 4-8, supplementary Figs 2-3).
+
+``python -m tanet_lightning.visualize ckpt_path=CKPT videos=[a.mp4,b.mp4] block=stage4_6b [i3d_ckpt_path=I3D]``
+
+Forward hooks on the chosen block's local branch ``L`` and global branch ``G`` record, for every video,
+the importance map V (C, T) and the video-adaptive kernel Theta (C, K); the model is not changed.
+Plots (PNG, in ``out_dir``):
+
+* ``violins_<block>.png``  (Figs 4-6) one column per video: V per frame (top row) and Theta per
+  temporal offset t = -1, 0, 1 (bottom row), each violin over the C channels; with ``i3d_ckpt_path``
+  an extra column holds the 3x1x1 kernels of the I3D model at the same block, per tap;
+* ``theta_hist_<block>_<NN>_<video>.png``  (Figs 7-8) one per video: a histogram of Theta over the
+  channels for each temporal offset;
+* ``kernels_<block>.npz``  the recorded arrays, to re-plot without the model.
+
+Block names follow the paper: ``stage4_6b`` is the 6th block (1-based) of res4 (timm ``layer3.5``).
+The trailing letter is the paper's position letter; any of a-d is accepted and the block's
+``temporal`` child is used wherever it sits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+import torch.nn as nn
+from matplotlib import cbook, mlab
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .. import config
+from ..data.datasets import read_video_list
+from ..data.io import read_video_frames
+from ..data.sampling import uniform_test
+from ..data.transforms import eval_transform, normalize_on_device
+from ..models.backbones import STAGES
+from ..models.insertion import stage_blocks
+from ..models.temporal import TemporalAdaptiveModule, TemporalConv
+from ..training.module import VideoClassificationModule
+
+log = logging.getLogger("tanet_lightning")
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
+FRAME_EXTENSIONS = (".jpg",)  # frame folders are read with read_video_frames' default 00001.jpg names
+BLOCK_RE = re.compile(r"^stage([2-5])_(\d+)([a-d])$", re.IGNORECASE)
+KDE_MAX_POINTS = 10_000  # I3D taps have up to ~1M weights; a violin outline needs far fewer
+
+
+# ------------------------------------------------------------------------------------------------
+# Locating a block by its paper name
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    """The 2-D backbone of a VideoClassificationModule, a VideoClassifier, or the backbone itself."""
+    net = getattr(model, "net", model)
+    return getattr(net, "backbone", net)
+
+
+def _family(backbone: nn.Module) -> str:
+    """Backbone family from its module layout (a VideoClassifier does not store its backbone name)."""
+    names = dict(backbone.named_modules())
+    for family, stages in STAGES.items():
+        if stages["res4"] and all(path in names for path in stages["res4"]):
+            return family
+    raise ValueError(f"{type(backbone).__name__} is not a backbone the block-insertion utility knows")
+
+
+def _has_tam(block: nn.Module) -> bool:
+    return isinstance(getattr(block, "temporal", None), TemporalAdaptiveModule)
+
+
+def _has_tconv(block: nn.Module) -> bool:
+    return any(isinstance(m, TemporalConv) for m in block.modules())
+
+
+def _block_names(backbone: nn.Module, family: str, keep) -> list[str]:
+    """Paper names of the blocks that pass `keep`, e.g. ['stage4_1b', ..., 'stage4_6b']."""
+    names = []
+    for s in (2, 3, 4, 5):
+        if not STAGES[family][f"res{s}"]:
+            continue
+        for i, (_, block) in enumerate(stage_blocks(backbone, family, [f"res{s}"]), 1):
+            if keep(block):
+                names.append(f"stage{s}_{i}{getattr(block, 'position', 'b')}")
+    return names
+
+
+def find_block(model: nn.Module, block: str, kind: str = "tam") -> tuple[str, nn.Module]:
+    """(module path inside the backbone, block) for a paper block name; kind 'tam' or 'i3d'.
+
+    A clear error, listing the valid names, when the name is malformed, the block does not exist,
+    or it holds no TAM (kind='tam') / no 3x1x1 conv (kind='i3d').
+    """
+    backbone = _backbone(model)
+    family = _family(backbone)
+    keep = _has_tam if kind == "tam" else _has_tconv
+    what = "temporal adaptive module (TAM)" if kind == "tam" else "I3D 3x1x1 conv"
+
+    def bad(reason: str) -> ValueError:
+        valid = _block_names(backbone, family, keep)
+        listing = ", ".join(valid) if valid else f"none: this model has no block with a {what}"
+        return ValueError(f"block={block!r}: {reason}. Valid block names for this checkpoint: {listing}")
+
+    m = BLOCK_RE.match(str(block).strip())
+    if m is None:
+        raise bad("expected 'stage{2..5}_{i}{a..d}', e.g. stage4_6b = 6th block of res4")
+    stage, index = int(m.group(1)), int(m.group(2))
+    if not STAGES[family][f"res{stage}"]:
+        raise bad(f"this {family} backbone has no blocks in stage {stage}")
+    blocks = stage_blocks(backbone, family, [f"res{stage}"])
+    if not 1 <= index <= len(blocks):
+        raise bad(f"stage {stage} has {len(blocks)} blocks (numbered from 1)")
+    path, found = blocks[index - 1]
+    if not keep(found):
+        raise bad(f"block {path} holds no {what}")
+    return path, found
+
+
+# ------------------------------------------------------------------------------------------------
+# Recording V and Theta with forward hooks
+
+
+def record(model: nn.Module, clips: torch.Tensor, block: str, batch_size: int = 1) -> dict:
+    """Run `clips` (N, T, 3, H, W), normalised, through `model`; capture the block's V and Theta.
+
+    Returns numpy arrays: ``v`` (N, C, T) -- (N, C, 1) for an SE gate -- in (0, 1), ``theta``
+    (N, C, K) summing to 1 over K (either is None when the module has no such branch), ``logits``
+    (N, num_classes), and ``block`` (the module path). Hooks are removed even if the forward fails.
+    """
+    if clips.dim() != 5:
+        raise ValueError(f"clips must be (N, T, 3, H, W), got shape {tuple(clips.shape)}")
+    path, found = find_block(model, block, "tam")
+    tam = found.temporal
+    captured: dict[str, list[torch.Tensor]] = {"v": [], "theta": []}
+
+    def keep(key):
+        return lambda module, args, output: captured[key].append(output.detach().float().cpu())
+
+    hooks = [branch.register_forward_hook(keep(key)) for key, branch in (("v", tam.L), ("theta", tam.G))
+             if branch is not None]
+    was_training = model.training
+    model.eval()  # BN running statistics, no dropout: the kernels a test-time forward uses
+    logits = []
+    try:
+        with torch.inference_mode():
+            for chunk in clips.split(batch_size):  # one video at a time keeps 224px ResNet-50 small
+                logits.append(model(chunk).float().cpu())
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    out = {k: torch.cat(v).numpy() if v else None for k, v in captured.items()}
+    return {"block": path, **out, "logits": torch.cat(logits).numpy()}
+
+
+def i3d_kernels(model: nn.Module, block: str, norm: str = "l1") -> np.ndarray:
+    """The 3x1x1 kernels of an I3D model at `block`, one row per (out, in) pair: (out*in, K).
+
+    norm='l1' divides each kernel by the sum of its taps' absolute values, so it is on Theta's scale
+    (Theta is a softmax: non-negative, sums to 1); norm='none' gives the raw weights.
+    """
+    if norm not in ("l1", "none"):
+        raise ValueError(f"i3d_norm must be 'l1' or 'none', got {norm!r}")
+    _, found = find_block(model, block, "i3d")
+    conv = next(m for m in found.modules() if isinstance(m, TemporalConv)).conv
+    w = conv.weight.detach().float().cpu()[..., 0, 0].flatten(0, 1)  # (out*in, K)
+    if norm == "l1":
+        w = w / w.abs().sum(-1, keepdim=True).clamp_min(1e-12)
+    return w.numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs: checkpoints and videos
+
+
+def load_model(ckpt_path: str | Path, key: str = "ckpt_path") -> VideoClassificationModule:
+    path = Path(str(ckpt_path))
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}={ckpt_path}: no such checkpoint file; pass a Lightning .ckpt from train")
+    # pretrained=False: the checkpoint holds every weight, so never download ImageNet weights
+    return VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True,
+                                                          pretrained=False)
+
+
+def expand_videos(videos: str | Sequence[str], video_root: str | None = None) -> list[str]:
+    """Video paths from a list whose entries are video files, frame folders, directories of videos,
+    or MMAction2 video lists (``.txt``: ``relative/path label`` per line, relative to `video_root`,
+    default the list's own directory)."""
+    if isinstance(videos, (str, Path)):
+        videos = [videos]
+    paths: list[str] = []
+    for entry in videos:
+        p = Path(str(entry))
+        if p.is_file() and p.suffix == ".txt":
+            paths += [r.path for r in read_video_list(p, video_root or p.parent, key="videos")]
+        elif p.is_file():
+            paths.append(str(p))
+        elif p.is_dir():
+            suffixes = {f.suffix.lower() for f in p.iterdir()}
+            if suffixes & set(VIDEO_EXTENSIONS):
+                paths += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS)
+            elif suffixes & set(FRAME_EXTENSIONS):  # a frame folder: read_video_frames reads it as one video
+                paths.append(str(p))
+            else:
+                raise ValueError(f"videos: directory {entry} holds neither videos {VIDEO_EXTENSIONS} "
+                                 f"nor frames {FRAME_EXTENSIONS}")
+        else:
+            raise FileNotFoundError(f"videos: {entry} does not exist (give video files, frame folders, "
+                                    "directories of videos, or a 'path label' .txt list)")
+    if not paths:
+        raise ValueError("videos is empty: pass videos=[a.mp4,b.mp4] (or a directory / .txt video list)")
+    return paths
+
+
+def load_clip(path: str, num_frames: int, size: int) -> torch.Tensor:
+    """One test view: T frames at the TSN segment centres, short side -> size, centre crop, normalised.
+
+    Returns float32 (T, 3, size, size).
+    """
+    frames = read_video_frames(path, lambda n: uniform_test(n, num_frames, 1)[0], short_side=size)
+    return normalize_on_device(eval_transform(frames, size))
+
+
+# ------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _offsets(k: int) -> list[int]:
+    """Tap k of Theta reads frame t + k - K//2 (see temporal_aggregate)."""
+    return [i - k // 2 for i in range(k)]
+
+
+def _kde(data: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Violin density; a fixed subsample for huge inputs (extrema and median still use all data)."""
+    if data.size > KDE_MAX_POINTS:
+        data = np.random.default_rng(0).choice(data, KDE_MAX_POINTS, replace=False)
+    if np.ptp(data) == 0:  # constant values: a Gaussian KDE is singular, draw a flat sliver
+        return np.ones_like(coords)
+    return mlab.GaussianKDE(data, "scott").evaluate(coords)
+
+
+def _violins(ax, columns: np.ndarray, labels: list[str], color: str) -> None:
+    """One violin per column of `columns` (rows are the samples), with min, median and max marked."""
+    stats = cbook.violin_stats([columns[:, j] for j in range(columns.shape[1])], _kde)
+    parts = ax.violin(stats, positions=range(len(labels)), showmedians=True, showextrema=True)
+    for body in parts["bodies"]:
+        body.set_facecolor(color)
+        body.set_alpha(0.6)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _new_figure(ncols: int, nrows: int, figsize: tuple[float, float], **kw):
+    """An Agg figure without pyplot: no global backend state, no display, nothing left open."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+def _short(path: str, width: int = 28) -> str:
+    name = re.sub(r"[^\w.-]+", "_", Path(path).stem)  # also used in file names
+    return name if len(name) <= width else name[: width - 1] + "~"
+
+
+def plot_violins(rec: dict, videos: list[str], block: str, i3d: np.ndarray | None, i3d_norm: str,
+                 path: Path) -> Path:
+    """Figs 4-6: rows V (per frame) and Theta (per offset), one column per video (+ I3D)."""
+    rows = [r for r in ("v", "theta") if rec[r] is not None]
+    ncols = len(videos) + (i3d is not None)
+    fig, axes = _new_figure(ncols, len(rows), (2.8 * ncols + 0.6, 2.6 * len(rows) + 1.0))
+    for i in range(len(rows)):  # one y scale per row across videos, so medians compare across columns
+        for j in range(1, len(videos)):
+            axes[i, j].sharey(axes[i, 0])
+    pred = rec["logits"].argmax(-1)
+    for j, video in enumerate(videos):
+        for i, r in enumerate(rows):
+            ax, values = axes[i, j], rec[r][j].T  # (T or K, C) -> columns per frame / offset
+            if r == "v":
+                n = values.shape[0]
+                labels = [f"{f + 1}" for f in range(n)] if n > 1 else ["all (SE)"]
+                _violins(ax, values.T, labels, "tab:orange")
+                ax.set_xlabel("frame")
+            else:
+                _violins(ax, values.T, [f"t={o}" for o in _offsets(values.shape[0])], "tab:blue")
+                ax.set_xlabel("temporal offset")
+            if j == 0:
+                ax.set_ylabel("importance map V\n(local branch)" if r == "v" else "kernel Θ\n(global branch)")
+        axes[0, j].set_title(f"{_short(video)}\npred class {pred[j]}", fontsize=9)
+    if i3d is not None:
+        j = ncols - 1
+        for i, r in enumerate(rows):
+            ax = axes[i, j]
+            if r == "theta" or len(rows) == 1:
+                _violins(ax, i3d, [f"t={o}" for o in _offsets(i3d.shape[1])], "tab:green")
+                ax.set_xlabel("temporal offset")
+            else:
+                ax.text(0.5, 0.5, "I3D has no\nimportance map", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+        norm = "w / Σ|w| per kernel" if i3d_norm == "l1" else "raw weights"
+        axes[0, j].set_title(f"I3D 3x1x1 (shared by all videos)\n{norm}, {i3d.shape[0]} kernels", fontsize=9)
+    fig.suptitle(f"{block}: distributions over the {rec[rows[0]].shape[1]} channels\n"
+                 "(violins mark min, median, max)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_theta_hist(theta: np.ndarray, video: str, block: str, path: Path, bins: int = 30) -> Path:
+    """Figs 7-8: for one video, a histogram of Theta over the channels for each temporal offset."""
+    k = theta.shape[1]
+    fig, axes = _new_figure(k, 1, (3.0 * k, 2.8), sharey=True)
+    # one x scale for all offsets, so the weight at t=0 can be compared with its neighbours at a glance
+    lo, hi = float(theta.min()), float(theta.max())
+    pad = max(1e-6, 0.05 * (hi - lo))
+    edges = np.linspace(lo - pad, hi + pad, bins + 1)
+    for ax, o, w in zip(axes[0], _offsets(k), theta.T):
+        ax.hist(w, bins=edges, color="tab:blue", alpha=0.8)
+        ax.set_title(f"t={o}  (mean {w.mean():.3f})", fontsize=9)
+        ax.set_xlabel("the distribution of weights")
+    axes[0, 0].set_ylabel("channels")
+    fig.suptitle(f"{_short(video, 48)}: kernel Θ at {block}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# The application
+
+
+def visualize(cfg: DictConfig) -> dict:
+    """Record V and Theta at ``cfg.block`` for ``cfg.videos`` and write the plots to ``cfg.out_dir``.
+
+    Returns {"paths": [written files], "videos": [...], "block": module path, "v", "theta", "logits",
+    "i3d": (kernels or None)}.
+    """
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise ValueError("ckpt_path is required: python -m tanet_lightning.visualize ckpt_path=PATH videos=[...]")
+    size = int(cfg.get("size", 224))
+    if size <= 0:
+        raise ValueError(f"size must be a positive crop size in pixels, got {size}")
+    videos = cfg.get("videos")
+    videos = expand_videos(list(videos) if isinstance(videos, ListConfig) else videos, cfg.get("video_root"))
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = load_model(cfg.ckpt_path)
+    find_block(model, cfg.block, "tam")  # a bad name fails before any video is decoded
+    i3d, i3d_norm = None, cfg.get("i3d_norm", "l1")
+    if cfg.get("i3d_ckpt_path"):  # likewise a checkpoint without 3x1x1 convs at that block
+        i3d = i3d_kernels(load_model(cfg.i3d_ckpt_path, key="i3d_ckpt_path"), cfg.block, i3d_norm)
+    t = int(model.hparams.num_frames)
+    clips = torch.stack([load_clip(v, t, size) for v in videos])
+    log.info("recording %s for %d videos (T=%d, %dpx)", cfg.block, len(videos), t, size)
+    rec = record(model, clips, cfg.block)
+
+    block = str(cfg.block).lower()
+    paths = [plot_violins(rec, videos, block, i3d, i3d_norm, out / f"violins_{block}.png")]
+    if rec["theta"] is not None:
+        for n, (video, theta) in enumerate(zip(videos, rec["theta"])):
+            paths.append(plot_theta_hist(theta, video, block, out / f"theta_hist_{block}_{n:02d}_{_short(video)}.png"))
+    arrays = {k: rec[k] for k in ("v", "theta", "logits") if rec[k] is not None}
+    if i3d is not None:
+        arrays["i3d"] = i3d
+    np.savez(out / f"kernels_{block}.npz", videos=np.asarray(videos), **arrays)
+    paths.append(out / f"kernels_{block}.npz")
+    log.info("wrote %d files to %s", len(paths), out)
+    return {"paths": paths, "videos": videos, "i3d": i3d, **rec}
+
+
+@hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="visualize")
+def main(cfg: DictConfig) -> None:
+    visualize(cfg)
+
+
+if __name__ == "__main__":
+    main()
