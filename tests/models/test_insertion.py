@@ -1,15 +1,18 @@
 """Block insertion on timm/torchvision backbones, the video classifier, pretrained loading, complexity."""
 
+import copy
+import functools
 import itertools
 
 import pytest
 import timm
 import torch
+import torch.nn as nn
 
 from tanet_lightning.analysis.complexity import TABLE2, measure
 from tanet_lightning.models import STAGE_NAMES, create_video_model
-from tanet_lightning.models.backbones import FAMILIES, STAGES
-from tanet_lightning.models.insertion import stage_blocks
+from tanet_lightning.models.backbones import FAMILIES, create_backbone
+from tanet_lightning.models.insertion import blocks_by_stage, insert_temporal, stage_blocks
 
 # (backbone, smallest convenient input side, positions that must work)
 BACKBONES = {
@@ -27,8 +30,74 @@ TAM_KWARGS = {"shufflenet_v2_x1_0": {"beta": 2}}
 SUBSETS = [list(c) for r in range(1, 5) for c in itertools.combinations(STAGE_NAMES, r)]
 
 
+# blocks per paper stage res2..res5 (stage boundaries: timm's feature_info; ShuffleNet: the table)
+BLOCKS_PER_STAGE = {
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnext50_32x4d": (3, 4, 6, 3),
+    "mobilenetv2_100": (2, 3, 7, 4),  # res4 = blocks.3 + blocks.4 (stride 16), res5 = blocks.5 + blocks.6
+    "inception_v3": (0, 3, 5, 3),  # Mixed_5b-d, Mixed_6a-e, Mixed_7a-c; no blocks at stride 4
+    "shufflenet_v2_x1_0": (0, 4, 8, 4),
+}
+
+
 def test_every_supported_backbone_is_listed():
-    assert set(BACKBONES) == set(FAMILIES)
+    assert set(BACKBONES) == set(FAMILIES) == set(BLOCKS_PER_STAGE)
+
+
+@functools.cache
+def plain_backbone(name: str) -> nn.Module:
+    """The backbone with every parameter and BN statistic random (timm zero-initialises the last BN of
+    a residual branch, which would hide positions c and d)."""
+    torch.manual_seed(0)
+    net = create_backbone(name).eval()
+    with torch.no_grad():
+        for n, t in [*net.named_parameters(), *net.named_buffers()]:
+            if t.is_floating_point():
+                t.copy_(torch.rand_like(t) + 0.5 if n.endswith("running_var") else torch.randn_like(t) * 0.2)
+    return net
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_stage_boundaries(backbone):
+    by_stage = blocks_by_stage(plain_backbone(backbone), FAMILIES[backbone])
+    assert tuple(len(by_stage[s]) for s in STAGE_NAMES) == BLOCKS_PER_STAGE[backbone]
+    with torch.device("meta"):  # a patched network has the same stages (visualize reads them there)
+        patched = create_video_model(backbone, "tam", 5, 4, position="a", temporal_kwargs=TAM_KWARGS.get(backbone))
+    names = {s: [n for n, _ in blocks] for s, blocks in by_stage.items()}
+    assert {s: [n for n, _ in b] for s, b in blocks_by_stage(patched.backbone, FAMILIES[backbone]).items()} == names
+    if backbone == "mobilenetv2_100":
+        assert [n for n, _ in by_stage["res4"]] == [*(f"blocks.3.{i}" for i in range(4)),
+                                                   *(f"blocks.4.{i}" for i in range(3))]
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_patched_block_with_identity_equals_the_original_block(backbone):
+    """For every supported position, each patched block with nn.Identity() as its temporal module gives
+    exactly (bit for bit) the original block's output on the same input: the re-written forwards are
+    timm's / torchvision's, so a library upgrade that changes a block's forward fails here."""
+    size, positions = BACKBONES[backbone]
+    plain = plain_backbone(backbone)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    outputs = {}
+    for position in positions:
+        patched = copy.deepcopy(plain)
+        names = insert_temporal(patched, FAMILIES[backbone], lambda c: nn.Identity(), position)
+        assert names
+        outputs.clear()
+        hooks = [m.get_submodule(n).register_forward_hook(
+            lambda mod, args, out, key=(tag, n): outputs.__setitem__(key, out))
+            for tag, m in (("plain", plain), ("patched", patched)) for n in names]
+        with torch.no_grad():
+            final = plain.forward_features(x), patched.forward_features(x)
+        for h in hooks:
+            h.remove()
+        for n in names:
+            assert isinstance(patched.get_submodule(n).temporal, nn.Identity)
+            assert torch.equal(outputs["plain", n], outputs["patched", n]), (position, n)
+        assert torch.equal(*final), position
 
 
 HEAVY = ("resnet101", "resnext50_32x4d", "inception_v3")  # same code paths as lighter ones: `make test-all`
@@ -62,7 +131,7 @@ def test_every_stage_subset_builds(backbone):
     for stages in SUBSETS:
         with torch.device("meta"):
             plain = timm.create_model(backbone, num_classes=0) if family != "shufflenetv2" else None
-        has_blocks = any(STAGES[family][s] for s in stages)
+        has_blocks = any(BLOCKS_PER_STAGE[backbone][STAGE_NAMES.index(s)] for s in stages)
         if not has_blocks:
             with pytest.raises(ValueError, match="hold no blocks"):
                 with torch.device("meta"):

@@ -39,8 +39,8 @@ from ..data.datasets import read_video_list
 from ..data.io import read_video_frames
 from ..data.sampling import uniform_test
 from ..data.transforms import eval_transform, normalize_on_device
-from ..models.backbones import STAGES
-from ..models.insertion import stage_blocks
+from ..models.backbones import family_of
+from ..models.insertion import blocks_by_stage
 from ..models.temporal import TemporalAdaptiveModule, TemporalConv
 from ..training.module import VideoClassificationModule
 
@@ -62,15 +62,6 @@ def _backbone(model: nn.Module) -> nn.Module:
     return getattr(net, "backbone", net)
 
 
-def _family(backbone: nn.Module) -> str:
-    """Backbone family from its module layout (a VideoClassifier does not store its backbone name)."""
-    names = dict(backbone.named_modules())
-    for family, stages in STAGES.items():
-        if stages["res4"] and all(path in names for path in stages["res4"]):
-            return family
-    raise ValueError(f"{type(backbone).__name__} is not a backbone the block-insertion utility knows")
-
-
 def _has_tam(block: nn.Module) -> bool:
     return isinstance(getattr(block, "temporal", None), TemporalAdaptiveModule)
 
@@ -82,12 +73,10 @@ def _has_tconv(block: nn.Module) -> bool:
 def _block_names(backbone: nn.Module, family: str, keep) -> list[str]:
     """Paper names of the blocks that pass `keep`, e.g. ['stage4_1b', ..., 'stage4_6b']."""
     names = []
-    for s in (2, 3, 4, 5):
-        if not STAGES[family][f"res{s}"]:
-            continue
-        for i, (_, block) in enumerate(stage_blocks(backbone, family, [f"res{s}"]), 1):
+    for stage, blocks in blocks_by_stage(backbone, family).items():
+        for i, (_, block) in enumerate(blocks, 1):
             if keep(block):
-                names.append(f"stage{s}_{i}{getattr(block, 'position', 'b')}")
+                names.append(f"{stage.replace('res', 'stage')}_{i}{getattr(block, 'position', 'b')}")
     return names
 
 
@@ -98,7 +87,7 @@ def find_block(model: nn.Module, block: str, kind: str = "tam") -> tuple[str, nn
     or it holds no TAM (kind='tam') / no 3x1x1 conv (kind='i3d').
     """
     backbone = _backbone(model)
-    family = _family(backbone)
+    family = family_of(backbone)
     keep = _has_tam if kind == "tam" else _has_tconv
     what = "temporal adaptive module (TAM)" if kind == "tam" else "I3D 3x1x1 conv"
 
@@ -111,9 +100,9 @@ def find_block(model: nn.Module, block: str, kind: str = "tam") -> tuple[str, nn
     if m is None:
         raise bad("expected 'stage{2..5}_{i}{a..d}', e.g. stage4_6b = 6th block of res4")
     stage, index = int(m.group(1)), int(m.group(2))
-    if not STAGES[family][f"res{stage}"]:
+    blocks = blocks_by_stage(backbone, family)[f"res{stage}"]
+    if not blocks:
         raise bad(f"this {family} backbone has no blocks in stage {stage}")
-    blocks = stage_blocks(backbone, family, [f"res{stage}"])
     if not 1 <= index <= len(blocks):
         raise bad(f"stage {stage} has {len(blocks)} blocks (numbered from 1)")
     path, found = blocks[index - 1]
