@@ -8,11 +8,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
+import torch
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from tanet_lightning.analysis.report import collect, group_rows, report
 from tanet_lightning.config import config_dir
+from tanet_lightning.models import STAGE_NAMES
+from tanet_lightning.models.temporal import (
+    TAM,
+    TEMPORAL,
+    NonLocalBlock,
+    TemporalConv,
+)
 
 SWEEPS = {  # experiment -> (number of jobs, swept key, expected values)
     "ablation_alpha_beta": (5, "model.tam", None),
@@ -22,6 +33,8 @@ SWEEPS = {  # experiment -> (number of jobs, swept key, expected values)
     "ablation_position": (4, "model.position", {"a", "b", "c", "d"}),
     "ablation_stages": (4, "model.stages", None),
 }
+OTHER = ["finetune"]  # not a paper table: tests/pretrained/test_finetune_predict.py trains it
+TAM_DEFAULTS = {"alpha": 2, "beta": 4, "kernel_size": 3}  # conf/model/tanet.yaml model.tam
 RECIPES = ["k400_tanet_r50_8f", "k400_tanet_r50_16f", "sthv1_tanet_r50_8f", "sthv1_tanet_r50_16f",
            "sthv2_tanet_r50_8f", "sthv2_tanet_r50_16f"]
 
@@ -35,7 +48,7 @@ def sweep_jobs(cfg, cli: list[str] = ()) -> list[list[str]]:
 
 def test_every_experiment_file_is_covered():
     files = {p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml")}
-    assert files == set(SWEEPS) | set(RECIPES) | {"finetune"}  # finetune: tests/pretrained
+    assert files == set(SWEEPS) | set(RECIPES) | set(OTHER)
 
 
 @pytest.mark.parametrize("name", list(SWEEPS))
@@ -47,11 +60,75 @@ def test_sweep_expands_to_the_paper_rows(make_cfg, name):
     assert len(jobs) == n and len({tuple(j) for j in jobs}) == n
     if values:
         assert {o.split("=", 1)[1] for j in jobs for o in j if o.startswith(key + "=")} == values
-    for job in jobs:  # every job composes, and its model builds (on the meta device: no weights)
+    for job in jobs:  # every job composes, its model builds, and the swept values are in the module
         job_cfg = make_cfg([f"+experiment={name}", *job, "model.pretrained=false"], tiny=False)
         assert job_cfg.data.num_frames == job_cfg.model.num_frames
         if name == "ablation_alpha_beta":
             assert job_cfg.model.tam.kernel_size == 3
+        with torch.device("meta"):  # shapes only: no weights are allocated or downloaded
+            net = instantiate(job_cfg.model, num_classes=400).net
+        for override in OverridesParser.create().parse_overrides(job):
+            assert_swept_value_in_module(net, override.key_or_group, override.value(), job_cfg)
+
+
+def tams(net: torch.nn.Module) -> list[TAM]:
+    return [m for m in net.modules() if isinstance(m, TAM)]
+
+
+def patched(net: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(block name, block) of every block that holds a temporal module."""
+    return [(n.removesuffix(".temporal"), net.get_submodule(n.removesuffix(".temporal")))
+            for n, _ in net.named_modules() if n.endswith(".temporal")]
+
+
+def arch_of(net: torch.nn.Module) -> str:
+    """The timm architecture the backbone was built as (torchvision ShuffleNet: its adapter class)."""
+    cfg = getattr(net.backbone, "pretrained_cfg", None)
+    return cfg["architecture"] if cfg else type(net.backbone).__name__
+
+
+def assert_swept_value_in_module(net: torch.nn.Module, key: str, value, cfg) -> None:
+    """The value a sweep job sets, read back from the built network (not from the config)."""
+    if key == "model.tam":  # alpha: width of G's first Linear (alpha x T); beta: L's reduction
+        assert tams(net) and all(t.G.net[0].out_features == value["alpha"] * net.num_frames for t in tams(net))
+        assert all(t.L.net[0].out_channels * value["beta"] == t.L.net[0].in_channels for t in tams(net))
+    elif key == "model.tam.kernel_size":  # K: the taps of Theta (G's last Linear) and L's temporal conv
+        assert tams(net) and all(t.G.net[3].out_features == value for t in tams(net))
+        assert all(t.L.net[0].kernel_size == (value,) for t in tams(net))
+    elif key == "data.num_frames":
+        assert net.num_frames == value and all(t.G.net[0].in_features == value for t in tams(net))
+    elif key == "model.position":
+        blocks = patched(net)
+        assert len(blocks) == 16 and {b.position for _, b in blocks} == {value}
+    elif key == "model.stages":  # res2..res5 = layer1..layer4 of the ResNet-50
+        layers = {f"backbone.layer{STAGE_NAMES.index(s) + 1}" for s in value}
+        blocks = patched(net)
+        assert blocks and {n.rsplit(".", 1)[0] for n, _ in blocks} == layers
+    elif key == "model/temporal":
+        spec = TEMPORAL[value]
+        kinds = {type(b.temporal) for _, b in patched(net)}
+        if spec.placement == "none":
+            assert not kinds and not any(isinstance(m, TemporalConv) for m in net.modules())
+        elif spec.placement == "inflate":
+            assert not kinds and isinstance(net.backbone.layer1[0].conv1, TemporalConv)
+        elif spec.placement == "after_block":
+            assert len(patched(net)) == 5 and kinds == {NonLocalBlock}
+        else:
+            name, first = patched(net)[0]  # the module this name stands for, built as the job builds it
+            position = cfg.model.position or spec.position
+            kwargs = dict(cfg.model.tam) if spec.tam_keys else {}
+            channels = (type(first).channels(first, position) if hasattr(type(first), "channels")
+                        else next(m for m in first.modules() if isinstance(m, torch.nn.Conv2d)).in_channels)
+            made = spec.factory(channels, net.num_frames, **kwargs)
+            assert {b.position for _, b in patched(net) if hasattr(b, "position")} <= {position}
+            assert repr(first.temporal) == repr(made), name
+            if arch_of(net) == "resnet50":
+                assert len(patched(net)) == 16
+    elif key == "model/arch":
+        arch = OmegaConf.load(Path(config_dir()) / "model" / "arch" / f"{value}.yaml").backbone.split(".")[0]
+        assert arch_of(net) == (arch if arch in timm.list_models() else "ShuffleNetV2Features"), (value, arch_of(net))
+    else:
+        raise AssertionError(f"no check for swept key {key}: add one")
 
 
 def test_sweep_values_match_the_paper(make_cfg):

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from tanet_lightning.analysis.visualize import expand_videos, find_block, i3d_kernels, load_clip, record, visualize
 from tanet_lightning.config import config_dir
+from tanet_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tanet_lightning.training.module import VideoClassificationModule
 
 T, SIZE = 4, 32
@@ -149,3 +150,51 @@ def test_videos_accept_directories_and_video_lists(tmp_path):
         expand_videos([str(tmp_path / "missing.mp4")])
     with pytest.raises(ValueError, match="videos is empty"):
         expand_videos([])
+
+
+def write_ramp(path: Path, frames: int = 12, size: int = 48) -> Path:
+    """A grey video whose frame t has level 10 + 20 t: a clip's brightness tells which frames it took."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for t in range(frames):
+            img = np.full((size, size, 3), 10 + 20 * t, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def frames_of(clip: torch.Tensor) -> list[int]:
+    """Which frames of a `write_ramp` video a normalised clip holds, from each frame's grey level."""
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    levels = (clip * std + mean).mean((1, 2, 3)) * 255
+    return ((levels - 10) / 20).round().long().tolist()
+
+
+def test_dense_sampled_checkpoint_is_shown_dense_clips_at_its_own_size(make_cfg, tmp_path):
+    """A checkpoint trained with dense sampling (window 8, T=4) and a 24 px test crop: visualize reads
+    the middle 8-frame window at stride 2 and crops 24 px, as that model was tested, with no size given."""
+    from tanet_lightning.analysis.visualize import data_config
+    from tanet_lightning.train import train
+
+    _, objects = train(make_cfg(["data.sampler=dense", "data.dense_window=8", "data.test_crop_size=24",
+                                 "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false"]))
+    ckpt = objects["trainer"].checkpoint_callback.best_model_path
+    data = data_config(ckpt)
+    assert (data["sampler"], data["dense_window"], data["crop_size"]) == ("dense", 8, 24)
+    video = str(write_ramp(tmp_path / "ramp.mp4"))
+    clip = load_clip(video, 4, data=data)
+    assert clip.shape == (4, 3, 24, 24)
+    assert frames_of(clip) == [2, 4, 6, 8]  # dense: start (1 + 12 - 8) // 2 = 2, stride 8 // 4
+    assert frames_of(load_clip(video, 4, 32)) == [1, 4, 7, 10]  # no data config: TSN segment centres
+
+    cfg = compose_visualize([f"ckpt_path={ckpt}", f"videos=[{video}]", "block=stage4_2b",
+                             f"out_dir={tmp_path / 'out'}"])
+    result = visualize(cfg)
+    model = VideoClassificationModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    with torch.inference_mode():
+        logits = model(clip[None])
+    np.testing.assert_allclose(result["logits"], logits.numpy(), rtol=1e-4, atol=1e-5)

@@ -96,7 +96,7 @@ def test_freeze_bn_keeps_all_but_the_first_batchnorm_frozen(make_cfg):
     model.train()
     assert bns[0].training and bns[0].weight.requires_grad
     assert all(not b.training and not b.weight.requires_grad for b in bns[1:])
-    names = {id(p) for g in model.param_groups(0.1, 0.0) for p in g["params"]}
+    names = {id(p) for g in model.param_groups() for p in g["params"]}
     assert id(bns[1].weight) not in names and id(bns[0].weight) in names
 
 

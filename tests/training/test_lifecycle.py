@@ -64,6 +64,7 @@ def test_train_false_tests_the_given_checkpoint(make_cfg, trained):
     (["model/temporal=c2d", "model.tam.alpha=4"], "does not use it"),
     (["model.pretrained=true"], "model.pretrained_path=FILE"),  # no weight hub from here
     (["data.flip_label_map={0:9}"], r"flip_label_map names classes \[9\]"),
+    (["paths.log_dir=/etc/hostname/logs"], "paths.log_dir=/etc/hostname/logs is not a writable directory"),
 ])
 def test_values_that_can_never_work_fail_before_anything_runs(make_cfg, override, key):
     with pytest.raises(ConfigError, match=key):
@@ -89,6 +90,17 @@ def test_a_file_that_is_not_a_checkpoint_says_so(make_cfg, trained, tmp_path, co
         with pytest.raises(ConfigError, match=message) as err:
             (train if name == "train" else evaluate)(make_cfg([f"ckpt_path={path}"], name=name))
         assert "weights_only=False" not in str(err.value)
+
+
+def test_a_complete_dataset_is_used_without_writing_to_it(tmp_path):
+    from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    spec = SyntheticSpec(train_per_class=1, val_per_class=1, test_per_class=1, size=32, min_frames=8, max_frames=8)
+    ensure_synthetic(tmp_path / "synthetic", spec)
+    (tmp_path / ".synthetic.lock").unlink()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    ensure_synthetic(tmp_path / "synthetic", spec)  # complete: no lock file, nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_eval_refuses_a_checkpoint_of_other_classes(make_cfg, trained, tmp_path):

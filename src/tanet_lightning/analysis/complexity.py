@@ -42,10 +42,11 @@ class Complexity:
     params_m: float
     params: int
     flops_full_g: float  # + attention matmuls (differs for NL C2D only)
+    macs: int = 0  # exact multiply-adds behind flops_g (deterministic: pinned by the tests)
 
 
-def count(model: torch.nn.Module, clip: tuple[int, ...]) -> tuple[float, float, int]:
-    """(paper-convention GFLOPs, full GFLOPs, parameters) of one clip (1, T, 3, H, W)."""
+def count_exact(model: torch.nn.Module, clip: tuple[int, ...]) -> tuple[int, int, int]:
+    """(paper-convention multiply-adds, with attention products, parameters) of one clip (1, T, 3, H, W)."""
     mapping = {getattr(torch.ops.aten, op): _bn_flops for op in _BN_OPS if hasattr(torch.ops.aten, op)}
     model = model.eval()
     x = torch.empty(clip, device="meta")
@@ -55,7 +56,13 @@ def count(model: torch.nn.Module, clip: tuple[int, ...]) -> tuple[float, float, 
     attention = sum(v for op, v in per_op.items() if "bmm" in str(op))
     total = sum(per_op.values())
     params = sum(p.numel() for p in model.parameters())
-    return (total - attention) / 2e9, total / 2e9, params
+    return (total - attention) // 2, total // 2, params  # FlopCounterMode counts 2 per multiply-add
+
+
+def count(model: torch.nn.Module, clip: tuple[int, ...]) -> tuple[float, float, int]:
+    """(paper-convention GFLOPs, full GFLOPs, parameters) of one clip (1, T, 3, H, W)."""
+    macs, full, params = count_exact(model, clip)
+    return macs / 1e9, full / 1e9, params
 
 
 def measure(
@@ -75,8 +82,8 @@ def measure(
         with torch.device("meta"):
             model = create_video_model(backbone, temporal, num_classes, num_frames,
                                        position=position, stages=stages, dropout=0.0)
-        flops, full, params = count(model, (1, num_frames, 3, size, size))
-        out.append(Complexity(row, round(flops, 4), round(params / 1e6, 4), params, round(full, 4)))
+        macs, full, params = count_exact(model, (1, num_frames, 3, size, size))
+        out.append(Complexity(row, round(macs / 1e9, 4), round(params / 1e6, 4), params, round(full / 1e9, 4), macs))
     return out
 
 

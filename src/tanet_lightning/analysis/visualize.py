@@ -37,10 +37,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .. import config
 from ..data.datasets import read_video_list
 from ..data.io import read_video_frames
-from ..data.sampling import uniform_test
-from ..data.transforms import eval_transform, normalize_on_device
-from ..models.backbones import STAGES
-from ..models.insertion import stage_blocks
+from ..data.sampling import ClipSampler
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device
+from ..models.backbones import family_of
+from ..models.convert import load_checkpoint_file
+from ..models.insertion import blocks_by_stage
 from ..models.temporal import TemporalAdaptiveModule, TemporalConv
 from ..training.module import VideoClassificationModule
 
@@ -62,15 +63,6 @@ def _backbone(model: nn.Module) -> nn.Module:
     return getattr(net, "backbone", net)
 
 
-def _family(backbone: nn.Module) -> str:
-    """Backbone family from its module layout (a VideoClassifier does not store its backbone name)."""
-    names = dict(backbone.named_modules())
-    for family, stages in STAGES.items():
-        if stages["res4"] and all(path in names for path in stages["res4"]):
-            return family
-    raise ValueError(f"{type(backbone).__name__} is not a backbone the block-insertion utility knows")
-
-
 def _has_tam(block: nn.Module) -> bool:
     return isinstance(getattr(block, "temporal", None), TemporalAdaptiveModule)
 
@@ -82,12 +74,10 @@ def _has_tconv(block: nn.Module) -> bool:
 def _block_names(backbone: nn.Module, family: str, keep) -> list[str]:
     """Paper names of the blocks that pass `keep`, e.g. ['stage4_1b', ..., 'stage4_6b']."""
     names = []
-    for s in (2, 3, 4, 5):
-        if not STAGES[family][f"res{s}"]:
-            continue
-        for i, (_, block) in enumerate(stage_blocks(backbone, family, [f"res{s}"]), 1):
+    for stage, blocks in blocks_by_stage(backbone, family).items():
+        for i, (_, block) in enumerate(blocks, 1):
             if keep(block):
-                names.append(f"stage{s}_{i}{getattr(block, 'position', 'b')}")
+                names.append(f"{stage.replace('res', 'stage')}_{i}{getattr(block, 'position', 'b')}")
     return names
 
 
@@ -98,7 +88,7 @@ def find_block(model: nn.Module, block: str, kind: str = "tam") -> tuple[str, nn
     or it holds no TAM (kind='tam') / no 3x1x1 conv (kind='i3d').
     """
     backbone = _backbone(model)
-    family = _family(backbone)
+    family = family_of(backbone)
     keep = _has_tam if kind == "tam" else _has_tconv
     what = "temporal adaptive module (TAM)" if kind == "tam" else "I3D 3x1x1 conv"
 
@@ -111,9 +101,9 @@ def find_block(model: nn.Module, block: str, kind: str = "tam") -> tuple[str, nn
     if m is None:
         raise bad("expected 'stage{2..5}_{i}{a..d}', e.g. stage4_6b = 6th block of res4")
     stage, index = int(m.group(1)), int(m.group(2))
-    if not STAGES[family][f"res{stage}"]:
+    blocks = blocks_by_stage(backbone, family)[f"res{stage}"]
+    if not blocks:
         raise bad(f"this {family} backbone has no blocks in stage {stage}")
-    blocks = stage_blocks(backbone, family, [f"res{stage}"])
     if not 1 <= index <= len(blocks):
         raise bad(f"stage {stage} has {len(blocks)} blocks (numbered from 1)")
     path, found = blocks[index - 1]
@@ -218,13 +208,31 @@ def expand_videos(videos: str | Sequence[str], video_root: str | None = None) ->
     return paths
 
 
-def load_clip(path: str, num_frames: int, size: int) -> torch.Tensor:
-    """One test view: T frames at the TSN segment centres, short side -> size, centre crop, normalised.
+DEFAULT_SIZE = 224  # short side and crop for checkpoints that carry no data config
 
-    Returns float32 (T, 3, size, size).
+
+def data_config(ckpt_path: str | Path) -> dict:
+    """The test-time data protocol the checkpoint was trained with (``data_config``, saved by training
+    and by ``convert --data``); empty for older checkpoints."""
+    return dict(load_checkpoint_file(ckpt_path).get("data_config") or {})
+
+
+def load_clip(path: str, num_frames: int, size: int | None = None, data: dict | None = None) -> torch.Tensor:
+    """The checkpoint's single test view of a video: its sampler's centre clip (dense: the middle
+    window; uniform: TSN segment centres), its short side and test crop, its normalisation. ``size``
+    overrides short side and crop; without a data config the clip is uniform at ``DEFAULT_SIZE``.
+
+    Returns float32 (T, 3, crop, crop).
     """
-    frames = read_video_frames(path, lambda n: uniform_test(n, num_frames, 1)[0], short_side=size)
-    return normalize_on_device(eval_transform(frames, size))
+    data = data or {}
+    sampler = ClipSampler(data.get("sampler", "uniform"), num_frames, int(data.get("dense_window") or 64))
+    short_side = size or (data["short_side"] if "short_side" in data else DEFAULT_SIZE)
+    crop = size or int(data.get("crop_size") or DEFAULT_SIZE)
+    frames = read_video_frames(path, sampler.val, short_side=short_side,
+                               frame_template=data.get("frame_template", "{:05d}.jpg"),
+                               start_index=int(data.get("start_index", 1)))
+    return normalize_on_device(eval_transform(frames, crop), data.get("mean", IMAGENET_MEAN),
+                               data.get("std", IMAGENET_STD))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,9 +350,10 @@ def visualize(cfg: DictConfig) -> dict:
     """
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
         raise ValueError("ckpt_path is required: python -m tanet_lightning.visualize ckpt_path=PATH videos=[...]")
-    size = int(cfg.get("size", 224))
-    if size <= 0:
-        raise ValueError(f"size must be a positive crop size in pixels, got {size}")
+    size = cfg.get("size")
+    if size is not None and (not isinstance(size, int) or size <= 0):
+        raise ValueError(f"size must be null (the checkpoint's data config) or a positive crop size in pixels, "
+                         f"got {size!r}")
     videos = cfg.get("videos")
     videos = expand_videos(list(videos) if isinstance(videos, ListConfig) else videos, cfg.get("video_root"))
     out = Path(cfg.out_dir)
@@ -356,8 +365,12 @@ def visualize(cfg: DictConfig) -> dict:
     if cfg.get("i3d_ckpt_path"):  # likewise a checkpoint without 3x1x1 convs at that block
         i3d = i3d_kernels(load_model(cfg.i3d_ckpt_path, key="i3d_ckpt_path"), cfg.block, i3d_norm)
     t = int(model.hparams.num_frames)
-    clips = torch.stack([load_clip(v, t, size) for v in videos])
-    log.info("recording %s for %d videos (T=%d, %dpx)", cfg.block, len(videos), t, size)
+    data = data_config(cfg.ckpt_path)
+    if not data:
+        log.warning("%s has no saved data config: uniform clips at %dpx", cfg.ckpt_path, size or DEFAULT_SIZE)
+    clips = torch.stack([load_clip(v, t, size, data) for v in videos])
+    log.info("recording %s for %d videos (T=%d, %s sampling, %dpx)", cfg.block, len(videos), t,
+             data.get("sampler", "uniform"), clips.shape[-1])
     rec = record(model, clips, cfg.block)
 
     block = str(cfg.block).lower()

@@ -1,8 +1,9 @@
 """2-D backbones with one interface: ``forward_features(x) -> (B, C, h, w)`` and ``num_features``.
 
 timm models already have it; torchvision's ShuffleNet V2 (not in timm) gets a thin adapter that keeps
-torchvision's parameter names, so its checkpoints load unchanged. ``STAGES`` names, per backbone
-family, the modules that make up the paper's res2..res5 (by output stride 4, 8, 16, 32).
+torchvision's parameter names, so its checkpoints load unchanged. The paper's stages res2..res5 are
+found by output stride (4, 8, 16, 32): from timm's ``feature_info``, or ``STAGE_TABLES`` where a
+backbone has none.
 """
 
 from __future__ import annotations
@@ -13,21 +14,12 @@ import timm
 import torch
 import torch.nn as nn
 
-# paper stage -> module paths; a Sequential path stands for its children (the blocks of that stage)
-STAGES: dict[str, dict[str, tuple[str, ...]]] = {
-    "resnet": {"res2": ("layer1",), "res3": ("layer2",), "res4": ("layer3",), "res5": ("layer4",)},
-    "mobilenetv2": {
-        "res2": ("blocks.1",),
-        "res3": ("blocks.2",),
-        "res4": ("blocks.3", "blocks.4"),
-        "res5": ("blocks.5", "blocks.6"),
-    },
-    "inception_v3": {
-        "res2": (),  # the stem only: Inception V3 has no blocks at stride 4
-        "res3": ("Mixed_5b", "Mixed_5c", "Mixed_5d"),
-        "res4": ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
-        "res5": ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
-    },
+# The paper's res2..res5 end at output strides 4, 8, 16 and 32. timm models say where (``feature_info``:
+# the module that ends each stride); the insertion utility reads it there. torchvision's ShuffleNet V2
+# has no feature_info, so its stages are written here: paper stage -> module paths (a Sequential path
+# stands for its children, the blocks of that stage).
+STAGE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+STAGE_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
     "shufflenetv2": {"res2": (), "res3": ("stage2",), "res4": ("stage3",), "res5": ("stage4",)},
 }
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
@@ -44,6 +36,16 @@ FAMILIES: dict[str, str] = {
     "inception_v3": "inception_v3",
     "shufflenet_v2_x1_0": "shufflenetv2",
 }
+
+
+def family_of(backbone: nn.Module) -> str:
+    """The family of a built backbone (a VideoClassifier does not store its backbone's name)."""
+    if isinstance(backbone, ShuffleNetV2Features):
+        return "shufflenetv2"
+    arch = getattr(backbone, "pretrained_cfg", {}).get("architecture")
+    if arch is None:
+        raise ValueError(f"{type(backbone).__name__} is not a backbone the block-insertion utility knows")
+    return backbone_family(arch)
 
 
 def backbone_family(name: str) -> str:

@@ -23,24 +23,33 @@ from timm.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.shufflenetv2 import InvertedResidual as ShuffleBlock
 from torchvision.models.shufflenetv2 import channel_shuffle
 
-from .backbones import STAGE_NAMES, STAGES
+from .backbones import STAGE_NAMES, STAGE_STRIDES, STAGE_TABLES
 from .temporal import TemporalConv
 
 POSITIONS = ("a", "b", "c", "d")
 TemporalFactory = Callable[[int], nn.Module]  # channels -> module (num_frames already bound)
 
 
-class TemporalBottleneck(nn.Module):
-    """timm ``Bottleneck`` (ResNet-50/101, ResNeXt) with a temporal module at position a, b, c or d."""
+class PatchedBlock(nn.Module):
+    """A block that takes over every child of the original under its own name (``named_children``) and
+    its plain attributes (flags such as ``has_skip``, absent parts such as ``se=None``), and adds
+    ``temporal``. Subclasses re-write the block's forward with the module at ``position``; a test runs
+    each with ``nn.Identity()`` against the original, so a timm change to a block's forward fails there."""
 
-    positions = POSITIONS
+    positions: tuple[str, ...] = POSITIONS
 
-    def __init__(self, block: Bottleneck, temporal: nn.Module, position: str):
+    def __init__(self, block: nn.Module, temporal: nn.Module, position: str):
         super().__init__()
-        for name in ("conv1", "bn1", "act1", "conv2", "bn2", "drop_block", "act2", "aa", "conv3", "bn3",
-                     "se", "drop_path", "downsample", "act3"):
-            setattr(self, name, getattr(block, name))
+        for name, child in block.named_children():
+            self.add_module(name, child)
+        for name, value in vars(block).items():
+            if not name.startswith("_") and name != "training":
+                setattr(self, name, value)
         self.temporal, self.position = temporal, position
+
+
+class TemporalBottleneck(PatchedBlock):
+    """timm ``Bottleneck`` (ResNet-50/101, ResNeXt) with a temporal module at position a, b, c or d."""
 
     @staticmethod
     def channels(block: Bottleneck, position: str) -> int:
@@ -70,17 +79,10 @@ class TemporalBottleneck(nn.Module):
         return self.act3(x + shortcut)
 
 
-class TemporalBasicBlock(nn.Module):
+class TemporalBasicBlock(PatchedBlock):
     """timm ``BasicBlock`` (ResNet-18/34). It has two convs, so "after the second conv" is position d."""
 
     positions = ("a", "b", "d")
-
-    def __init__(self, block: BasicBlock, temporal: nn.Module, position: str):
-        super().__init__()
-        for name in ("conv1", "bn1", "drop_block", "act1", "aa", "conv2", "bn2", "se", "drop_path",
-                     "downsample", "act2"):
-            setattr(self, name, getattr(block, name))
-        self.temporal, self.position = temporal, position
 
     @staticmethod
     def channels(block: BasicBlock, position: str) -> int:
@@ -105,19 +107,13 @@ class TemporalBasicBlock(nn.Module):
         return self.act2(x + shortcut)
 
 
-class TemporalInvertedResidual(nn.Module):
+class TemporalInvertedResidual(PatchedBlock):
     """timm ``InvertedResidual`` (MobileNet V2): a/b/c/d around expand 1x1, depthwise 3x3, project 1x1."""
 
-    positions = POSITIONS
-
     def __init__(self, block: InvertedResidual, temporal: nn.Module, position: str):
-        super().__init__()
         if block.conv_s2d is not None:
             raise ValueError("InvertedResidual blocks with space-to-depth are not supported")
-        for name in ("conv_s2d", "conv_pw", "bn1", "conv_dw", "bn2", "aa", "se", "conv_pwl", "bn3", "drop_path"):
-            setattr(self, name, getattr(block, name))
-        self.has_skip = block.has_skip
-        self.temporal, self.position = temporal, position
+        super().__init__(block, temporal, position)
 
     @staticmethod
     def channels(block: InvertedResidual, position: str) -> int:
@@ -140,17 +136,15 @@ class TemporalInvertedResidual(nn.Module):
         return self.drop_path(x) + shortcut if self.has_skip else x
 
 
-class TemporalShuffleBlock(nn.Module):
+class TemporalShuffleBlock(PatchedBlock):
     """torchvision ShuffleNet V2 unit (stride 1 only): a = input of the convolved half, b = after its 1x1."""
 
     positions = ("a", "b")
 
     def __init__(self, block: ShuffleBlock, temporal: nn.Module, position: str):
-        super().__init__()
         if block.stride != 1:
             raise ValueError("only stride-1 ShuffleNet units take a temporal module")
-        self.branch1, self.branch2 = block.branch1, block.branch2
-        self.temporal, self.position = temporal, position
+        super().__init__(block, temporal, position)
 
     @staticmethod
     def channels(block: ShuffleBlock, position: str) -> int:
@@ -196,22 +190,48 @@ _WRAPPERS: dict[type, type] = {
 _INPUT_ONLY = (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE)
 
 
+_BLOCKS = (*_WRAPPERS, *_INPUT_ONLY, PatchedBlock)  # the units a temporal module can enter (or entered)
+
+
+def blocks_by_stage(model: nn.Module, family: str) -> dict[str, list[tuple[str, nn.Module]]]:
+    """(qualified name, block) of every block of each paper stage, in network order.
+
+    timm backbones: a block belongs to the first stride whose ``feature_info`` module it lies inside
+    or precedes (modules in definition order); blocks of the stride-2 stem belong to no stage.
+    """
+    if family in STAGE_TABLES:
+        out = {stage: [] for stage in STAGE_NAMES}
+        for stage, paths in STAGE_TABLES[family].items():
+            for path in paths:
+                m = model.get_submodule(path)
+                out[stage] += ([(f"{path}.{n}", b) for n, b in m.named_children()]
+                               if isinstance(m, nn.Sequential) else [(path, m)])
+        return out
+    names = [n for n, _ in model.named_modules()]
+    ends = []  # (index of the last module inside the stage's ending module, stage)
+    for info in model.feature_info:
+        stage = next((s for s, r in STAGE_STRIDES.items() if r == info["reduction"]), None)
+        last = max(i for i, n in enumerate(names) if n == info["module"] or n.startswith(info["module"] + "."))
+        ends.append((last, stage))
+    out = {stage: [] for stage in STAGE_NAMES}
+    for i, (name, module) in enumerate(model.named_modules()):
+        if isinstance(module, _BLOCKS):
+            stage = next((s for last, s in ends if i <= last), None)
+            if stage is not None:
+                out[stage].append((name, module))
+    return out
+
+
 def stage_blocks(model: nn.Module, family: str, stages: Sequence[str]) -> list[tuple[str, nn.Module]]:
     """(qualified name, block) for every block of the chosen paper stages, in network order."""
     unknown = [s for s in stages if s not in STAGE_NAMES]
     if unknown or not stages:
         raise ValueError(f"unknown stage(s) {unknown or stages}; choose a non-empty subset of {list(STAGE_NAMES)}")
-    blocks = []
-    for stage in STAGE_NAMES:
-        if stage not in stages:
-            continue
-        for path in STAGES[family][stage]:
-            module = model.get_submodule(path)
-            children = module.named_children() if isinstance(module, nn.Sequential) else [("", module)]
-            blocks += [(f"{path}.{n}" if n else path, b) for n, b in children]
+    by_stage = blocks_by_stage(model, family)
+    blocks = [b for stage in STAGE_NAMES if stage in stages for b in by_stage[stage]]
     if not blocks:
         raise ValueError(f"stages {list(stages)} hold no blocks in this {family} backbone; "
-                         f"stages with blocks: {[s for s in STAGE_NAMES if STAGES[family][s]]}")
+                         f"stages with blocks: {[s for s in STAGE_NAMES if by_stage[s]]}")
     return blocks
 
 

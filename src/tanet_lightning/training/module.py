@@ -32,6 +32,9 @@ def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
             "mean_class_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
         },
         prefix=prefix,
+        # torchmetrics merges metrics whose states are equal after the first update into one compute
+        # group: top-1 and top-5 agree on many a first batch, and top-5 then reported top-1 all epoch
+        compute_groups=False,
     )
 
 
@@ -119,16 +122,15 @@ class VideoClassificationModule(L.LightningModule):
         return self
 
     # --- training / validation -----------------------------------------------------------------
+    # Metrics are logged as torchmetrics objects: Lightning computes them over the epoch, syncs them
+    # across processes and resets them.
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["video"])
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
         self.train_metrics.update(logits.detach(), batch["label"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute(), sync_dist=True)
-        self.train_metrics.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         batch = only_valid(batch)  # unreadable videos are counted by the data, never scored
@@ -138,14 +140,12 @@ class VideoClassificationModule(L.LightningModule):
         loss = F.cross_entropy(logits, batch["label"])
         self.val_metrics.update(logits, batch["label"])
         self.log("val/loss", loss, sync_dist=True, batch_size=len(logits))
+        self.log_dict(self.val_metrics, prog_bar=True, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self.val_metrics.compute()
-        self.val_metrics.reset()
-        self.log_dict(metrics, prog_bar=True, sync_dist=True)
-        if not self.trainer.sanity_checking:
-            self.val_top1_best.update(metrics["val/top1"])
-            self.log("val/top1_best", self.val_top1_best.compute(), sync_dist=True)
+        if not self.trainer.sanity_checking and self.val_metrics["top1"].update_called:
+            self.val_top1_best.update(self.val_metrics["top1"].compute())  # synced; Lightning resets it after
+            self.log("val/top1_best", self.val_top1_best.compute())
 
     # --- multi-view testing ----------------------------------------------------------------------
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -176,8 +176,12 @@ class VideoClassificationModule(L.LightningModule):
             save_scores(self.scores_path, self.test_results, self.trainer.datamodule)
 
     # --- optimisation ----------------------------------------------------------------------------
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """The reference recipe: no decay on BN and biases; classifier weight lr x fc_lr_mult, bias x2 that."""
+    def param_groups(self) -> list[dict]:
+        """The reference recipe: no decay on BN and biases; classifier weight lr x fc_lr_mult, bias x2 that.
+
+        Each group carries its ``lr_mult``; the lr itself and the weight decay of the decayed groups are
+        the optimizer's own settings (``configure_optimizers``), so nothing here can disagree with them.
+        """
         groups = {k: [] for k in ("decay", "no_decay", "fc_weight", "fc_bias")}
         for name, p in self.net.named_parameters():
             if not p.requires_grad:
@@ -189,9 +193,9 @@ class VideoClassificationModule(L.LightningModule):
             else:
                 groups["decay"].append(p)
         mult = self.hparams.fc_lr_mult
-        spec = {"decay": (1.0, weight_decay), "no_decay": (1.0, 0.0),
-                "fc_weight": (mult, weight_decay), "fc_bias": (2 * mult, 0.0)}
-        return [{"params": ps, "lr": lr * spec[k][0], "weight_decay": spec[k][1], "name": k}
+        lr_mult = {"decay": 1.0, "no_decay": 1.0, "fc_weight": mult, "fc_bias": 2 * mult}
+        no_decay = {"weight_decay": 0.0}
+        return [{"params": ps, "name": k, "lr_mult": lr_mult[k], **(no_decay if k in ("no_decay", "fc_bias") else {})}
                 for k, ps in groups.items() if ps]
 
     def scaled_lr(self, lr: float) -> float:
@@ -206,9 +210,15 @@ class VideoClassificationModule(L.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("no optimizer configured: set the `optimizer` config group (e.g. optimizer=sgd)")
-        defaults = self.optimizer_factory.keywords
-        lr = self.scaled_lr(defaults.get("lr", 0.01))
-        optimizer = self.optimizer_factory(self.param_groups(lr, defaults.get("weight_decay", 0.0)))
+        # the optimizer resolves its own defaults (the yaml's values, else torch's): the groups' lr
+        # multipliers scale that lr, and decayed groups keep its weight decay
+        optimizer = self.optimizer_factory(self.param_groups())
+        if "lr" not in optimizer.defaults:
+            raise ValueError(f"optimizer {type(optimizer).__name__} has no `lr` setting: the lr multipliers "
+                             "(model.fc_lr_mult) need one; choose another optimizer")
+        lr = self.scaled_lr(optimizer.defaults["lr"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),

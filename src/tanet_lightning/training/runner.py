@@ -105,21 +105,22 @@ def check_values(cfg: DictConfig) -> None:
         if (epochs is None or epochs < 1) and (steps is None or steps < 1):
             raise ConfigError(f"trainer.max_epochs={epochs} must be >= 1 (the schedules are defined per epoch); "
                               "or bound the run with trainer.max_steps")
+    paths = cfg.get("paths", {})
     for key in ("log_dir", "data_dir"):
-        path = cfg.get("paths", {}).get(key)
-        if path is not None and not _writable(Path(path)):
-            raise ConfigError(f"paths.{key}={path} is not writable; point it elsewhere "
+        path = paths.get(key)
+        # an existing data directory may be read-only (a complete dataset: nothing is written there)
+        if path is not None and not (_writable(Path(path)) or key == "data_dir" and Path(path).is_dir()):
+            raise ConfigError(f"paths.{key}={path} is not a writable directory; point it elsewhere "
                               f"(TANET_{key.split('_')[0].upper()}_DIR=...)")
 
 
 def _writable(path: Path) -> bool:
-    """Writable, or creatable: the nearest existing ancestor is writable. A complete dataset on a
-    read-only file system is fine for data_dir: nothing is written there then."""
+    """Writable, or creatable: the nearest existing ancestor is a writable directory."""
     while not path.exists():
         if path.parent == path:
             return False
         path = path.parent
-    return os.access(path, os.W_OK) or path.is_dir() and any(path.iterdir())
+    return path.is_dir() and os.access(path, os.W_OK)
 
 
 @contextmanager
