@@ -38,8 +38,9 @@ def run_name(overrides: str, seed) -> str:
 
 def wandb_offline() -> bool:
     """Offline unless an API key is configured; an explicit WANDB_MODE (offline/disabled/online) wins."""
-    if os.environ.get("WANDB_MODE"):
-        return False  # `offline=True` would override WANDB_MODE=disabled; let wandb read the variable
+    mode = os.environ.get("WANDB_MODE")
+    if mode:  # explicit: offline=True would turn WANDB_MODE=disabled into an offline run
+        return mode in ("offline", "dryrun")
     return not (os.environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").is_file()
                 and "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore"))
 

@@ -229,7 +229,8 @@ def test_sthv1_and_sthv2_configs_with_tiny_datasets(vt, tmp_path):
     v2 = tmp_path / "sthv2"
     (v2 / "labels").mkdir(parents=True)
     (v2 / "videos").mkdir()
-    (v2 / "labels" / "labels.json").write_text(json.dumps({"Doing [x]": "0", "Doing y": "1"}))
+    labels = {"Doing [x]": "0", "Doing y": "1", **{f"class {i}": str(i) for i in range(2, 174)}}
+    (v2 / "labels" / "labels.json").write_text(json.dumps(labels))  # all 174: its flip map names 86..167
     (v2 / "labels" / "train.json").write_text(json.dumps([{"id": "5", "template": "Doing [x]"}]))
     (v2 / "labels" / "validation.json").write_text(json.dumps([{"id": "5", "template": "Doing y"}]))
     vt.write_video(v2 / "videos" / "5.webm", vt.random_frames(20, 40, 56), "libvpx-vp9", gop=10)

@@ -27,7 +27,6 @@ from ..models.temporal import TEMPORAL
 from .module import TAM_FAMILY
 
 log = logging.getLogger("tanet_lightning")
-TAM_DEFAULTS = {"alpha": 2, "beta": 4, "kernel_size": 3}  # conf/model/tanet.yaml: the paper's values
 
 
 class ConfigError(ValueError):
@@ -53,11 +52,18 @@ def check_config(cfg: DictConfig) -> None:
             )
         if model.position not in (None, "a", "b", "c", "d"):
             raise ConfigError(f"model.position={model.position!r}; choose one of a, b, c, d (null: its own place)")
-        tam = dict(model.get("tam") or {})
-        if name not in TAM_FAMILY and tam and tam != TAM_DEFAULTS:
-            raise ConfigError(f"model.tam={tam} is set but model/temporal={name} does not use it (only "
-                              f"{', '.join(TAM_FAMILY)} do); drop the model.tam override or pick a TAM module")
+        given = [o for o in _command_line() if o.lstrip("+~").startswith("model.tam")]
+        if name not in TAM_FAMILY and given:  # configs may carry model.tam for any module; a user's value is a mistake
+            raise ConfigError(f"{given[0]} is given but model/temporal={name} does not use it (only "
+                              f"{', '.join(TAM_FAMILY)} do); drop it or pick a TAM module")
     check_values(cfg)
+
+
+def _command_line() -> list[str]:
+    """This job's overrides (command line and sweep point) when running under Hydra, else none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def check_pretrained(model: DictConfig) -> None:
