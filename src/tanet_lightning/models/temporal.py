@@ -156,8 +156,30 @@ def _aggregate_flops(x_shape, coeff_shape, *args, out_shape=None, **kwargs) -> i
     return 2 * math.prod(x_shape) * coeff_shape[-1]
 
 
+def _aggregate_decomposed(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """The same aggregation in plain tensor ops, for torch.compile.
+
+    Inductor cannot see inside the custom op (it would run as an opaque call, reading X K times and
+    writing Y once, with no fusion into the neighbouring BN/ReLU/add); written as pad + K shifted
+    multiply-adds it becomes one fused pointwise kernel, and autograd derives the backward. Eager mode
+    keeps the custom op: its hand-written backward stores no K full-size temporaries, and the FLOP
+    counter charges it (FlopCounterMode runs eagerly).
+    """
+    t, k_taps = x.shape[1], coeff.shape[-1]
+    pad = k_taps // 2
+    w = coeff.to(x.dtype)[..., None, None]
+    xp = F.pad(x, (0, 0, 0, 0, 0, 0, pad, pad))  # zero frames at both clip ends: dims (W, H, C, T)
+    y = xp[:, pad : pad + t] * w[:, :, :, pad]
+    for k in range(k_taps):
+        if k != pad:
+            y = y + xp[:, k : k + t] * w[:, :, :, k]
+    return y
+
+
 def temporal_aggregate(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     """Per-(video, frame, channel) temporal filter. x: (N, T, C, H, W); coeff: (N, T, C, K), K odd."""
+    if torch.compiler.is_compiling():
+        return _aggregate_decomposed(x, coeff)
     return _temporal_aggregate(x, coeff)
 
 
