@@ -19,6 +19,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import STAGE_NAMES, create_video_model
+from .sync_bn import convert_sync_batchnorm
 
 TAM_FAMILY = ("tam", "tanet_r", "tam_global", "tam_local", "tam_global_se")
 
@@ -66,6 +67,7 @@ class VideoClassificationModule(L.LightningModule):
         label_smoothing: float = 0.0,
         compile: bool = False,
         channels_last: bool = False,
+        sync_bn: bool = False,
     ):
         super().__init__()
         if view_average not in ("logits", "prob"):
@@ -90,6 +92,12 @@ class VideoClassificationModule(L.LightningModule):
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
 
     def configure_model(self) -> None:
+        # SyncBN under DDP (also CPU/gloo, where torch's SyncBatchNorm refuses to run): batch statistics
+        # over the global batch. Converted here, not by trainer.sync_batchnorm, for that CPU support.
+        if self.hparams.sync_bn and self._trainer is not None and self.trainer.world_size > 1 \
+                and not getattr(self, "_sync_bn", False):
+            self.net = convert_sync_batchnorm(self.net, self.trainer.strategy.root_device.type)
+            self._sync_bn = True
         # nn.Module.compile compiles in place, so state-dict keys (and checkpoints) stay uncompiled
         if self.hparams.compile and not getattr(self, "_compiled", False):
             self.net.backbone.compile()
