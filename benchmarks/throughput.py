@@ -94,8 +94,11 @@ def memory_batches(cfg: dict, device: str):
 
 
 def loader_batches(dm: VideoDataModule, device: str):
+    loader = dm.train_dataloader()
+    if len(loader) == 0:
+        raise SystemExit(f"--num-videos is smaller than one batch ({dm.batch_size} clips): no training batch")
     while True:  # epochs repeat (persistent workers stay up)
-        for batch in dm.train_dataloader():
+        for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             batch = dm.on_after_batch_transfer(batch, 0)
             yield batch["video"], batch["label"]
