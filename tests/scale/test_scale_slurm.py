@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+
+from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 HERE = Path(__file__).resolve().parent
 SUBMITIT = pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the slurm extra")
@@ -41,7 +42,6 @@ def sweep_jobs(cwd: Path) -> tuple[list[Path], list[Path]]:
 def test_slurm_launcher_config_sizes_the_allocation(monkeypatch, tmp_path):
     """`hydra/launcher=slurm trainer=ddp`: one task per GPU, partition/account from sbatch's variables,
     the time-limit signal is Lightning's USR1; the sbatch script submitit would submit says so."""
-    from submitit.slurm.slurm import _make_sbatch_string
 
     monkeypatch.setenv("SBATCH_PARTITION", "gpu-long")
     monkeypatch.setenv("SBATCH_ACCOUNT", "vision")

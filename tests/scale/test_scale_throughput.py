@@ -14,10 +14,12 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 def test_throughput_benchmark_tiny_cpu_smoke(tmp_path):
     cmd = [sys.executable, str(BENCH), "--device", "cpu", "--tiny", "--steps", "1", "--warmup", "1",
            "--workers", "0", "1", "--compile", "off", "--num-videos", "4", "--dir", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "WANDB_MODE": "disabled"})
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = proc.stdout
-    rows = {m.group(1): [float(x) for x in m.group(2).split()] for m in re.finditer(r"^(C2D|TANet)\s+off\s+(.*)$", out, re.M)}
+    found = re.finditer(r"^(C2D|TANet)\s+off\s+(.*)$", out, re.M)
+    rows = {m.group(1): [float(x) for x in m.group(2).split()] for m in found}
     assert set(rows) == {"C2D", "TANet"}
     for values in rows.values():  # memory, loader w=0, loader w=1, then the two loader / memory ratios
         assert len(values) == 5 and all(v > 0 for v in values)
