@@ -48,15 +48,17 @@ class FirstStepProbe(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
-        sync = any(isinstance(m, CPUSyncBatchNorm) for m in pl_module.modules())
-        torch.save({"loss": loss, "grads": self.grads, "sync_bn": sync},
+        sync = any(isinstance(m, (CPUSyncBatchNorm, torch.nn.SyncBatchNorm)) for m in pl_module.modules())
+        grads = {k: v.cpu() for k, v in self.grads.items()}
+        torch.save({"loss": loss.cpu(), "grads": grads, "sync_bn": sync},
                    self.out / f"rank{trainer.global_rank}_of_{trainer.world_size}.pt")
 
 
-def first_step(tmp_path: Path, devices: int, batch_size: int, model: VideoClassificationModule) -> Path:
+def first_step(tmp_path: Path, devices: int, batch_size: int, model: VideoClassificationModule,
+               accelerator: str = "cpu") -> Path:
     out = tmp_path / f"w{devices}"
     out.mkdir()
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
                         max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[FirstStepProbe(out)])
     loader = DataLoader(FixedClips(), batch_size=batch_size, shuffle=False)
@@ -70,11 +72,16 @@ def tiny_module(sync_bn: bool) -> VideoClassificationModule:
                                      dropout=0.0, sync_bn=sync_bn, optimizer=partial(torch.optim.SGD, lr=0.01))
 
 
-def test_two_ranks_with_sync_bn_match_one_process_with_the_global_batch(tmp_path):
-    """2 gloo ranks x B clips == 1 process x 2B clips: first-step loss and every gradient (float32
-    sums in another order: 1e-4 of each gradient's scale; measured ~1e-6)."""
-    one = torch.load(first_step(tmp_path, 1, 2 * B, tiny_module(sync_bn=True)) / "rank0_of_1.pt")
-    out = first_step(tmp_path, 2, B, tiny_module(sync_bn=True))
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="NCCL DDP needs 2 CUDA GPUs (this machine has fewer)")])])
+def test_two_ranks_with_sync_bn_match_one_process_with_the_global_batch(tmp_path, accelerator):
+    """2 ranks (gloo on CPU, NCCL + torch's SyncBatchNorm on GPUs) x B clips == 1 process x 2B clips:
+    first-step loss and every gradient (float32 sums in another order: 1e-4 of each gradient's scale;
+    measured ~1e-6 on CPU)."""
+    if accelerator == "gpu":  # TF32 convolutions would differ by more than the order of the sums
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    one = torch.load(first_step(tmp_path, 1, 2 * B, tiny_module(sync_bn=True), accelerator) / "rank0_of_1.pt")
+    out = first_step(tmp_path, 2, B, tiny_module(sync_bn=True), accelerator)
     two = [torch.load(out / f"rank{r}_of_2.pt") for r in range(2)]
     assert not one["sync_bn"] and two[0]["sync_bn"] and two[1]["sync_bn"]  # SyncBN only where it syncs
     for rank in two:
