@@ -50,7 +50,8 @@ class FirstStepProbe(L.Callback):
         loss = trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")
         sync = any(isinstance(m, (CPUSyncBatchNorm, torch.nn.SyncBatchNorm)) for m in pl_module.modules())
         grads = {k: v.cpu() for k, v in self.grads.items()}
-        torch.save({"loss": loss.cpu(), "grads": grads, "sync_bn": sync},
+        stats = {k: v.cpu() for k, v in pl_module.net.named_buffers() if k.endswith(("running_mean", "running_var"))}
+        torch.save({"loss": loss.cpu(), "grads": grads, "stats": stats, "sync_bn": sync},
                    self.out / f"rank{trainer.global_rank}_of_{trainer.world_size}.pt")
 
 
@@ -74,12 +75,13 @@ def tiny_module(sync_bn: bool) -> VideoClassificationModule:
 
 @pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
     torch.cuda.device_count() < 2, reason="NCCL DDP needs 2 CUDA GPUs (this machine has fewer)")])])
-def test_two_ranks_with_sync_bn_match_one_process_with_the_global_batch(tmp_path, accelerator):
+def test_two_ranks_with_sync_bn_match_one_process_with_the_global_batch(tmp_path, accelerator, monkeypatch):
     """2 ranks (gloo on CPU, NCCL + torch's SyncBatchNorm on GPUs) x B clips == 1 process x 2B clips:
-    first-step loss and every gradient (float32 sums in another order: 1e-4 of each gradient's scale;
-    measured ~1e-6 on CPU)."""
-    if accelerator == "gpu":  # TF32 convolutions would differ by more than the order of the sums
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    first-step loss, every gradient and every BatchNorm running statistic (float32 sums in another
+    order: 1e-4 of each gradient's scale; measured ~1e-6 on CPU)."""
+    # TF32 convolutions would differ by more than the order of the sums; the variable reaches the
+    # spawned ranks, where a torch.backends flag set here would not
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
     one = torch.load(first_step(tmp_path, 1, 2 * B, tiny_module(sync_bn=True), accelerator) / "rank0_of_1.pt")
     out = first_step(tmp_path, 2, B, tiny_module(sync_bn=True), accelerator)
     two = [torch.load(out / f"rank{r}_of_2.pt") for r in range(2)]
@@ -90,6 +92,8 @@ def test_two_ranks_with_sync_bn_match_one_process_with_the_global_batch(tmp_path
         for name, g in one["grads"].items():
             err = (rank["grads"][name] - g).abs().max() / g.abs().max().clamp_min(1e-12)
             assert err <= 1e-4, (name, err.item())
+        for name, v in one["stats"].items():  # running statistics (unbiased variance) of the global batch
+            torch.testing.assert_close(rank["stats"][name], v, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.slow

@@ -34,12 +34,13 @@ class CPUSyncBatchNorm(_BatchNorm):
         self._check_input_dim(x)
         dims = [0, *range(2, x.dim())]
         xf = x.float()  # statistics in float32, also under bf16 autocast
-        local = torch.cat([xf.sum(dims), xf.square().sum(dims), xf.new_full((1,), x.numel() / x.shape[1])])
-        total = dist_fn.all_reduce(local, group=group)
         c = x.shape[1]
+        # two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2, which cancels badly
+        total = dist_fn.all_reduce(torch.cat([xf.sum(dims), xf.new_full((1,), x.numel() / c)]), group=group)
         count = total[-1]
         mean = total[:c] / count
-        var = (total[c : 2 * c] / count - mean.square()).clamp_min(0)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        var = dist_fn.all_reduce((xf - mean.view(shape)).square().sum(dims), group=group) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -47,7 +48,6 @@ class CPUSyncBatchNorm(_BatchNorm):
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
                 unbiased = var.detach() * count / (count - 1).clamp_min(1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
-        shape = [1, c] + [1] * (x.dim() - 2)
         y = (x - mean.view(shape).to(x.dtype)) * torch.rsqrt(var + self.eps).view(shape).to(x.dtype)
         if self.affine:
             y = y * self.weight.view(shape).to(x.dtype) + self.bias.view(shape).to(x.dtype)
