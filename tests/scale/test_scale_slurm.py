@@ -15,15 +15,23 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import TINY_RUN, TINY_SYNTHETIC, compose_config
-
 HERE = Path(__file__).resolve().parent
 SUBMITIT = pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the slurm extra")
 
 
-def train_cmd(*overrides: str, multirun: bool = False) -> list[str]:
-    return [sys.executable, "-m", "tanet_lightning.train", *(["-m"] if multirun else []), *TINY_SYNTHETIC,
-            *TINY_RUN, *overrides]
+TINY_RUN = ["trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            "callbacks.model_summary=null"]
+
+
+@pytest.fixture
+def train_cmd(tiny_synthetic):
+    """`python -m tanet_lightning.train` on the tiny synthetic data (tests/conftest.py), 1 epoch."""
+
+    def cmd(*overrides: str, multirun: bool = False) -> list[str]:
+        return [sys.executable, "-m", "tanet_lightning.train", *(["-m"] if multirun else []), *tiny_synthetic,
+                *TINY_RUN, *overrides]
+
+    return cmd
 
 
 def run(cmd: list[str], cwd: Path, data_dir: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
@@ -39,15 +47,14 @@ def sweep_jobs(cwd: Path) -> tuple[list[Path], list[Path]]:
     return sorted(p.parent for p in root.rglob("metrics.json")), sorted(root.rglob("multirun.yaml"))
 
 
-def test_slurm_launcher_config_sizes_the_allocation(monkeypatch, tmp_path):
+def test_slurm_launcher_config_sizes_the_allocation(make_cfg, monkeypatch, tmp_path):
     """`hydra/launcher=slurm trainer=ddp`: one task per GPU, partition/account from sbatch's variables,
     the time-limit signal is Lightning's USR1; the sbatch script submitit would submit says so."""
 
     monkeypatch.setenv("SBATCH_PARTITION", "gpu-long")
     monkeypatch.setenv("SBATCH_ACCOUNT", "vision")
-    monkeypatch.chdir(tmp_path)
     overrides = ["+experiment=ablation_alpha_beta", "hydra/launcher=slurm", "trainer=ddp"]
-    cfg = compose_config("train", [*overrides, "hydra.launcher.gpus_per_node=4", "hydra.launcher.nodes=2"])
+    cfg = make_cfg([*overrides, "hydra.launcher.gpus_per_node=4", "hydra.launcher.nodes=2"], tiny=False)
     node = HydraConfig.get().launcher
     launcher = {k: node[k] for k in node if k not in ("submitit_folder", "name")}  # those need hydra.*
     launcher["additional_parameters"] = dict(node.additional_parameters)
@@ -77,7 +84,7 @@ def test_slurm_launcher_config_sizes_the_allocation(monkeypatch, tmp_path):
         assert f"#SBATCH {line}\n" in script, (line, script)
 
 
-def test_submitit_local_two_job_sweep(tmp_path, data_dir):
+def test_submitit_local_two_job_sweep(tmp_path, data_dir, train_cmd):
     """Hydra's submitit launcher (local executor: real separate job processes) runs a 2-job sweep."""
     proc = run(train_cmd("seed=0,1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
                          "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", multirun=True),
@@ -92,7 +99,7 @@ def test_submitit_local_two_job_sweep(tmp_path, data_dir):
 
 
 @pytest.mark.slow  # 2 jobs x 2 ranks, each rank a fresh interpreter: ~1 min on 2 cores
-def test_multirun_with_ddp_completes_each_job_once(tmp_path, data_dir):
+def test_multirun_with_ddp_completes_each_job_once(tmp_path, data_dir, train_cmd):
     """`-m ... trainer=ddp_cpu trainer.strategy=ddp`: Lightning re-executes the command for rank 1, which
     runs the same sweep; both ranks must share the sweep directory: 2 complete jobs, one multirun.yaml."""
     proc = run(train_cmd("seed=0,1", "trainer=ddp_cpu", "trainer.strategy=ddp", "data.batch_size=4",
@@ -117,7 +124,7 @@ kill -9 $PPID
 
 
 @pytest.mark.slow  # three training runs in subprocesses: ~1 min
-def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_dir):
+def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_dir, train_cmd):
     """SIGUSR1 mid-epoch under SLURMEnvironment: Lightning saves hpc_ckpt_1.ckpt and runs
     `scontrol requeue <job>` (fake, on PATH); the requeued job (the same command) resumes from the
     checkpoint, replays the interrupted epoch's order, and ends with the uninterrupted run's metrics."""
