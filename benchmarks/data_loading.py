@@ -1,4 +1,4 @@
-"""Clip-loading throughput on one core: our loader vs plain PyAV (the limit), PyTorchVideo, decord.
+"""Clip-loading throughput on one core: our loader vs plain PyAV (the limit), torchcodec, PyTorchVideo, decord.
 
     python benchmarks/data_loading.py [--dir /tmp/tanet_bench_videos] [--clips 20] [--runs 5]
 
@@ -12,7 +12,11 @@ dense 8x8 and TSN 8-segment clips:
              last wanted frame, RGB for the 8 wanted frames only, no augmentation;
 * ptv      - PyTorchVideo EncodedVideo (pyav) get_clip over the clip's time span, then pick 8 frames;
 * decord   - VideoReader(num_threads=1).get_batch.
-The last two come from the `bench` extra and are skipped with a message when not installed.
+* torchcodec - VideoDecoder(num_ffmpeg_threads=1, seek_mode="exact").get_frames_at: the maintained
+             FFmpeg-based decoder of the PyTorch project (needs FFmpeg 4-7 shared libraries on the
+             system, e.g. `apt-get install libavcodec59 libavformat59 libswscale6`).
+The last three come from the `bench` extra and are skipped with a message when not installed or not
+loadable.
 Every number is the median over --runs runs of --clips clips (fixed seeds: all backends get the same
 index distribution). This VM is noisy (+-15-30 % between runs): read the ratios, not the absolutes.
 """
@@ -160,6 +164,26 @@ def run_decord(path: str, kind: str, clips: int, seed: int, n: int) -> None:
         decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1).get_batch(idx.tolist()).asnumpy()
 
 
+def run_torchcodec(path: str, kind: str, clips: int, seed: int, n: int) -> None:
+    from torchcodec.decoders import VideoDecoder
+
+    for idx in clip_indices(kind, n, clips, seed):  # a decoder per clip, as every other backend opens the file
+        VideoDecoder(path, num_ffmpeg_threads=1, seek_mode="exact", dimension_order="NHWC").get_frames_at(
+            idx.tolist()
+        )
+
+
+def torchcodec_problem(path: Path) -> str | None:
+    """Why torchcodec cannot run here (not installed, or its FFmpeg libraries do not load), else None."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+
+        VideoDecoder(str(path), num_ffmpeg_threads=1)
+    except Exception as e:  # ImportError, or RuntimeError/OSError from loading libtorchcodec + FFmpeg
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+    return None
+
+
 def timed(fns: dict, runs: int, clips: int) -> dict[str, float]:
     """Median clips/s per backend; backends alternate inside each run so load drifts hit all alike."""
     rates = {name: [] for name in fns}
@@ -197,6 +221,11 @@ def main() -> None:
             backends["ptv" if mod == "pytorchvideo" else mod] = None
         except ImportError as e:
             print(f"skipping {mod}: not installed ({e}); `pip install -e .[bench]` adds it")
+    problem = torchcodec_problem(d / next(iter(FILES)))
+    if problem is None:
+        backends["torchcodec"] = None
+    else:
+        print(f"skipping torchcodec: {problem} (`pip install -e .[bench]` and FFmpeg 4-7 shared libraries)")
 
     rows = []
     for name, (_, _, fps, _, _, _) in FILES.items():
@@ -210,6 +239,7 @@ def main() -> None:
                 "limit": partial(run_limit, path, kind, args.clips, index=index),
                 "ptv": partial(run_ptv, path, kind, args.clips, fps=fps, n=n),
                 "decord": partial(run_decord, path, kind, args.clips, n=n),
+                "torchcodec": partial(run_torchcodec, path, kind, args.clips, n=n),
             }
             rows.append(
                 (
@@ -226,6 +256,7 @@ def main() -> None:
         f"| file | clips | {' | '.join(cols)} | ours/limit |"
         + (" ours/decord |" if "decord" in cols else "")
         + (" ours/ptv |" if "ptv" in cols else "")
+        + (" ours/torchcodec |" if "torchcodec" in cols else "")
     )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -237,6 +268,7 @@ def main() -> None:
         )
         line += f" {r['ours'] / r['decord']:.2f} |" if "decord" in r else ""
         line += f" {r['ours'] / r['ptv']:.2f} |" if "ptv" in r else ""
+        line += f" {r['ours'] / r['torchcodec']:.2f} |" if "torchcodec" in r else ""
         print(line)
     print(
         f"clips/s on one core, median of {args.runs} runs x {args.clips} clips; "

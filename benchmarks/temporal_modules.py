@@ -1,11 +1,12 @@
 """TAM speed, measured side by side in one run: ours vs the reference code's grouped-conv2d formulation.
 
-    python benchmarks/temporal_modules.py [--device cpu|cuda] [--reps 7] [--size 224] [--videos 2]
+    python benchmarks/temporal_modules.py [--device cpu|cuda] [--reps 7] [--size 224] [--videos 2] [--compile]
 
 1. Forward+backward of one TAM at the four ResNet-50 stage shapes (position b: width 64/128/256/512
    at 56/28/14/7 px for 224 input), ours vs the reference formulation written below from
    reference_impl.md 1.5 (Z = V*X materialised, then a conv2d with N*C groups on a (1, N*C, T, HW) view).
-2. One SGD train step of TANet-50 over C2D-50 (8 frames), with our TAM and with the reference one.
+2. One SGD train step of TANet-50 over C2D-50 (8 frames), with our TAM and with the reference one;
+   `--compile` adds both networks under torch.compile and prints the TANet/C2D ratio eager vs compiled.
 Timings are medians of interleaved repetitions (A B A B ...), so machine noise hits both sides alike;
 read the ratios, not the absolute numbers. The paper's FLOPs ratio TANet/C2D is 43.02/42.95 = 1.0016.
 """
@@ -96,7 +97,8 @@ def bench_modules(device: str, videos: int, reps: int, frames: int) -> None:
         )
 
 
-def bench_networks(device: str, videos: int, reps: int, frames: int, size: int, backbone: str) -> None:
+def bench_networks(device: str, videos: int, reps: int, frames: int, size: int, backbone: str,
+                   compile_: bool = False) -> None:
     print(
         f"\n2) train step (fwd+bwd+SGD) of {backbone}, {videos} x {frames}x3x{size}x{size}, median of {reps} (s)"
     )
@@ -106,6 +108,10 @@ def bench_networks(device: str, videos: int, reps: int, frames: int, size: int, 
         "TANet (reference TAM)": create_video_model(backbone, "tam", 400, frames),
     }
     use_reference_tam(models["TANet (reference TAM)"])
+    if compile_:  # torch.compile (inductor): TAM's aggregation becomes plain ops that inductor fuses
+        for name, temporal in (("C2D compiled", "c2d"), ("TANet compiled", "tam")):
+            models[name] = create_video_model(backbone, temporal, 400, frames)
+            models[name].backbone.compile()
     video = torch.randn(videos, frames, 3, size, size, device=device)
     label = torch.randint(0, 400, (videos,), device=device)
 
@@ -124,6 +130,9 @@ def bench_networks(device: str, videos: int, reps: int, frames: int, size: int, 
     base = t["C2D"]
     for k, v in t.items():
         print(f"{k:<24}{v:>8.3f} s   x{v / base:.3f} of C2D")
+    if compile_:
+        print(f"TANet/C2D step time: eager x{t['TANet (ours)'] / base:.3f}, "
+              f"compiled x{t['TANet compiled'] / t['C2D compiled']:.3f}")
     print(f"paper FLOPs ratio TANet/C2D: {43.02 / 42.95:.4f}")
 
 
@@ -136,6 +145,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--skip-network", action="store_true")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd C2D and TANet (part 2)")
     a = p.parse_args()
     torch.backends.cudnn.benchmark = True
     where = torch.cuda.get_device_name() if a.device == "cuda" else f"{torch.get_num_threads()} threads"
@@ -143,7 +153,7 @@ def main() -> None:
     bench_modules(a.device, a.videos, a.reps, a.frames)
     if not a.skip_network:
         bench_networks(
-            a.device, 1 if a.device == "cpu" else 8 * a.videos, a.reps, a.frames, a.size, a.backbone
+            a.device, 1 if a.device == "cpu" else 8 * a.videos, a.reps, a.frames, a.size, a.backbone, a.compile
         )
 
 

@@ -8,6 +8,8 @@ What the docs say a command does is what is checked:
 - ``(needs the dataset ...)`` in its comment: it must stop at once with exit code 2 and the message that
   names the annotation key and ``+preset=synthetic``;
 - ``exits N`` in its comment: that exit code (a sweep with a job that cannot run on the preset);
+- ``(... not run here)`` in its comment: it needs what this machine does not have (GPUs, a SLURM
+  cluster) or would change it (installing packages); the test is skipped with that reason;
 - otherwise exit code 0.
 Words in capitals are placeholders (README says so): ``CKPT`` is the main job's checkpoint, ``SCORES_*``
 the scores written by the documented ``eval`` command, ``VIDEO`` a synthetic test video; for the
@@ -169,6 +171,9 @@ def test_documented_command(workspaces, page, line, command):
     plain = " ".join(args)
     if plain in NOT_RUN:
         pytest.skip(NOT_RUN[plain])
+    not_here = re.search(r"\(([^()]*not run here)\)", command.partition("#")[2])
+    if not_here:
+        pytest.skip(not_here.group(1))
     ws = workspaces(page)
     proc = ws.run(args)
     output = proc.stdout + proc.stderr

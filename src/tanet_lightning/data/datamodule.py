@@ -28,6 +28,45 @@ FORMATS = ("synthetic", "video_list", "rawframes", "kinetics_csv", "sthv1_csv", 
 SPLIT_KEYS = {"train": "train_ann", "val": "val_ann", "test": "test_ann"}
 
 
+class ResumableLoader(DataLoader):
+    """The training loader, resumable mid-epoch (SLURM requeue / preemption checkpoints) with the same
+    batches and augmentations as an uninterrupted run.
+
+    Clip order and augmentation come from torch's RNG at the moment an epoch's iterator is created (the
+    sampler's seed, the workers' base seed; with no workers, every item's draw). A mid-epoch checkpoint
+    stores that state and the number of batches trained; on resume the iterator is re-created from it
+    and those batches are loaded again and dropped (decoding only, no compute). Exact when the model
+    itself draws no random numbers (dropout 0, as in the CPU preset); with dropout the resumed run
+    continues with other dropout masks.
+    """
+
+    def __init__(self, *args, datamodule: L.LightningDataModule | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.datamodule, self._epoch_rng, self._pending = datamodule, None, None
+
+    def __iter__(self):
+        pending, self._pending = self._pending, None
+        if pending:
+            torch.set_rng_state(pending["rng"])
+        self._epoch_rng = torch.get_rng_state()
+        it = super().__iter__()
+        for _ in range(pending["batches"] if pending else 0):
+            next(it)
+        return it
+
+    def state_dict(self) -> dict:
+        trainer = getattr(self.datamodule, "trainer", None)
+        if trainer is None or self._epoch_rng is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if not 0 < done < trainer.num_training_batches:  # epoch boundary: nothing to replay
+            return {}
+        return {"rng": self._epoch_rng, "batches": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending = state or None
+
+
 class VideoDataModule(L.LightningDataModule):
     """Video clips for train/val/test.
 
@@ -46,6 +85,8 @@ class VideoDataModule(L.LightningDataModule):
         path_template: Kinetics CSV row -> relative video path.
         max_bad_fraction: unreadable videos tolerated per split before the run stops.
         batch_size: per device. test_batch_size: defaults to batch_size.
+        num_workers, pin_memory (None = on with CUDA), persistent_workers, prefetch_factor (None =
+            PyTorch's 2): DataLoader settings; the last two only apply with num_workers > 0.
         synthetic: SyntheticSpec fields for format=synthetic.
         val_fraction, split_seed: video_folder without train/val/test folders: the seeded per-class split.
     """
@@ -79,6 +120,7 @@ class VideoDataModule(L.LightningDataModule):
         num_workers: int = 2,
         persistent_workers: bool = False,
         pin_memory: bool | None = None,
+        prefetch_factor: int | None = None,
         synthetic: dict | None = None,
         val_fraction: float = 0.2,
         split_seed: int = 0,
@@ -99,6 +141,9 @@ class VideoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.test_batch_size = test_batch_size or batch_size
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        if prefetch_factor is not None and (not isinstance(prefetch_factor, int) or prefetch_factor < 1):
+            raise ValueError(f"data.prefetch_factor must be a positive integer or null, got {prefetch_factor!r}")
+        self.prefetch_factor = prefetch_factor
         self.transform_args = dict(
             short_side=short_side,
             crop_size=crop_size,
@@ -213,14 +258,18 @@ class VideoDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        return DataLoader(
+        workers = dict(persistent_workers=self.persistent_workers, prefetch_factor=self.prefetch_factor) \
+            if self.num_workers > 0 else {}  # DataLoader rejects both without worker processes
+        kind, extra = (ResumableLoader, {"datamodule": self}) if split == "train" else (DataLoader, {})
+        return kind(
             self.datasets[split],
             batch_size=self.test_batch_size if split == "test" else self.batch_size,
             shuffle=shuffle,
             drop_last=split == "train",  # fixed batch shapes (torch.compile, BN on tiny last batches)
             num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
+            **workers,
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -166,8 +166,11 @@ def _aggregate_flops(x_shape, coeff_shape, *args, out_shape=None, **kwargs) -> i
 def temporal_aggregate_plain(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     """The same aggregation written with plain ops (zero pad in time, K shifted slices, multiplies, adds).
 
-    Slower and keeps K temporaries for autograd, but every op has an ONNX equivalent, so this is what
-    exporting traces (``plain_aggregation()``); the custom op stays the default everywhere else.
+    Used where the custom op cannot be: ONNX export (every op here has an ONNX equivalent;
+    ``plain_aggregation()``) and torch.compile (inductor cannot see inside the custom op and would run it
+    as an opaque call; in plain ops it fuses into one pointwise kernel and autograd derives the
+    backward). Eager mode keeps the custom op: its hand-written backward stores no K full-size
+    temporaries, and the FLOP counter charges it (FlopCounterMode runs eagerly).
     """
     t, k_taps = x.shape[1], coeff.shape[-1]
     pad = k_taps // 2
@@ -204,7 +207,7 @@ def plain_aggregation():
 
 def temporal_aggregate(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     """Per-(video, frame, channel) temporal filter. x: (N, T, C, H, W); coeff: (N, T, C, K), K odd."""
-    if _PLAIN_AGGREGATION:
+    if _PLAIN_AGGREGATION or torch.compiler.is_compiling():
         return temporal_aggregate_plain(x, coeff)
     return _temporal_aggregate(x, coeff)
 

@@ -16,6 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 LAST = "last.ckpt"
 
@@ -51,6 +52,15 @@ class _KeepingWriter(ExperimentWriter):
             with open(self.metrics_file_path, newline="") as f:
                 self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
 
+    def _record_new_keys(self) -> set[str]:
+        # under ddp_spawn, fit and test write from different processes with pickled copies of this
+        # writer made before fit: the columns already in the file come from the file, not from memory
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                header = next(csv.reader(f), [])
+            self.metrics_keys.extend(k for k in header if k not in self.metrics_keys)
+        return super()._record_new_keys()
+
     def drop_rows_from(self, step: int) -> int:
         """Remove rows logged at ``step`` or later (the part of an epoch a resume will run again)."""
         if not os.path.isfile(self.metrics_file_path):
@@ -70,6 +80,7 @@ class ResumableCSVLogger(CSVLogger):
     """Lightning's CSVLogger, but every resume keeps the history written before it."""
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)

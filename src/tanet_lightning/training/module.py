@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import STAGE_NAMES, create_video_model
 from ..models.temporal import TEMPORAL
+from .sync_bn import convert_sync_batchnorm
 
 TAM_FAMILY = tuple(name for name, spec in TEMPORAL.items() if spec.tam_keys)  # take model.tam.*
 
@@ -72,6 +73,7 @@ class VideoClassificationModule(L.LightningModule):
         channels_last: bool = False,
         init_from: str | None = None,
         freeze_bn: bool = False,
+        sync_bn: bool = False,
     ):
         super().__init__()
         if view_average not in ("logits", "prob"):
@@ -99,6 +101,12 @@ class VideoClassificationModule(L.LightningModule):
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
 
     def configure_model(self) -> None:
+        # SyncBN under DDP (also CPU/gloo, where torch's SyncBatchNorm refuses to run): batch statistics
+        # over the global batch. Converted here, not by trainer.sync_batchnorm, for that CPU support.
+        if self.hparams.sync_bn and self._trainer is not None and self.trainer.world_size > 1 \
+                and not getattr(self, "_sync_bn", False):
+            self.net = convert_sync_batchnorm(self.net, self.trainer.strategy.root_device.type)
+            self._sync_bn = True
         # nn.Module.compile compiles in place, so state-dict keys (and checkpoints) stay uncompiled
         if self.hparams.compile and not getattr(self, "_compiled", False):
             self.net.backbone.compile()

@@ -7,11 +7,18 @@ with one clear message instead of failing every point one by one. A job that fai
 comparison (report.md/.csv/.png, and with ``logger=wandb`` the W&B report: published when online, else
 ``wandb_report.json``), failed and unfinished jobs included, and then a sweep with failed jobs exits
 non-zero, naming them.
+
+Multirun + DDP (``trainer.strategy=ddp``): Lightning's launcher re-executes this command, ``-m``
+included, for ranks > 0, so every rank runs the same sweep and job k of each rank pairs with job k of
+the others. The re-executed sweep must use the launching sweep's directory (``${now:}`` would give it
+another one, full of half jobs): the launching sweep pins its directory in ``TANET_SWEEP_DIR``, which
+the rank processes inherit and ``hydra.sweep.dir`` (conf/hydra/default.yaml) reads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +30,16 @@ from . import runner
 log = logging.getLogger("tanet_lightning")
 
 
+SWEEP_DIR_ENV = "TANET_SWEEP_DIR"
+
+
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # a DDP rank's re-execution has LOCAL_RANK (set by Lightning's launcher) and the pinned directory
+        self.launching = SWEEP_DIR_ENV not in os.environ or "LOCAL_RANK" not in os.environ
+        if not self.launching:
+            return  # the launching process checked the data
+        os.environ[SWEEP_DIR_ENV] = str(config.hydra.sweep.dir)  # ${now:} resolved once, for every rank
         # One W&B group per launch: the group's `${now:...}` is resolved here, in the launch config, whose
         # resolver cache Hydra copies into every job's config; left to the jobs, each would read its own
         # start time and the sweep would scatter over as many groups as jobs.
@@ -38,6 +53,11 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if not getattr(self, "launching", True):
+            return  # a DDP rank's copy of the sweep: the launching process reports
+        os.environ.pop(SWEEP_DIR_ENV, None)  # a later sweep from this process gets its own directory
+        # a DDP rank's copy of the sweep re-saved multirun.yaml with its own launch overrides: restore
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
         write_reports(sweep_dir)
         failed = sorted(p.parent.name for p in sweep_dir.glob("*/FAILED"))
         if failed:  # every job ran; a sweep with failed jobs did not finish: say so in the exit code
