@@ -148,6 +148,8 @@ def test_resume_gives_the_same_run(make_cfg, tmp_path):
 def test_wandb_offline_run_has_group_name_and_config(make_cfg, tmp_path, monkeypatch):
     import wandb
 
+    wandb.finish()  # earlier in-process W&B use (a run, or settings made under WANDB_MODE=disabled)
+    wandb.teardown()  # would otherwise be reused by this run
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     cfg = make_cfg(["logger=wandb", "debug=fdr", "experiment_name=wbtest", "tags=[unit]"])
