@@ -122,10 +122,12 @@ def test_loading_is_reproducible_under_seed_everything(synthetic_dm):
 
 def test_synthetic_generation_is_seeded_and_idempotent(tmp_path):
     spec = SyntheticSpec(seed=3, train_per_class=2, val_per_class=1, test_per_class=1)
-    m1 = ensure_synthetic(tmp_path / "a", spec)
-    m2 = ensure_synthetic(tmp_path / "b", spec)
+    m1 = ensure_synthetic(tmp_path / "a", spec, workers=2)  # processes, as a first run on 2+ cores
+    m2 = ensure_synthetic(tmp_path / "b", spec, workers=1)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.mp4"))
     assert len(files) == 32 and m1["stats"] == m2["stats"]
+    for name in [*files, "train.txt", "val.txt", "test.txt"]:  # parallel = serial, byte for byte
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     same = [
         read_video_frames(tmp_path / "a" / f, [0, 5]).equal(read_video_frames(tmp_path / "b" / f, [0, 5]))
         for f in files

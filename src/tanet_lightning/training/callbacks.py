@@ -38,7 +38,7 @@ class LastCheckpoint(Checkpoint):
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
         tmp = self.dirpath / f".{LAST}.tmp"
-        trainer.save_checkpoint(tmp)  # every rank takes part; the strategy writes on rank 0
+        trainer.save_checkpoint(tmp, weights_only=False)  # every rank takes part; rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, self.dirpath / LAST)
         trainer.strategy.barrier("last_checkpoint")

@@ -6,6 +6,7 @@ device; ``label`` (B,); for testing also ``video_idx`` and ``view_idx`` (one ite
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -220,7 +221,13 @@ class VideoClassificationModule(L.LightningModule):
             raise ValueError("no optimizer configured: set the `optimizer` config group (e.g. optimizer=sgd)")
         # the optimizer resolves its own defaults (the yaml's values, else torch's): the groups' lr
         # multipliers scale that lr, and decayed groups keep its weight decay
-        optimizer = self.optimizer_factory(self.param_groups())
+        factory = self.optimizer_factory
+        if getattr(factory, "keywords", {}).get("fused") and self._trainer is not None \
+                and self.trainer.precision == "16-mixed":
+            # fp16's GradScaler unscales inside a fused step, after Lightning's gradient clipping would
+            # need the unscaled gradients: Lightning refuses that pair, so fp16 gets the unfused step
+            factory = functools.partial(factory, fused=False)
+        optimizer = factory(self.param_groups())
         if "lr" not in optimizer.defaults:
             raise ValueError(f"optimizer {type(optimizer).__name__} has no `lr` setting: the lr multipliers "
                              "(model.fc_lr_mult) need one; choose another optimizer")
