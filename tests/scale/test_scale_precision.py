@@ -207,3 +207,17 @@ def test_aggregation_keeps_channels_last(name):
     assert y.stride() == (16 * 6 * 5, 1, 5 * 16, 16)
     y.backward(torch.randn_like(y))  # randn_like keeps the layout, as autograd's incoming grads do
     assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("precision, fused", [("32-true", True), ("bf16-mixed", False), ("16-mixed", False)])
+def test_fused_optimizer_steps_with_gradient_clipping(make_cfg, precision, fused):
+    """The optimizer configs ask for fused steps; Lightning's mixed-precision plugin refuses gradient
+    clipping with a fused optimizer, so mixed precision trains with the unfused one, clipping included."""
+    from tanet_lightning.train import train
+
+    metrics, objects = train(make_cfg([f"trainer.precision={precision}", "trainer.limit_train_batches=2",
+                                       "trainer.limit_val_batches=1", "test=false"]))
+    optimizer = objects["trainer"].optimizers[0]
+    assert bool(optimizer.defaults.get("fused")) is fused
+    assert objects["trainer"].gradient_clip_val == 20 and objects["trainer"].global_step == 2
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))

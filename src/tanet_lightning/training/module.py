@@ -223,9 +223,10 @@ class VideoClassificationModule(L.LightningModule):
         # multipliers scale that lr, and decayed groups keep its weight decay
         factory = self.optimizer_factory
         if getattr(factory, "keywords", {}).get("fused") and self._trainer is not None \
-                and self.trainer.precision == "16-mixed":
-            # fp16's GradScaler unscales inside a fused step, after Lightning's gradient clipping would
-            # need the unscaled gradients: Lightning refuses that pair, so fp16 gets the unfused step
+                and str(self.trainer.precision).endswith("-mixed") and self.trainer.gradient_clip_val:
+            # fp16's GradScaler unscales inside a fused step, too late for gradient clipping; Lightning's
+            # mixed-precision plugin refuses clipping with any fused optimizer (bf16 too): the unfused
+            # step there (on GPUs torch's default is the multi-tensor one, nearly as fast)
             factory = functools.partial(factory, fused=False)
         optimizer = factory(self.param_groups())
         if "lr" not in optimizer.defaults:
