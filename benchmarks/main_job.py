@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from tanet_lightning import config
@@ -37,7 +36,6 @@ from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
 from tanet_lightning.data.transforms import normalize_on_device, train_transform
 from tanet_lightning.models import create_video_model
 from tanet_lightning.train import train
-
 
 EPOCHS: list[dict[str, float]] = []  # filled by PhaseTimer, which the Trainer instantiates from the config
 
@@ -167,7 +165,8 @@ def main(overrides: list[str]) -> None:
 
     video, label = normalize_on_device(batches[0]["video"]), batches[0]["label"]
     name = cfg.model.temporal.name
-    ms = interleaved_step_ms(cfg.model.backbone, {"tanet": (name, True), "c2d": ("c2d", True), "unfused": (name, False)}, video, label)
+    variants = {"tanet": (name, True), "c2d": ("c2d", True), "unfused": (name, False)}
+    ms = interleaved_step_ms(cfg.model.backbone, variants, video, label)
     tanet, c2d, unfused = ms["tanet"], ms["c2d"], ms["unfused"]
 
     n = epoch["batches"]

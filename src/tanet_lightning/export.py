@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from . import config
-from .models.convert import CheckpointError
+from .models.checkpoint import CheckpointError
 from .models.temporal import plain_aggregation
 from .predict import Predictor
 

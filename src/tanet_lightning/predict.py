@@ -26,7 +26,7 @@ from . import config
 from .data.io import VideoDecodeError, read_video_frames
 from .data.sampling import ClipSampler
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device, parse_views
-from .models.convert import CheckpointError, load_checkpoint_file
+from .models.checkpoint import CheckpointError, load_checkpoint_file
 from .models.video import VideoClassifier
 
 log = logging.getLogger("tanet_lightning")

@@ -90,3 +90,19 @@ def test_a_file_that_needs_unpickling_is_refused(tmp_path):
     torch.save({"state_dict": {}, "cfg": torch.nn.Identity()}, tmp_path / "pickled.pth")
     with pytest.raises(CheckpointError, match="arbitrary unpickling"):
         convert_checkpoint(tmp_path / "pickled.pth")
+
+
+def test_a_legacy_torch_save_file_loads(tmp_path):
+    """torch < 1.6 wrote bare pickles (the official TAM release): read, not mistaken for a text file."""
+    from tanet_lightning.models import load_checkpoint_file
+
+    torch.save({"state_dict": {"w": torch.ones(2)}}, tmp_path / "old.pth.tar", _use_new_zipfile_serialization=False)
+    assert torch.equal(load_checkpoint_file(tmp_path / "old.pth.tar")["state_dict"]["w"], torch.ones(2))
+
+
+def test_a_pretrained_path_that_is_no_weights_file_names_the_key(tmp_path):
+    from tanet_lightning.models import create_backbone
+
+    (tmp_path / "w.pth").write_text("<html>rate limited</html>")
+    with pytest.raises(CheckpointError, match=r"model.pretrained_path=.*w.pth is not a PyTorch checkpoint"):
+        create_backbone("resnet18", pretrained_path=str(tmp_path / "w.pth"))

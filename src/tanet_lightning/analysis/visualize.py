@@ -40,7 +40,7 @@ from ..data.io import read_video_frames
 from ..data.sampling import ClipSampler
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device
 from ..models.backbones import family_of
-from ..models.convert import load_checkpoint_file
+from ..models.checkpoint import load_checkpoint_file
 from ..models.insertion import blocks_by_stage
 from ..models.temporal import TemporalAdaptiveModule, TemporalConv
 from ..training.module import VideoClassificationModule

@@ -2,7 +2,8 @@
 the video classifier (``video``)."""
 
 from .backbones import STAGE_NAMES, create_backbone
-from .convert import CheckpointError, convert_checkpoint, to_peer_layout
+from .checkpoint import CheckpointError, load_checkpoint_file
+from .convert import convert_checkpoint, to_peer_layout
 from .insertion import POSITIONS, insert_temporal
 from .temporal import TAM, TEMPORAL_MODULES, create_temporal
 from .video import VideoClassifier, create_video_model
@@ -19,5 +20,6 @@ __all__ = [
     "create_temporal",
     "create_video_model",
     "insert_temporal",
+    "load_checkpoint_file",
     "to_peer_layout",
 ]

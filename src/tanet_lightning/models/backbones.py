@@ -14,6 +14,8 @@ import timm
 import torch
 import torch.nn as nn
 
+from .checkpoint import load_checkpoint_file
+
 # The paper's res2..res5 end at output strides 4, 8, 16 and 32. timm models say where (``feature_info``:
 # the module that ends each stride); the insertion utility reads it there. torchvision's ShuffleNet V2
 # has no feature_info, so its stages are written here: paper stage -> module paths (a Sequential path
@@ -74,7 +76,7 @@ class ShuffleNetV2Features(nn.Module):
 
 
 def _load_local(model: nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint_file(path, "model.pretrained_path")
     state = state.get("state_dict", state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.startswith("fc.")]
@@ -102,5 +104,6 @@ def create_backbone(
         return model
     kwargs = dict(timm_kwargs)  # e.g. drop_path_rate, zero_init_last
     if path is not None:  # timm's own loader, pointed at a local file: same key filtering as a download
+        load_checkpoint_file(path, "model.pretrained_path")  # read once first: a bad file gets our error, not timm's
         pretrained, kwargs["pretrained_cfg_overlay"] = True, {"file": str(path)}
     return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)

@@ -22,14 +22,13 @@ otherwise the error lists the keys and names the setting to change.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
+from .checkpoint import CheckpointError, load_checkpoint_file
 from .video import create_video_model
 
 __all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
@@ -43,10 +42,6 @@ BASIC_DEPTHS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
 STAGE_OF_LAYER = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or mapped; the message says which keys and what to change."""
-
-
 @dataclass
 class Converted:
     state_dict: dict[str, torch.Tensor]  # VideoClassifier keys
@@ -57,26 +52,6 @@ class Converted:
 
 # ------------------------------------------------------------------------------------------------
 # Reading
-
-
-def load_checkpoint_file(path: str | os.PathLike) -> dict:
-    """torch.load with weights_only=True; a file that needs arbitrary unpickling is refused, with why."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: refused: the file needs arbitrary unpickling, which can run code "
-            f"(torch.load(weights_only=True) failed: {reason}). If you trust it, re-save just the weights "
-            f"elsewhere: torch.save({{'state_dict': torch.load(f, weights_only=False)['state_dict']}}, 'clean.pth')"
-        ) from None
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a dict (a state dict or a checkpoint holding one), "
-                              f"got {type(obj).__name__}")
-    return dict(obj)
 
 
 def _split_container(obj: Mapping) -> tuple[dict[str, torch.Tensor], dict]:

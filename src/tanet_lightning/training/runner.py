@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import threading
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.datasets import DatasetNotFoundError
 from ..models.backbones import backbone_family
+from ..models.checkpoint import CheckpointError, load_checkpoint_file
 from ..models.temporal import TEMPORAL
 from .module import TAM_FAMILY
 
@@ -176,19 +176,13 @@ def run_lock(out: Path):
 
 
 def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
-    """A project (Lightning) checkpoint, loaded with weights_only=True; anything else is named for what it is."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{key}={path}: no such checkpoint")
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(f"{key}={path} is not a PyTorch checkpoint (not a torch.save zip file: a text file, "
-                          "a video, or a truncated download?)")
+    """A checkpoint of this project (weights and the model config that made them); other files are named
+    for what they are."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, or pickled objects outside the safe set
-        raise ConfigError(f"{key}={path} cannot be read as a checkpoint: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:300]}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        ckpt = load_checkpoint_file(path, key)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise ConfigError(f"{key}={path} is a bare weights file, not a checkpoint of this project (it has no "
                           "saved model config): load ImageNet weights with model.pretrained_path=FILE")
     return ckpt
