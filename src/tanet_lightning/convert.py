@@ -19,7 +19,8 @@ import torch
 from omegaconf import OmegaConf
 
 from . import config
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_views
+from .data.protocol import TestProtocol
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .models.convert import CheckpointError, Converted, convert
 from .training.module import VideoClassificationModule
 
@@ -31,26 +32,18 @@ MM_MEAN, MM_STD = (123.675 / 255, 116.28 / 255, 103.5 / 255), (58.395 / 255, 57.
 
 
 def data_config(name: str, num_frames: int, source: str) -> dict:
-    """The test protocol of conf/data/<name>.yaml, in the form ``VideoDataModule.inference_config`` saves."""
+    """The test protocol of conf/data/<name>.yaml, as training saves it (``VideoDataModule.test_protocol``)."""
     path = Path(config.config_dir()) / "data" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise CheckpointError(f"--data {name}: no conf/data/{name}.yaml; choose one of {known}")
     d = OmegaConf.load(path)
-    views = parse_views(d.get("test_views", "1x1"))
-    return {
-        "num_frames": num_frames,
-        "sampler": d.get("sampler", "uniform"),
-        "dense_window": d.get("dense_window", 64),
-        "short_side": d.get("short_side", 256),
-        "crop_size": d.get("test_crop_size") or d.get("crop_size", 224),
-        "test_views": f"{views[0]}x{views[1]}",
-        "frame_template": d.get("frame_template", "{:05d}.jpg"),
-        "start_index": d.get("start_index", 1),
-        "mean": list(MM_MEAN if source == "mmaction2" else IMAGENET_MEAN),
-        "std": list(MM_STD if source == "mmaction2" else IMAGENET_STD),
-        "dataset": name,
-    }
+    given = {k: d[k] for k in ("sampler", "dense_window", "short_side", "test_views", "frame_template", "start_index")
+             if k in d}
+    protocol = TestProtocol(num_frames=num_frames, crop_size=d.get("test_crop_size") or d.get("crop_size", 224),
+                            mean=MM_MEAN if source == "mmaction2" else IMAGENET_MEAN,
+                            std=MM_STD if source == "mmaction2" else IMAGENET_STD, **given)
+    return {**protocol.to_dict(), "dataset": name}
 
 
 def module_kwargs(conv: Converted, view_average: str) -> dict:

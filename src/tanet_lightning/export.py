@@ -28,8 +28,7 @@ log = logging.getLogger("tanet_lightning")
 
 def export_onnx(predictor: Predictor, out: str | Path, opset: int = 17) -> Path:
     """Write the network as ONNX (dynamic batch); the example clip has batch 2 so no size is baked in as 1."""
-    c = predictor.data_config
-    t, s = int(c["num_frames"]), int(c["crop_size"])
+    t, s = predictor.protocol.num_frames, predictor.protocol.crop_size
     model = predictor.model.float().cpu().eval()
     example = torch.randn(2, t, 3, s, s)
     out = Path(out)
@@ -49,16 +48,14 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
     except ImportError as e:
         raise CheckpointError("the check needs onnxruntime: pip install 'tanet-lightning[export]' "
                               "(or check=false)") from e
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_on_device
-
-    c = predictor.data_config
+    c = predictor.protocol
     if video is not None:
         views = predictor.clip_views(video)
     else:
-        t, s = int(c["num_frames"]), int(c["crop_size"])
+        t, s = c.num_frames, c.crop_size
         g = torch.Generator().manual_seed(0)
         views = torch.randint(0, 256, (2, t, 3, s, s), generator=g, dtype=torch.uint8)
-    x = normalize_on_device(views, c.get("mean", IMAGENET_MEAN), c.get("std", IMAGENET_STD))
+    x = c.normalize(views)
     with torch.no_grad():
         want = predictor.model.float().cpu().eval()(x).numpy()
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"video": x.numpy()})[0]
@@ -70,9 +67,9 @@ def export(cfg: DictConfig) -> tuple[Path, float | None]:
         raise CheckpointError(f"format={cfg.format!r}: only onnx is supported")
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     out = export_onnx(predictor, cfg.out, int(cfg.opset))
-    c = predictor.data_config
-    mean, std = (tuple(round(v, 4) for v in c.get(k, ())) for k in ("mean", "std"))
-    print(f"wrote {out}: input video (batch, {c['num_frames']}, 3, {c['crop_size']}, {c['crop_size']}) normalised "
+    c = predictor.protocol
+    mean, std = (tuple(round(v, 4) for v in vs) for vs in (c.mean, c.std))
+    print(f"wrote {out}: input video (batch, {c.num_frames}, 3, {c.crop_size}, {c.crop_size}) normalised "
           f"with mean {mean} std {std}, output logits (batch, {predictor.model.num_classes})")
     diff = None
     if cfg.check:

@@ -23,9 +23,8 @@ from omegaconf import DictConfig, ListConfig
 from tqdm import tqdm
 
 from . import config
-from .data.io import VideoDecodeError, read_video_frames
-from .data.sampling import ClipSampler
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device, parse_views
+from .data.io import VideoDecodeError
+from .data.protocol import TestProtocol
 from .models.checkpoint import CheckpointError, load_checkpoint_file
 from .models.video import VideoClassifier
 
@@ -55,11 +54,9 @@ class Predictor:
         self.class_names = list(class_names)
         self.data_config = dict(data_config)
         self.view_average = view_average
+        self.protocol = TestProtocol.from_dict(self.data_config)
         if len(self.class_names) != model.num_classes:
             raise CheckpointError(f"{len(self.class_names)} class names for a {model.num_classes}-class model")
-        c = self.data_config
-        self.sampler = ClipSampler(c["sampler"], int(c["num_frames"]), int(c.get("dense_window", 64)))
-        self.clips, self.crops = parse_views(c.get("test_views", "1x1"))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
@@ -88,20 +85,12 @@ class Predictor:
 
     def clip_views(self, path: str | os.PathLike) -> torch.Tensor:
         """uint8 (clips*crops, T, 3, S, S): the test views of one video (a file or a frame folder)."""
-        c = self.data_config
-        frames = read_video_frames(
-            path, lambda n: self.sampler.test(n, self.clips).reshape(-1), c.get("short_side"),
-            frame_template=c.get("frame_template", "{:05d}.jpg"), start_index=int(c.get("start_index", 1)),
-        )
-        t = self.sampler.num_frames
-        return torch.stack([eval_transform(frames[i * t:(i + 1) * t], int(c["crop_size"]), crop, self.crops)
-                            for i in range(self.clips) for crop in range(self.crops)])
+        return self.protocol.read_views(path)
 
     @torch.no_grad()
     def scores(self, views: torch.Tensor) -> torch.Tensor:
         """(num_classes,) probabilities of one video from its uint8 views, averaged like the checkpoint's test."""
-        c = self.data_config
-        x = normalize_on_device(views.to(self.device), c.get("mean", IMAGENET_MEAN), c.get("std", IMAGENET_STD))
+        x = self.protocol.normalize(views.to(self.device))
         logits = self.model(x).float()
         if self.view_average == "prob":
             return logits.softmax(-1).mean(0)

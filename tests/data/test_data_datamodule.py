@@ -245,3 +245,23 @@ def test_sthv1_and_sthv2_configs_with_tiny_datasets(vt, tmp_path):
     items = [dm.datasets["test"][i] for i in range(6)]  # 2 clips x 3 crops
     assert [it["view_idx"] for it in items] == list(range(6)) and items[0]["video"].shape == (8, 3, 40, 40)
     assert dm.flip_label_map[87] == 86 and dm.bad_files() == []
+
+
+def test_test_protocol_reads_a_video_as_the_test_split_does(synthetic_dm):
+    """What checkpoints save (data_config) and predict/export use: the same views as the test split's items."""
+    from tanet_lightning.data.protocol import TestProtocol
+
+    dm = synthetic_dm
+    dm.setup("test")
+    protocol = dm.test_protocol()
+    assert protocol.views == (2, 3) and protocol.crop_size == dm.test_crop_size
+    saved = {**protocol.to_dict(), "dataset": "synthetic"}  # convert adds keys that are not protocol fields
+    assert TestProtocol.from_dict(saved) == protocol
+    test = dm.datasets["test"]
+    video = 5
+    items = torch.stack([test[video * 6 + v]["video"] for v in range(6)])
+    assert torch.equal(protocol.read_views(test.records[video].path), items)
+    with pytest.raises(ValueError, match="num_frames"):
+        TestProtocol.from_dict({"crop_size": 32})
+    with pytest.raises(ValueError, match="test_views"):
+        protocol.replace(test_views="2x2")

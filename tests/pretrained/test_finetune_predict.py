@@ -115,4 +115,4 @@ def test_video_folder_split_is_seeded_and_disjoint(tmp_path, data_dir):
     assert {r.label for r in val_r} == {0, 1, 2}
     again = VideoDataModule(tmp_path, format="video_folder", root=str(folder), num_workers=0)
     assert [r.path for r in again._read_records("val")] == [r.path for r in val_r]
-    assert dm.inference_config()["test_views"] == "1x1"
+    assert dm.test_protocol().test_views == "1x1"

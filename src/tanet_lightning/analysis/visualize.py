@@ -36,9 +36,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .. import config
 from ..data.datasets import read_video_list
-from ..data.io import read_video_frames
-from ..data.sampling import ClipSampler
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device
+from ..data.protocol import TestProtocol
+from ..data.transforms import eval_transform
 from ..models.backbones import family_of
 from ..models.checkpoint import load_checkpoint_file
 from ..models.insertion import blocks_by_stage
@@ -224,15 +223,12 @@ def load_clip(path: str, num_frames: int, size: int | None = None, data: dict | 
 
     Returns float32 (T, 3, crop, crop).
     """
-    data = data or {}
-    sampler = ClipSampler(data.get("sampler", "uniform"), num_frames, int(data.get("dense_window") or 64))
-    short_side = size or (data["short_side"] if "short_side" in data else DEFAULT_SIZE)
-    crop = size or int(data.get("crop_size") or DEFAULT_SIZE)
-    frames = read_video_frames(path, sampler.val, short_side=short_side,
-                               frame_template=data.get("frame_template", "{:05d}.jpg"),
-                               start_index=int(data.get("start_index", 1)))
-    return normalize_on_device(eval_transform(frames, crop), data.get("mean", IMAGENET_MEAN),
-                               data.get("std", IMAGENET_STD))
+    protocol = TestProtocol.from_dict({**data, "num_frames": num_frames}) if data else \
+        TestProtocol(num_frames, short_side=DEFAULT_SIZE, crop_size=DEFAULT_SIZE)
+    if size:
+        protocol = protocol.replace(short_side=size, crop_size=size)
+    frames = protocol.read(path, protocol.clip_sampler.val)
+    return protocol.normalize(eval_transform(frames, protocol.crop_size))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the embedded synthetic motion dataset and the LightningDataModule that ties them
 from .datamodule import VideoDataModule
 from .datasets import AnnotationError, DatasetNotFoundError, TooManyBadFilesError, VideoClipDataset, VideoRecord
 from .io import VideoDecodeError, probe_num_frames, read_video_frames
+from .protocol import TestProtocol
 from .sampling import ClipSampler
 from .synthetic import SyntheticSpec, ensure_synthetic
 from .transforms import normalize_on_device
@@ -13,6 +14,7 @@ __all__ = [
     "ClipSampler",
     "DatasetNotFoundError",
     "SyntheticSpec",
+    "TestProtocol",
     "TooManyBadFilesError",
     "VideoClipDataset",
     "VideoDataModule",

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import datasets as ds
+from .protocol import TestProtocol
 from .sampling import ClipSampler
 from .synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
 from .synthetic import FLIP_LABEL_MAP as SYNTHETIC_FLIP_MAP
@@ -318,17 +319,11 @@ class VideoDataModule(L.LightningDataModule):
     def test_views_per_video(self) -> int:
         return self.test_clips * self.test_crops
 
-    def inference_config(self) -> dict:
-        """The test-time protocol, saved in checkpoints so predict turns a video into clips the same way."""
-        return {
-            "num_frames": self.num_frames,
-            "sampler": self.sampler.kind,
-            "dense_window": self.sampler.window,
-            "short_side": self.transform_args["short_side"],
-            "crop_size": self.test_crop_size,
-            "test_views": f"{self.test_clips}x{self.test_crops}",
-            "frame_template": self.transform_args["frame_template"],
-            "start_index": self.transform_args["start_index"],
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-        }
+    def test_protocol(self) -> TestProtocol:
+        """The test split's protocol, saved in checkpoints so predict turns a video into clips the same way."""
+        return TestProtocol(
+            num_frames=self.num_frames, sampler=self.sampler.kind, dense_window=self.sampler.window,
+            short_side=self.transform_args["short_side"], crop_size=self.test_crop_size,
+            test_views=f"{self.test_clips}x{self.test_crops}", frame_template=self.transform_args["frame_template"],
+            start_index=self.transform_args["start_index"], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        )

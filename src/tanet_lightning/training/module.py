@@ -244,8 +244,8 @@ class VideoClassificationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # what predict needs besides the weights: class names and the test-time data protocol
         dm = self._trainer.datamodule if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "inference_config"):
-            checkpoint["data_config"] = dm.inference_config()
+        if dm is not None and hasattr(dm, "test_protocol"):
+            checkpoint["data_config"] = dm.test_protocol().to_dict()
             checkpoint["class_names"] = list(dm.class_names)
         # the global RNGs drive shuffling and augmentation: a resumed run continues the same streams
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
