@@ -52,11 +52,14 @@ class Predictor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.class_names = list(class_names)
-        self.data_config = dict(data_config)
         self.view_average = view_average
-        self.protocol = TestProtocol.from_dict(self.data_config)
+        self.protocol = TestProtocol.from_dict(data_config)
         if len(self.class_names) != model.num_classes:
             raise CheckpointError(f"{len(self.class_names)} class names for a {model.num_classes}-class model")
+
+    @property
+    def data_config(self) -> dict:
+        return self.protocol.to_dict()
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",

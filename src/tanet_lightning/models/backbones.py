@@ -104,6 +104,10 @@ def create_backbone(
         return model
     kwargs = dict(timm_kwargs)  # e.g. drop_path_rate, zero_init_last
     if path is not None:  # timm's own loader, pointed at a local file: same key filtering as a download
-        load_checkpoint_file(path, "model.pretrained_path")  # read once first: a bad file gets our error, not timm's
         pretrained, kwargs["pretrained_cfg_overlay"] = True, {"file": str(path)}
-    return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    except Exception:
+        if path is not None:  # a file that is no weights file gets our error, naming the key, not timm's
+            load_checkpoint_file(path, "model.pretrained_path")
+        raise
