@@ -16,6 +16,10 @@ the scores written by the documented ``eval`` command, ``VIDEO`` a synthetic tes
 pretrained-model section ``PEER_CKPT`` is a TANet-R50 in the official TAM layout (random weights, 400
 classes) with ``K400_CLASSES`` its class list, ``MY_VIDEOS`` a class-folder copy of three synthetic
 classes, and ``FINETUNED`` the newest checkpoint (the documented fine-tune's).
+
+Disk: a sweep writes two checkpoints of ~140 MB per job and no later command reads a sweep's checkpoints
+(placeholders point into ``logs/train/runs``), so they are deleted once the command has passed, and a
+page's workspace once its last command has passed; a failing command keeps everything for a look.
 """
 
 from __future__ import annotations
@@ -152,6 +156,20 @@ class Workspace:
         return ckpts[-1]
 
 
+def not_run_reason(command: str) -> str | None:
+    """Why a documented command is not run here (None: it runs)."""
+    plain = " ".join(shlex.split(command, comments=True))
+    if plain in NOT_RUN:
+        return NOT_RUN[plain]
+    not_here = re.search(r"\(([^()]*not run here)\)", command.partition("#")[2])
+    return not_here.group(1) if not_here else None
+
+
+# the line of each page's last command that runs here: after it, the page's workspace goes
+LAST_LINE = {page: max(n for p, n, cmd in (c.values for c in CASES) if p == page and not not_run_reason(cmd))
+             for page in PAGES}
+
+
 @pytest.fixture(scope="module")
 def workspaces(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("docs-data")
@@ -165,15 +183,21 @@ def workspaces(tmp_path_factory):
     return get
 
 
+def tidy(ws: Workspace, page: Path, line: int) -> None:
+    """After a command passed: drop what no later command of the page reads (see the module docstring)."""
+    if line == LAST_LINE[page]:
+        shutil.rmtree(ws.cwd, ignore_errors=True)
+        return
+    for ckpt in ws.cwd.glob("logs/*/multiruns/**/*.ckpt"):
+        ckpt.unlink()
+
+
 @pytest.mark.parametrize("page, line, command", CASES)
 def test_documented_command(workspaces, page, line, command):
+    if reason := not_run_reason(command):
+        pytest.skip(reason)
     args = shlex.split(command, comments=True)
     plain = " ".join(args)
-    if plain in NOT_RUN:
-        pytest.skip(NOT_RUN[plain])
-    not_here = re.search(r"\(([^()]*not run here)\)", command.partition("#")[2])
-    if not_here:
-        pytest.skip(not_here.group(1))
     ws = workspaces(page)
     proc = ws.run(args)
     output = proc.stdout + proc.stderr
@@ -182,3 +206,4 @@ def test_documented_command(workspaces, page, line, command):
     if "needs the dataset" in command:  # the dataset is not here: one clear message, and what to run instead
         assert re.search(r"data\.\w+_ann", output) and "+preset=synthetic" in output, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
+    tidy(ws, page, line)
