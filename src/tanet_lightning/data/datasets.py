@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..base.errors import DataError
 from .io import VideoDecodeError, read_video_frames
 from .sampling import ClipSampler
 from .transforms import eval_transform, train_transform
@@ -41,7 +42,7 @@ class VideoRecord:
     num_frames: int | None = None  # known for rawframe lists; None = counted when read
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DataError):
     """An annotation file is missing or malformed, or names an unknown class."""
 
 

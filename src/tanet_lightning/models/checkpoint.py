@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
+from ..base.errors import CheckpointError
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or mapped; the message says which keys and what to change."""
+__all__ = ["CheckpointError", "load_checkpoint_file"]
 
 
 def load_checkpoint_file(path: str | os.PathLike, key: str | None = None) -> dict:

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from ..base.errors import ConfigError
 from ..data.datasets import DatasetNotFoundError
 from ..models.backbones import backbone_family
 from ..models.checkpoint import CheckpointError, load_checkpoint_file
@@ -27,10 +28,6 @@ from ..models.temporal import TEMPORAL
 from .module import TAM_FAMILY
 
 log = logging.getLogger("tanet_lightning")
-
-
-class ConfigError(ValueError):
-    """A bad configuration, reported before any data is read or any step is taken."""
 
 
 def check_config(cfg: DictConfig) -> None:
