@@ -1,4 +1,7 @@
-"""Where the Hydra configs live, and the few OmegaConf resolvers they use."""
+"""Where the Hydra configs live, and the few OmegaConf resolvers they use.
+
+Application layer: importing it registers the resolvers (the applications and their Hydra callbacks
+import it; nothing below them registers resolvers or reads the command line)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from .analysis.paper import sweep_params
 
 
 def config_dir() -> str:
@@ -53,12 +58,6 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("tanet.wandb_offline", wandb_offline, replace=True)
     # a paper sweep's jobs (conf/experiment/*.yaml), declared once beside its paper table
     OmegaConf.register_new_resolver("tanet.sweep", sweep_params, replace=True)
-
-
-def sweep_params(experiment: str) -> dict[str, str]:
-    from .analysis.paper import sweep_params
-
-    return sweep_params(experiment)
 
 
 register_resolvers()

@@ -1,4 +1,4 @@
-"""Local comparison report of a sweep, no W&B needed: ``python -m tanet_lightning.report SWEEP_DIR|EXPERIMENT``.
+"""Local comparison report of a sweep, no W&B needed (the ``report`` application writes it).
 
 Reads every job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``config_resolved.yaml``,
 ``metrics.json``; a ``FAILED`` file marks a job that raised) and writes, into SWEEP_DIR:
@@ -14,13 +14,12 @@ workspace view). A sweep writes all of this by itself when its last job ends (tr
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import json
 import os
+import re
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from . import wandb_report
-from .paper import RECIPES, TABLES
+from .paper import RECIPES, TABLES, sweep_params
 
 # what a synthetic-preset sweep cannot run, said where its command is documented (the preset's
 # ResNet-18 at 32 px): the documented-commands test expects exactly these exit codes
@@ -105,16 +104,26 @@ def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .. import config  # noqa: F401  (registers the resolvers multirun.yaml uses)
-
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return []
     hydra_cfg = OmegaConf.load(path).hydra
-    params = OmegaConf.to_container(hydra_cfg.sweeper, resolve=True).get("params") or {}
+    params = _sweep_params(hydra_cfg.sweeper)
     cli = list(hydra_cfg.overrides.task)
     parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *cli])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _sweep_params(sweeper) -> dict:
+    """The sweeper's params; a paper sweep's ``${tanet.sweep:NAME}`` is read from paper.py directly, so
+    the report needs no resolver registered (resolvers belong to the applications)."""
+    raw = OmegaConf.to_container(sweeper, resolve=False).get("params") or {}
+    if isinstance(raw, str):
+        match = re.fullmatch(r"\$\{tanet\.sweep:\s*([\w-]+)\s*\}", raw)
+        if not match:
+            raise ValueError(f"hydra.sweeper.params={raw!r}: not a paper sweep reference")
+        return sweep_params(match.group(1))
+    return OmegaConf.to_container(sweeper, resolve=True).get("params") or {}
 
 
 def collect(sweep_dir: Path) -> list[Job]:
@@ -301,38 +310,3 @@ def find_sweep(name_or_dir: str | Path, log_dir: str | Path | None = None) -> Pa
     if not sweeps:
         raise FileNotFoundError(f"{name_or_dir}: neither a sweep directory nor an experiment with sweeps in {root}")
     return sweeps[-1]  # Hydra names sweeps by launch time (%Y-%m-%d_%H-%M-%S): the last is the newest
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sweep", nargs="?", help="a Hydra multirun directory, or an experiment name (its newest sweep)")
-    p.add_argument("--page", type=Path, help="also write this experiments/NAME.md page")
-    p.add_argument("--wandb", action="store_true",
-                   help="publish the sweep's W&B Report and workspace view (needs `wandb login`; run "
-                        "`wandb sync` on the offline runs first)")
-    p.add_argument("--entity", help="W&B entity to publish to (default: the sweep's, else your default entity)")
-    p.add_argument("--init-pages", type=Path, metavar="DIR",
-                   help="write a paper-only page for every experiment that has no page in DIR yet")
-    a = p.parse_args(argv)
-    if a.init_pages:
-        for name in [*TABLES, *RECIPES]:
-            if not (a.init_pages / f"{name}.md").exists():
-                write_page(a.init_pages / f"{name}.md", name)
-    if a.sweep:
-        try:
-            sweep_dir = find_sweep(a.sweep)
-        except FileNotFoundError as e:
-            p.error(str(e))
-        print(report(sweep_dir, a.page).read_text())
-        if a.wandb:
-            try:
-                urls = wandb_report.publish(wandb_report.load(sweep_dir), a.entity)
-            except (wandb_report.PublishError, FileNotFoundError) as e:
-                p.exit(2, f"{p.prog}: error: W&B report of {sweep_dir} not published: {e}\n")
-            print("W&B report: {}\nW&B workspace view: {}".format(*urls))
-    elif not a.init_pages:
-        p.error("give a SWEEP_DIR or an experiment name (or --init-pages DIR)")
-
-
-if __name__ == "__main__":
-    main()
