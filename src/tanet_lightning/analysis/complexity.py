@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..models import STAGE_NAMES, create_video_model
 from ..models.temporal import TEMPORAL
+from ..training import schema
 
 # paper row name -> (temporal module, paper GFLOPs, paper Mparams): from the registry, where each
 # module also has its own position (TSM: a)
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--rows", nargs="+", default=list(TABLE2), metavar="ROW", help="Table 2 row names")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     a = p.parse_args(argv)
+    schema.check_args(a, "complexity")
     results = measure(a.rows, a.backbone, a.frames, a.size, a.position, a.stages, a.classes)
     if a.json:
         print(json.dumps([asdict(r) for r in results], indent=1))
