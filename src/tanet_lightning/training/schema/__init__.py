@@ -13,6 +13,7 @@ before Hydra creates the run directory (register it under ``hydra.callbacks``).
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import os
 import typing
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ...base.errors import ConfigError, handle_user_errors
@@ -162,10 +163,14 @@ def rule_crop_fits(cfg: DictConfig, app: str) -> list[str]:
 
 
 def rule_temporal_options(cfg: DictConfig, app: str) -> list[str]:
-    """model.temporal's other keys are its module's arguments (NL also takes `blocks`)."""
+    """model.temporal.name is a registered module; its other keys are the module's arguments (NL also
+    takes `blocks`)."""
     temporal = _get(cfg, "model.temporal")
-    if not isinstance(temporal, DictConfig) or temporal.get("name") not in TEMPORAL:
+    if not isinstance(temporal, DictConfig) or not isinstance(temporal.get("name"), str):
         return []
+    if temporal.name not in TEMPORAL:
+        return [f"model/temporal={temporal.name!r} is not a temporal module; choose one of {sorted(TEMPORAL)} "
+                "(model/temporal=NAME)"]
     spec = TEMPORAL[temporal.name]
     if spec.factory is None:
         known, open_ = set(), False
@@ -241,10 +246,11 @@ class ValidateConfig(HydraCallback):
         app = (config_name or "").split("/")[-1]
         if app not in APPS:
             return
-        cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=False))  # Hydra's own copy stays as it is
-        HydraConfig.instance().set_config(cfg)  # `hydra:` interpolations (run name, output_dir) resolve
-        with open_dict(cfg):
+        cfg = copy.deepcopy(config)  # Hydra's own stays as it is
+        HydraConfig.instance().set_config(cfg)  # `hydra:` interpolations (the run name) resolve
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):  # as Hydra will set it
             cfg.hydra.runtime.output_dir = os.path.abspath(str(cfg.hydra.run.dir))
+        HydraConfig.instance().set_config(cfg)
         handle_user_errors(validate)(cfg, app)
 
 

@@ -24,11 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 def spec(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
          choices: typing.Sequence | None = None, check: Callable[[Any], str | None] | None = None,
-         give: str | None = None, nonempty: bool = False) -> Any:
+         give: str | None = None, why: str | None = None, nonempty: bool = False) -> Any:
     """A schema field: ranges and choices apply to a scalar or to every item of a list; ``check(value)``
-    returns what is wrong (or None); ``give`` is the fix shown when the value is missing or wrong."""
+    returns what is wrong (or None). The fix shown: "give KEY=<give>", with ``why`` in brackets."""
     meta = dict(ge=ge, gt=gt, le=le, lt=lt, choices=None if choices is None else tuple(choices), check=check,
-                give=give, nonempty=nonempty)
+                give=give, why=why, nonempty=nonempty)
     return dataclasses.field(default=None, metadata=meta)
 
 
@@ -143,7 +143,8 @@ def unknown_key(full: str, key: str, known: typing.Iterable[str]) -> str:
 
 def check_node(node: DictConfig, schema: type, prefix: str, errors: list[str], closed: bool = True) -> None:
     """Compare ``node`` with the dataclass ``schema``: unknown keys (when closed), ``???``, types,
-    ranges, choices, and nested dataclasses. Keys the node does not have are fine (the code's defaults)."""
+    ranges, choices, and nested dataclasses (open ones say ``OPEN = True``). Keys the node does not have
+    are fine (the code's defaults)."""
     hints = typing.get_type_hints(schema)
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for key in node.keys():
@@ -156,16 +157,17 @@ def check_node(node: DictConfig, schema: type, prefix: str, errors: list[str], c
         value = read(node, name, full, errors)
         if value is Missing:
             if OmegaConf.is_missing(node, name):
+                why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
                 errors.append(f"{full} is required (it is ??? in the config): give {full}="
-                              f"{f.metadata.get('give') or 'VALUE'}")
+                              f"{f.metadata.get('give') or 'VALUE'}{why}")
             continue
         check_value(value, hints[name], f.metadata, full, errors)
         if dataclasses.is_dataclass(hints[name]) and isinstance(value, DictConfig):
-            check_node(value, hints[name], f"{full}.", errors)
+            check_node(value, hints[name], f"{full}.", errors, closed=not getattr(hints[name], "OPEN", False))
 
 
 def check_value(value, tp, meta: Mapping, full: str, errors: list[str]) -> None:
-    give = f"; {meta['give']}" if meta.get("give") else ""
+    give = (f" ({meta['why']})" if meta.get("why") else "") + (f"; give {full}={meta['give']}" if meta.get("give") else "")
     if not conforms(value, tp):
         rng = _range_text(meta)
         errors.append(f"{full}={show(value)} must be {describe(tp)}{' ' + rng if rng else ''}{give}")

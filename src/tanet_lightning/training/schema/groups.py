@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ...data.datamodule import FORMATS
 from ...data.transforms import parse_views
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
-from ...models.temporal import TEMPORAL
 from ..module import accuracy_metrics
 from .fields import spec
 
@@ -85,7 +84,7 @@ class Data:  # VideoDataModule's arguments
     short_side: int | None = spec(ge=1)
     crop_size: int = spec(ge=1)
     test_crop_size: int | None = spec(ge=1)
-    test_views: str = spec(check=_views)
+    test_views: str = spec(check=_views, give="10x3", why="clips x crops")
     scales: list[float] = spec(gt=0, le=1, nonempty=True)
     max_distort: int = spec(ge=0)
     flip: bool = spec()
@@ -106,8 +105,9 @@ class Data:  # VideoDataModule's arguments
 
 
 @dataclass
-class Temporal:  # the module's own options are checked against its factory (schema/__init__.py)
-    name: str = spec(choices=tuple(TEMPORAL), give="one of the conf/model/temporal options")
+class Temporal:  # the name (one of TEMPORAL) and the module's options: schema/__init__.py's rule
+    OPEN: ClassVar[bool] = True
+    name: str = spec()
 
 
 @dataclass
@@ -124,18 +124,18 @@ class Model:  # VideoClassificationModule's arguments
     pretrained_path: str | None = spec(give="FILE")
     backbone_kwargs: dict[str, Any] | None = spec()
     num_frames: int = spec(ge=1)
-    position: str | None = spec(choices=POSITIONS, give="a, b, c or d (null: the module's own place)")
+    position: str | None = spec(choices=POSITIONS, why="null: the module's own place")
     stages: list[str] = spec(choices=STAGE_NAMES, nonempty=True)
     temporal: Temporal = spec()
     tam: Tam = spec()
     dropout: float = spec(ge=0, lt=1)
-    fc_lr_mult: float = spec(gt=0, give="the classifier's lr = optimizer.lr x fc_lr_mult (1.0: the same lr)")
+    fc_lr_mult: float = spec(gt=0, why="the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr")
     lr_scale_base_batch: int | None = spec(ge=1)
     view_average: str = spec(choices=("logits", "prob"))
     label_smoothing: float = spec(ge=0, lt=1)
     compile: bool = spec()
     channels_last: bool = spec()
-    init_from: str | None = spec(give="CKPT (a project, converted, official TAM or MMAction2 checkpoint)")
+    init_from: str | None = spec(give="CKPT", why="a project, converted, official TAM or MMAction2 checkpoint")
     freeze_bn: bool = spec()
     sync_bn: bool = spec()
 
@@ -192,7 +192,7 @@ class Trainer:  # open: Lightning's Trainer arguments, checked against its signa
 
 @dataclass
 class Callback:  # open: one entry of the callbacks group
-    monitor: str | None = spec(choices=MONITORABLE, give="a metric the model logs")
+    monitor: str | None = spec(choices=MONITORABLE, why="the metrics the model logs")
     mode: str = spec(choices=("min", "max"))
     save_top_k: int = spec(ge=-1)
     every_n_epochs: int | None = spec(ge=0)
@@ -225,7 +225,7 @@ class Common:
     task_name: str = spec()
     experiment_name: str = spec()
     tags: list[Any] = spec()
-    seed: int | None = spec(give="an integer (or null: no seeding)")
+    seed: int | None = spec(give="N", why="null: no seeding")
 
 
 @dataclass
@@ -233,30 +233,30 @@ class Train(Common):
     train: bool = spec()
     test: bool = spec()
     torch_threads: int | None = spec(ge=1)
-    ckpt_path: str | None = spec(give="PATH or last")
+    ckpt_path: str | None = spec(give="PATH", why="or last: resume this run")
     overwrite: bool = spec()  # the run lifecycle's key (issue 17 item 1), where it exists
 
 
 @dataclass
 class Eval(Common):
-    ckpt_path: str = spec(give="PATH (a checkpoint written by train or convert)")
+    ckpt_path: str = spec(give="PATH", why="a checkpoint written by train or convert")
     view_average: str | None = spec(choices=("logits", "prob"))
 
 
 @dataclass
 class Predict(Common):
-    ckpt_path: str = spec(give="PATH (a project checkpoint: train, or python -m tanet_lightning.convert)")
-    inputs: str | list[str] = spec(give="[a.mp4,videos/] (video files and/or folders)", nonempty=True)
-    topk: int = spec(ge=1, give="e.g. topk=5")
+    ckpt_path: str = spec(give="PATH", why="a project checkpoint: train, or python -m tanet_lightning.convert")
+    inputs: str | list[str] = spec(give="[a.mp4,videos/]", why="video files and/or folders", nonempty=True)
+    topk: int = spec(ge=1, give="5")
     out: str = spec()
-    views: str | None = spec(check=_views)
+    views: str | None = spec(check=_views, give="1x1", why="clips x crops; null: the checkpoint's")
     device: str = spec(check=_device)
     progress: bool = spec()
 
 
 @dataclass
 class Export(Common):
-    ckpt_path: str = spec(give="PATH (a project checkpoint: train, or python -m tanet_lightning.convert)")
+    ckpt_path: str = spec(give="PATH", why="a project checkpoint: train, or python -m tanet_lightning.convert")
     format: str = spec(choices=("onnx",))
     out: str = spec()
     opset: int = spec(ge=7)
@@ -267,7 +267,7 @@ class Export(Common):
 
 @dataclass
 class Visualize(Common):
-    ckpt_path: str = spec(give="PATH (a TANet checkpoint from train)")
+    ckpt_path: str = spec(give="PATH", why="a TANet checkpoint from train")
     videos: str | list[str] = spec()
     video_root: str | None = spec()
     block: str = spec()
