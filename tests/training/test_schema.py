@@ -263,7 +263,7 @@ def test_schema_knows_every_group_option(make_cfg):
     for group in ("optimizer", "scheduler", "trainer", "callbacks", "logger", "model", "model/temporal", "debug"):
         for option in sorted(p.stem for p in (root / group).glob("*.yaml")):
             extra = ["model=tanet", "model.backbone=resnet50"] if group == "model/temporal" else []
-            validate(make_cfg([f"{group}={option}", *extra]), "train")
+            validate(make_cfg([f"{group}={option}", *extra], tiny=group != "callbacks"), "train")
     for option in sorted(p.stem for p in (root / "data").glob("*.yaml")):
         validate(make_cfg([f"data={option}", "data.root=somewhere"], tiny=False), "train")
 
@@ -271,6 +271,6 @@ def test_schema_knows_every_group_option(make_cfg):
 def test_open_groups_take_any_argument_of_their_target(make_cfg):
     """The logger's WandbLogger takes **kwargs: any key passes; SGD's arguments are its signature."""
     validate(make_cfg(["logger=wandb", "+logger.wandb.notes=hello"]), "train")
-    validate(make_cfg(["optimizer=sgd", "optimizer.nesterov=true"]), "train")
+    validate(make_cfg(["optimizer=sgd", "+optimizer.nesterov=true"]), "train")
     assert OmegaConf.select(make_cfg(["optimizer=sgd"]), "optimizer.momentum") == 0.9
 
