@@ -16,6 +16,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -44,6 +45,8 @@ def read(node: DictConfig, key: str, full: str, errors: list[str]) -> Any:
         return node[key]
     except OmegaConfBaseException as e:
         message = str(e).split("\n")[0]
+        if "HydraConfig was not set" in message and not HydraConfig.initialized():
+            return Missing  # Hydra's runtime values (the output dir) exist only in a Hydra run: library use
         # a resolver's own refusal (tanet.required) is already the message to give
         own = "ConfigError raised while resolving interpolation: "
         errors.append(message.removeprefix(own) if message.startswith(own)
