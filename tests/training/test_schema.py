@@ -46,12 +46,14 @@ def nothing_written(cfg) -> bool:
      r"trainer.max_epochs=-1 must be an integer >= 1: the lr schedules are defined per epoch \(trainer.max_steps=8"),
     (["trainer.max_epochs=null", "trainer.max_steps=8"], r"trainer.max_epochs=None must be an integer >= 1"),
     (["train=false", "test=false"], r"train=false test=false does nothing"),
-    (["model.fc_lr_mult=-1"], r"model.fc_lr_mult=-1 must be > 0 \(the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr\)"),
+    (["model.fc_lr_mult=-1"],
+     r"model.fc_lr_mult=-1 must be > 0 \(the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr\)"),
     (["model.fc_lr_mult=0"], r"model.fc_lr_mult=0 must be > 0"),
     (["trainer.precision=64"], r"trainer.precision=64 must be one of \['32-true', '16-mixed', 'bf16-mixed'"),
     (["callbacks.model_checkpoint.monitor=val/top_1"],
      r"callbacks.model_checkpoint.monitor='val/top_1' must be one of \[.*'val/top1'"),
-    (["callbacks.model_checkpoint.mode=maximum"], r"callbacks.model_checkpoint.mode='maximum' must be one of \['min', 'max'\]"),
+    (["callbacks.model_checkpoint.mode=maximum"],
+     r"callbacks.model_checkpoint.mode='maximum' must be one of \['min', 'max'\]"),
     (["callbacks.model_checkpoint.mode=min"], r"callbacks.model_checkpoint.mode=min keeps the lowest val/top1: give "
                                               r"callbacks.model_checkpoint.mode=max"),
     (["data.batch_size=abc"], r"data.batch_size='abc' must be an integer >= 1"),
@@ -108,7 +110,8 @@ def test_finetune_requires_init_from(make_cfg, tmp_path):
 
 
 def test_eval_predict_export_check_their_own_keys(make_cfg, tmp_path):
-    with pytest.raises(ConfigError, match=r"ckpt_path is required \(it is \?\?\? in the config\): give ckpt_path=PATH \(a checkpoint"):
+    with pytest.raises(ConfigError, match=r"ckpt_path is required \(it is \?\?\? in the config\): "
+                                          r"give ckpt_path=PATH \(a checkpoint"):
         evaluate(make_cfg([], name="eval"))
     with pytest.raises(ConfigError, match=r"view_average='mean' must be one of \['logits', 'prob'\]"):
         evaluate(make_cfg(["ckpt_path=x.ckpt", "view_average=mean"], name="eval"))

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
-
 def spec(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
          choices: typing.Sequence | None = None, check: Callable[[Any], str | None] | None = None,
          give: str | None = None, why: str | None = None, nonempty: bool = False) -> Any:
@@ -115,7 +114,8 @@ def describe(tp) -> str:
 
 
 def _range_text(meta: Mapping) -> str:
-    bounds = [f"{op} {meta[k]}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if meta[k] is not None]
+    ops = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+    bounds = [f"{op} {meta[k]}" for k, op in ops if meta[k] is not None]
     return " and ".join(bounds)
 
 
@@ -170,7 +170,8 @@ def check_node(node: DictConfig, schema: type, prefix: str, errors: list[str], c
 
 
 def check_value(value, tp, meta: Mapping, full: str, errors: list[str]) -> None:
-    give = (f" ({meta['why']})" if meta.get("why") else "") + (f"; give {full}={meta['give']}" if meta.get("give") else "")
+    give = f" ({meta['why']})" if meta.get("why") else ""
+    give += f"; give {full}={meta['give']}" if meta.get("give") else ""
     if not conforms(value, tp):
         rng = _range_text(meta)
         errors.append(f"{full}={show(value)} must be {describe(tp)}{' ' + rng if rng else ''}{give}")
