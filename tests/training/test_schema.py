@@ -75,7 +75,9 @@ def nothing_written(cfg) -> bool:
     (["+callbacks.model_checkpoint.monitr=val/top1"],
      r"callbacks.model_checkpoint.monitr: unknown key; did you mean callbacks.model_checkpoint.monitor\?"),
     (["model/temporal=tsm", "+model.temporal.fold=4"],
-     r"model.temporal.fold: unknown key; did you mean model.temporal.fold_div\? .*tsm takes \['fold_div'\]"),
+     r"model.temporal.fold: unknown key; did you mean model.temporal.fold_div\? \(or remove it\)"),
+    (["model/temporal=tsm", "+model.temporal.alpha=4"],
+     r"model.temporal.alpha: unknown key \(remove it\); model/temporal=tsm takes \['fold_div'\]"),
     (["+seeds=1"], r"seeds: unknown key; did you mean seed\?"),
     (["data=video_folder"], r"data.root is required \(it is \?\?\? in the config\): give data.root=DIR"),
 ])

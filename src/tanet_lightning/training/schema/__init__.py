@@ -66,7 +66,8 @@ def validate(cfg: DictConfig, app: str) -> None:
             continue
         for prefix, entry in _entries(name, node, errors):
             check_node(entry, schema, prefix, errors, closed=not open_)
-            check_target_keys(entry, prefix, errors)
+            if open_:  # a closed group's dataclass lists its keys already
+                check_target_keys(entry, prefix, errors)
     # the rules between keys first: their messages say more than a derived key's (scheduler.T_max)
     errors = [e for rule in RULES for e in _safely(rule, cfg, app)] + errors
     if errors:
@@ -183,7 +184,7 @@ def rule_temporal_options(cfg: DictConfig, app: str) -> list[str]:
         known.add("blocks")
     if open_:
         return []
-    return [unknown_key(f"model.temporal.{k}", str(k), known) + f" ({spec.name} takes {sorted(known) or 'none'})"
+    return [unknown_key(f"model.temporal.{k}", str(k), known, owner=f"model/temporal={spec.name} takes")
             for k in temporal.keys() if k != "name" and k not in known]
 
 

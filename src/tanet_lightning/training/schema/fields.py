@@ -105,6 +105,8 @@ def describe(tp) -> str:
     if tp in names:
         return names[tp]
     if typing.get_origin(tp) is list:
+        if _args(tp)[0] is Any:
+            return "a list"
         return f"a list of {describe(_args(tp)[0]).removeprefix('an ').removeprefix('a ')}s"
     if typing.get_origin(tp) is dict:
         return "a mapping"
@@ -136,12 +138,14 @@ def show(value) -> str:
 # Nodes
 
 
-def unknown_key(full: str, key: str, known: typing.Iterable[str]) -> str:
+def unknown_key(full: str, key: str, known: typing.Iterable[str], owner: str = "") -> str:
+    """'trainer.max_epoch: unknown key; did you mean trainer.max_epochs? (or remove it)'."""
     known = sorted(k for k in known if not k.startswith("_"))
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     prefix = full.rsplit(".", 1)[0] + "." if "." in full else ""
-    hint = f"did you mean {prefix}{close[0]}?" if close else f"the keys are {known}"
-    return f"{full}: unknown key; {hint} (or remove it)"
+    if close:
+        return f"{full}: unknown key; did you mean {prefix}{close[0]}? (or remove it)"
+    return f"{full}: unknown key (remove it); {owner or 'the keys are'} {known}"
 
 
 def check_node(node: DictConfig, schema: type, prefix: str, errors: list[str], closed: bool = True) -> None:

@@ -171,7 +171,7 @@ class Trainer:  # open: Lightning's Trainer arguments, checked against its signa
     accelerator: str = spec(choices=ACCELERATORS)
     devices: int | str | list[int] = spec()
     num_nodes: int = spec(ge=1)
-    precision: int | str | None = spec(choices=PRECISIONS)
+    precision: int | str | None = spec(choices=PRECISIONS, why="the clips and TAM's kernels are float32: no 64-bit")
     gradient_clip_val: float | None = spec(ge=0)
     gradient_clip_algorithm: str | None = spec(choices=("norm", "value"))
     deterministic: bool | str | None = spec()
