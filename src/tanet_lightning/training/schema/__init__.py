@@ -104,7 +104,8 @@ def _report(errors: list[str], what: str = "config values") -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# Rules between keys. Each returns its problems (empty: fine); they run after the per-key checks.
+# Rules between keys. Each returns its problems (empty: fine); they run whatever the per-key checks
+# found, so they read values defensively (a wrong type is the per-key check's to report).
 
 
 def _get(cfg: DictConfig, key: str, default=None):
