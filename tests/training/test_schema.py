@@ -279,3 +279,25 @@ def test_open_groups_take_any_argument_of_their_target(make_cfg):
     validate(make_cfg(["optimizer=sgd", "+optimizer.nesterov=true"]), "train")
     assert OmegaConf.select(make_cfg(["optimizer=sgd"]), "optimizer.momentum") == 0.9
 
+
+
+def test_the_hydra_callback_refuses_before_the_run_directory_exists(tmp_path, monkeypatch):
+    """ValidateConfig.on_run_start sees Hydra's composed config (hydra node included, no runtime output
+    dir yet): a refusal is exit 2 with the key named; Hydra's own config is left as it was."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tanet_lightning.training.schema import ValidateConfig
+
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        bad = compose("eval", overrides=["data.batch_size=0"], return_hydra_config=True)
+        good = compose("eval", overrides=["ckpt_path=x.ckpt"], return_hydra_config=True)
+    before = OmegaConf.to_yaml(bad)
+    with pytest.raises(SystemExit) as exit_:
+        ValidateConfig().on_run_start(config=bad, config_name="eval")
+    assert exit_.value.code == 2
+    assert OmegaConf.to_yaml(bad) == before
+    ValidateConfig().on_run_start(config=good, config_name="eval")
+    assert not (tmp_path / "logs").exists()
