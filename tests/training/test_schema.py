@@ -221,6 +221,7 @@ def test_monitorable_metrics_are_what_the_module_logs(make_cfg):
 @pytest.mark.parametrize("main, argv, message", [
     (complexity.main, ["--frames", "0"], r"--frames=0 must be >= 1"),
     (complexity.main, ["--backbone", "resnet9000"], r"--backbone='resnet9000': unknown backbone"),
+    (complexity.main, ["--rows", "TANet", "TSN"], r"--rows=\['TANet', 'TSN'\] must be one of \[.*'TANet'"),
     (ensemble.main, ["a.npz", "b.npz", "--weights", "1"], r"--weights has 1 values for 2 score files"),
     (ensemble.main, ["a.npz", "--weights", "-1"], r"--weights=\[-1.0\]: every item must be >= 0"),
 ])

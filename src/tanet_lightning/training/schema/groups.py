@@ -16,6 +16,7 @@ from ...data.datamodule import FORMATS
 from ...data.transforms import parse_views
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
+from ...models.temporal import TEMPORAL
 from ..module import accuracy_metrics
 from .fields import spec
 
@@ -306,3 +307,4 @@ class ComplexityArgs:
     position: str | None = spec(choices=POSITIONS)
     stages: list[str] = spec(choices=STAGE_NAMES, nonempty=True)
     classes: int = spec(ge=1)
+    rows: list[str] = spec(choices=tuple(s.paper_row for s in TEMPORAL.values() if s.paper), nonempty=True)
