@@ -13,6 +13,7 @@ from dataclasses import asdict
 from .analysis.complexity import TABLE2, measure
 from .base.errors import handle_user_errors
 from .models import STAGE_NAMES
+from .training import schema
 
 
 @handle_user_errors
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--rows", nargs="+", default=list(TABLE2), metavar="ROW", help="Table 2 row names")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     a = p.parse_args(argv)
+    schema.validate_args(a, "complexity")
     results = measure(a.rows, a.backbone, a.frames, a.size, a.position, a.stages, a.classes)
     if a.json:
         print(json.dumps([asdict(r) for r in results], indent=1))

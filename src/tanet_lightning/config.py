@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .analysis.paper import sweep_params
+from .base.errors import ConfigError
 
 
 def config_dir() -> str:
@@ -58,6 +59,12 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("tanet.wandb_offline", wandb_offline, replace=True)
     # a paper sweep's jobs (conf/experiment/*.yaml), declared once beside its paper table
     OmegaConf.register_new_resolver("tanet.sweep", sweep_params, replace=True)
+    # a value an experiment requires (`???` would not survive the merge over a group's default)
+    OmegaConf.register_new_resolver("tanet.required", required, replace=True)
+
+
+def required(key: str, by: str, what: str):
+    raise ConfigError(f"{key} is required by {by}: give {key}={what}")
 
 
 register_resolvers()

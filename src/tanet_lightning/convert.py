@@ -22,6 +22,7 @@ from . import config
 from .data.protocol import TestProtocol
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .models.convert import CheckpointError, Converted, convert
+from .training import schema
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -140,6 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    schema.check_args(args, "convert")
     try:
         run(args)
     except CheckpointError as e:

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from . import config
-from .training import runner
+from .training import runner, schema
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -42,6 +42,7 @@ def load_checkpoint_model(ckpt_path: str, num_frames: int, num_classes: int,
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    schema.validate(cfg, "eval")
     out = runner.output_dir(cfg)
     runner.seed(cfg)
     datamodule = runner.instantiate_data(cfg)

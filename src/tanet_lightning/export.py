@@ -22,6 +22,7 @@ from . import config
 from .models.checkpoint import CheckpointError
 from .models.temporal import plain_aggregation
 from .predict import Predictor
+from .training import schema
 
 log = logging.getLogger("tanet_lightning")
 
@@ -63,6 +64,7 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
 
 
 def export(cfg: DictConfig) -> tuple[Path, float | None]:
+    schema.validate(cfg, "export")
     if cfg.format != "onnx":
         raise CheckpointError(f"format={cfg.format!r}: only onnx is supported")
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)

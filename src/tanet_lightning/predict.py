@@ -27,6 +27,7 @@ from .data.io import VideoDecodeError
 from .data.protocol import TestProtocol
 from .models.checkpoint import CheckpointError, load_checkpoint_file
 from .models.video import VideoClassifier
+from .training import schema
 
 log = logging.getLogger("tanet_lightning")
 
@@ -138,6 +139,7 @@ def format_table(preds: list[Prediction]) -> str:
 
 
 def predict(cfg: DictConfig) -> list[Prediction]:
+    schema.validate(cfg, "predict")
     inputs = cfg.inputs
     if isinstance(inputs, str):
         inputs = [inputs]

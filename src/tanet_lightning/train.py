@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from . import config
-from .training import runner
+from .training import runner, schema
 from .training.callbacks import LAST
 
 log = logging.getLogger("tanet_lightning")
@@ -47,6 +47,7 @@ def resolve_ckpt_path(ckpt_path: str | None, out: Path) -> str | None:
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit, then test the best checkpoint (``train=false``: test ``ckpt_path``). Returns (metrics, objects)."""
+    schema.validate(cfg, "train")
     runner.check_config(cfg)
     out = runner.output_dir(cfg)
     with runner.run_lock(out), runner.stop_on_sigterm():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..training import schema
 from ..training.module import accuracy_metrics
 
 
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--mode", choices=["prob", "logits"], default="prob")
     p.add_argument("--weights", type=float, nargs="+")
     a = p.parse_args(argv)
+    schema.check_args(a, "ensemble")
     try:
         print(json.dumps(ensemble(a.scores, a.mode, a.weights), indent=1))
     except (ValueError, FileNotFoundError) as e:

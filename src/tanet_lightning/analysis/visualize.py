@@ -42,6 +42,7 @@ from ..models.backbones import family_of
 from ..models.checkpoint import load_checkpoint_file
 from ..models.insertion import blocks_by_stage
 from ..models.temporal import TemporalAdaptiveModule, TemporalConv
+from ..training import schema
 from ..training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -344,6 +345,7 @@ def visualize(cfg: DictConfig) -> dict:
     Returns {"paths": [written files], "videos": [...], "block": module path, "v", "theta", "logits",
     "i3d": (kernels or None)}.
     """
+    schema.validate(cfg, "visualize")
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
         raise ValueError("ckpt_path is required: python -m tanet_lightning.visualize ckpt_path=PATH videos=[...]")
     size = cfg.get("size")

@@ -54,7 +54,6 @@ def check_config(cfg: DictConfig) -> None:
         if name not in TAM_FAMILY and given:  # configs may carry model.tam for any module; a user's value is a mistake
             raise ConfigError(f"{given[0]} is given but model/temporal={name} does not use it (only "
                               f"{', '.join(TAM_FAMILY)} do); drop it or pick a TAM module")
-    check_values(cfg)
 
 
 def _command_line() -> list[str]:
@@ -85,46 +84,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
-
-
-def check_values(cfg: DictConfig) -> None:
-    """Values that can never work, refused at config time with the key named."""
-    seed = cfg.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ConfigError(f"seed={seed!r} must be an integer (or null for no seeding)")
-    opt = cfg.get("optimizer")
-    if opt is not None and "lr" in opt and not (isinstance(opt.lr, (int, float)) and opt.lr > 0):
-        raise ConfigError(f"optimizer.lr={opt.lr!r} must be a positive number")
-    data = cfg.get("data")
-    if data is not None:
-        for key in ("batch_size", "num_frames"):
-            value = data.get(key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"data.{key}={value!r} must be a positive integer")
-        if data.get("num_workers") is not None and data.num_workers < 0:
-            raise ConfigError(f"data.num_workers={data.num_workers} must be >= 0")
-    trainer = cfg.get("trainer")
-    if trainer is not None and cfg.get("train", True):
-        epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
-        if (epochs is None or epochs < 1) and (steps is None or steps < 1):
-            raise ConfigError(f"trainer.max_epochs={epochs} must be >= 1 (the schedules are defined per epoch); "
-                              "or bound the run with trainer.max_steps")
-    paths = cfg.get("paths", {})
-    for key in ("log_dir", "data_dir"):
-        path = paths.get(key)
-        # an existing data directory may be read-only (a complete dataset: nothing is written there)
-        if path is not None and not (_writable(Path(path)) or key == "data_dir" and Path(path).is_dir()):
-            raise ConfigError(f"paths.{key}={path} is not a writable directory; point it elsewhere "
-                              f"(TANET_{key.split('_')[0].upper()}_DIR=...)")
-
-
-def _writable(path: Path) -> bool:
-    """Writable, or creatable: the nearest existing ancestor is a writable directory."""
-    while not path.exists():
-        if path.parent == path:
-            return False
-        path = path.parent
-    return path.is_dir() and os.access(path, os.W_OK)
 
 
 @contextmanager

@@ -1,0 +1,304 @@
+"""The typed config schema: real Hydra composition with real overrides; every refusal names the key,
+the value and the fix, before the application reads data or writes a file."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from tanet_lightning.analysis import complexity, ensemble
+from tanet_lightning.analysis.paper import TABLES
+from tanet_lightning.base.errors import ConfigError
+from tanet_lightning.config import config_dir
+from tanet_lightning.data.datamodule import VideoDataModule
+from tanet_lightning.eval import evaluate
+from tanet_lightning.export import export
+from tanet_lightning.predict import predict
+from tanet_lightning.train import train
+from tanet_lightning.training.module import VideoClassificationModule
+from tanet_lightning.training.schema import MONITORABLE, groups, validate
+from test_documented_commands import PAGES, documented_commands, expected_exit
+
+EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+
+
+def nothing_written(cfg) -> bool:
+    return not Path(cfg.paths.output_dir).exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# The cases of issue 17 ("Data and settings") and their neighbours, through the applications
+
+
+@pytest.mark.parametrize("override, message", [
+    # the cosine schedule is per epoch: max_steps alone flipped the lr every epoch; null crashed after one
+    (["trainer.max_epochs=-1", "trainer.max_steps=8"],
+     r"trainer.max_epochs=-1 must be an integer >= 1: the lr schedules are defined per epoch \(trainer.max_steps=8"),
+    (["trainer.max_epochs=null", "trainer.max_steps=8"], r"trainer.max_epochs=None must be an integer >= 1"),
+    (["train=false", "test=false"], r"train=false test=false does nothing"),
+    (["model.fc_lr_mult=-1"],
+     r"model.fc_lr_mult=-1 must be > 0 \(the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr\)"),
+    (["model.fc_lr_mult=0"], r"model.fc_lr_mult=0 must be > 0"),
+    (["trainer.precision=64"], r"trainer.precision=64 must be one of \['32-true', '16-mixed', 'bf16-mixed'"),
+    (["callbacks.model_checkpoint.monitor=val/top_1"],
+     r"callbacks.model_checkpoint.monitor='val/top_1' must be one of \[.*'val/top1'"),
+    (["callbacks.model_checkpoint.mode=maximum"],
+     r"callbacks.model_checkpoint.mode='maximum' must be one of \['min', 'max'\]"),
+    (["callbacks.model_checkpoint.mode=min"], r"callbacks.model_checkpoint.mode=min keeps the lowest val/top1: give "
+                                              r"callbacks.model_checkpoint.mode=max"),
+    (["data.batch_size=abc"], r"data.batch_size='abc' must be an integer >= 1"),
+    (["data.test_batch_size=0"], r"data.test_batch_size=0 must be >= 1"),
+    (["data.num_workers=-1"], r"data.num_workers=-1 must be >= 0"),
+    (["data.test_views=10x2"], r"data.test_views='10x2': .*give clips x crops, e.g. 10x3"),
+    (["data.test_views=three"], r"data.test_views='three': .*give clips x crops"),
+    (["data.crop_size=64"], r"data.crop_size=64 is larger than data.short_side=32 .*give data.crop_size<=32"),
+    (["data.scales=[1.0,0]"], r"data.scales=\[1.0, 0\]: every item must be > 0 and <= 1"),
+    (["optimizer=sgd", "optimizer.momentum=1.0"], r"optimizer.momentum=1.0 must be >= 0 and < 1"),
+    (["optimizer.weight_decay=-1e-4"], r"optimizer.weight_decay=-0.0001 must be >= 0"),
+    (["seed=abc"], r"seed='abc' must be an integer or null \(null: no seeding\); give seed=N"),
+    (["model.stages=[res6]"], r"model.stages=\['res6'\] must be one of \['res2', 'res3', 'res4', 'res5'\]"),
+    (["model.dropout=1.5"], r"model.dropout=1.5 must be >= 0 and < 1"),
+    (["model.tam.kernel_size=4"], r"model.tam.kernel_size=4: a temporal kernel size must be odd"),
+    (["+trainer.max_epoch=3"], r"trainer.max_epoch: unknown key; did you mean trainer.max_epochs\?"),
+    (["+data.batchsize=4"], r"data.batchsize: unknown key; did you mean data.batch_size\?"),
+    (["+optimizer.weight_decays=0"], r"optimizer.weight_decays: unknown key; did you mean optimizer.weight_decay\?"),
+    (["+callbacks.model_checkpoint.monitr=val/top1"],
+     r"callbacks.model_checkpoint.monitr: unknown key; did you mean callbacks.model_checkpoint.monitor\?"),
+    (["model/temporal=tsm", "+model.temporal.fold=4"],
+     r"model.temporal.fold: unknown key; did you mean model.temporal.fold_div\? \(or remove it\)"),
+    (["model/temporal=tsm", "+model.temporal.alpha=4"],
+     r"model.temporal.alpha: unknown key \(remove it\); model/temporal=tsm takes \['fold_div'\]"),
+    (["+seeds=1"], r"seeds: unknown key; did you mean seed\?"),
+    (["data=video_folder"], r"data.root is required \(it is \?\?\? in the config\): give data.root=DIR"),
+])
+def test_train_refuses_values_that_cannot_work_before_writing(make_cfg, override, message):
+    cfg = make_cfg(override, tiny=not any(o.startswith("data=") for o in override))  # tiny: synthetic keys
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert nothing_written(cfg)
+
+
+def test_all_problems_are_reported_at_once(make_cfg):
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(["data.batch_size=0", "optimizer.lr=-1", "trainer.precision=64"]))
+    text = str(err.value)
+    assert text.startswith("3 config values cannot work:")
+    for key in ("data.batch_size=0", "optimizer.lr=-1", "trainer.precision=64"):
+        assert key in text
+
+
+def test_finetune_requires_init_from(make_cfg, tmp_path):
+    (tmp_path / "videos").mkdir()
+    cfg = make_cfg(["+experiment=finetune", f"data.root={tmp_path / 'videos'}"], tiny=False)
+    # conf/model's `init_from: null` used to win over the experiment's ???: a run from scratch
+    with pytest.raises(ConfigError, match=r"^model.init_from is required by \+experiment=finetune: give "
+                                          r"model.init_from=CKPT"):
+        train(cfg)
+    assert nothing_written(cfg)
+    given = make_cfg(["+experiment=finetune", f"data.root={tmp_path / 'videos'}", "model.init_from=some.ckpt"],
+                     tiny=False)
+    assert given.model.init_from == "some.ckpt"
+    validate(given, "train")
+
+
+def test_eval_predict_export_check_their_own_keys(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"ckpt_path is required \(it is \?\?\? in the config\): "
+                                          r"give ckpt_path=PATH \(a checkpoint"):
+        evaluate(make_cfg([], name="eval"))
+    with pytest.raises(ConfigError, match=r"view_average='mean' must be one of \['logits', 'prob'\]"):
+        evaluate(make_cfg(["ckpt_path=x.ckpt", "view_average=mean"], name="eval"))
+    for bad, message in ((["topk=0"], r"topk=0 must be >= 1; give topk=5"),
+                         (["views=3"], r"views=3 must be a string or null \(clips x crops.*\); give views=1x1"),
+                         (["device=gpu"], r"device='gpu': give cpu, cuda, cuda:N or mps")):
+        with pytest.raises(ConfigError, match=message):
+            predict(make_cfg(["ckpt_path=x.ckpt", "inputs=[a.mp4]", *bad], name="predict", tiny=False))
+    with pytest.raises(ConfigError, match=r"inputs is required .*give inputs=\[a.mp4,videos/\] \(video files"):
+        predict(make_cfg(["ckpt_path=x.ckpt"], name="predict", tiny=False))
+    with pytest.raises(ConfigError, match=r"format='tflite' must be one of \['onnx'\]"):
+        export(make_cfg(["ckpt_path=x.ckpt", "format=tflite"], name="export", tiny=False))
+
+
+def test_an_output_path_under_a_file_is_refused(make_cfg, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("a file\n")
+    under = rf"\({afile} is a file, not a directory\)"
+    cfg = make_cfg(["ckpt_path=x.ckpt", "inputs=[a.mp4]", f"out={afile}/p.jsonl"], name="predict", tiny=False)
+    with pytest.raises(ConfigError, match=rf"out={afile}/p.jsonl cannot be written {under}; give out=PATH"):
+        predict(cfg)
+    cfg = make_cfg(["ckpt_path=x.ckpt", f"out={afile}/m.onnx"], name="export", tiny=False)
+    with pytest.raises(ConfigError, match=rf"out={afile}/m.onnx cannot be written {under}; give out=PATH"):
+        export(cfg)
+    cfg = make_cfg([f"paths.log_dir={afile}/logs"])
+    with pytest.raises(ConfigError, match=rf"paths.log_dir={afile}/logs is not a writable directory {under}; "
+                                          rf"point it elsewhere"):
+        train(cfg)
+
+
+# ------------------------------------------------------------------------------------------------
+# What the shipped configs and documented commands compose to
+
+
+def _experiment_overrides(name: str, tmp_path: Path) -> list[str]:
+    if name == "finetune":  # the keys the experiment requires
+        return [f"model.init_from={tmp_path / 'ft.ckpt'}", f"data.root={tmp_path}"]
+    return []
+
+
+@pytest.mark.parametrize("preset", [[], ["+preset=synthetic"]], ids=["paper", "synthetic"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_validates(make_cfg, tmp_path, experiment, preset):
+    validate(make_cfg([f"+experiment={experiment}", *preset, *_experiment_overrides(experiment, tmp_path)],
+                      tiny=False), "train")
+
+
+@pytest.mark.parametrize("experiment", sorted(TABLES))
+def test_every_sweep_point_validates(make_cfg, experiment):
+    """Each value of each swept key (hydra.sweeper.params) on top of the experiment."""
+    for key, values in TABLES[experiment].sweep.items():
+        parsed = OverridesParser.create().parse_overrides([f"{key}={values}"])[0]
+        for value in parsed.sweep_string_iterator():
+            validate(make_cfg([f"+experiment={experiment}", f"{key}={value}"], tiny=False), "train")
+
+
+def _documented(app: str):
+    for page in PAGES:
+        for line, command in documented_commands(page):
+            words = shlex.split(command, comments=True)
+            if words[:3] == ["python", "-m", f"tanet_lightning.{app}"] and expected_exit(command) == 0:
+                yield pytest.param(words[3:], id=f"{page.name}:{line}")
+
+
+@pytest.mark.parametrize("app", ["train", "eval", "predict", "export", "visualize"])
+def test_documented_commands_validate(make_cfg, tmp_path, app):
+    commands = list(_documented(app))
+    if app == "train":
+        assert len(commands) > 5
+    for param in commands:
+        overrides = []
+        for word in param.values[0]:
+            if word.startswith("-"):  # --multirun, -m, hydra flags
+                continue
+            parsed = OverridesParser.create().parse_overrides([word])[0]
+            if parsed.is_sweep_override():
+                word = f"{parsed.get_key_element()}={next(iter(parsed.sweep_string_iterator()))}"
+            overrides.append(word)
+        needs = _experiment_overrides("finetune", tmp_path) if "+experiment=finetune" in overrides else []
+        given = {o.split("=")[0] for o in overrides}
+        cfg = make_cfg([*overrides, *(n for n in needs if n.split("=")[0] not in given)], name=app, tiny=False)
+        validate(cfg, app)
+
+
+def test_the_group_schemas_are_the_constructors_arguments():
+    """A new VideoDataModule / VideoClassificationModule argument needs its schema field (and back)."""
+    for cls, schema, injected in ((VideoDataModule, groups.Data, set()),
+                                  (VideoClassificationModule, groups.Model, {"num_classes", "optimizer", "scheduler"})):
+        params = set(inspect.signature(cls.__init__).parameters) - {"self"} - injected
+        assert set(groups.__dict__[schema.__name__].__dataclass_fields__) == params, cls.__name__
+
+
+def test_monitorable_metrics_are_what_the_module_logs(make_cfg):
+    """Every metric the checkpoint callback may monitor is logged by a tiny real fit."""
+    cfg = make_cfg(["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false"])
+    _, objects = train(cfg)
+    logged = set(objects["trainer"].callback_metrics)
+    assert set(MONITORABLE) <= logged, set(MONITORABLE) - logged
+
+
+# ------------------------------------------------------------------------------------------------
+# argparse applications and the command line
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (complexity.main, ["--frames", "0"], r"--frames=0 must be >= 1"),
+    (complexity.main, ["--backbone", "resnet9000"], r"--backbone='resnet9000': unknown backbone"),
+    (complexity.main, ["--rows", "TANet", "TSN"], r"--rows=\['TANet', 'TSN'\] must be one of \[.*'TANet'"),
+    (ensemble.main, ["a.npz", "b.npz", "--weights", "1"], r"--weights has 1 values for 2 score files"),
+    (ensemble.main, ["a.npz", "--weights", "-1"], r"--weights=\[-1.0\]: every item must be >= 0"),
+])
+def test_argparse_applications_refuse_bad_arguments(main, argv, message, capsys, caplog):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err + caplog.text  # printed; logged where logging is configured (here)
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_convert_refuses_bad_arguments_before_reading(tmp_path, capsys, caplog):
+    from tanet_lightning import convert
+
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    with pytest.raises(SystemExit) as exit_:
+        convert.main([str(tmp_path / "missing.pth"), "--out", f"{afile}/out.ckpt", "--num-frames", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err + caplog.text
+    assert "--num-frames=0 must be >= 1" in err and f"--out {afile}/out.ckpt cannot be written" in err
+
+
+def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, data_dir):
+    env = {**os.environ, "TANET_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("TANET_LOG_DIR", None)
+    env.pop("TANET_ROOT", None)
+    # ++: the callback is (to be) registered in conf/hydra/default.yaml; this also works before that
+    cmd = [sys.executable, "-m", "tanet_lightning.train", "data.batch_size=abc",
+           "++hydra.callbacks.validate._target_=tanet_lightning.training.schema.ValidateConfig"]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "data.batch_size='abc' must be an integer >= 1" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "logs").exists(), list((tmp_path / "logs").rglob("*"))
+    assert took < 120  # the imports only: no data, no model
+
+
+def test_schema_knows_every_group_option(make_cfg):
+    """Every option of every group composes into a config the schema accepts (the defaults are valid)."""
+    root = Path(config_dir())
+    for group in ("optimizer", "scheduler", "trainer", "callbacks", "logger", "model", "model/temporal", "debug"):
+        for option in sorted(p.stem for p in (root / group).glob("*.yaml")):
+            extra = ["model=tanet", "model.backbone=resnet50"] if group == "model/temporal" else []
+            validate(make_cfg([f"{group}={option}", *extra], tiny=group != "callbacks"), "train")
+    for option in sorted(p.stem for p in (root / "data").glob("*.yaml")):
+        validate(make_cfg([f"data={option}", "data.root=somewhere"], tiny=False), "train")
+
+
+def test_open_groups_take_any_argument_of_their_target(make_cfg):
+    """The logger's WandbLogger takes **kwargs: any key passes; SGD's arguments are its signature."""
+    validate(make_cfg(["logger=wandb", "+logger.wandb.notes=hello"]), "train")
+    validate(make_cfg(["optimizer=sgd", "+optimizer.nesterov=true"]), "train")
+    assert OmegaConf.select(make_cfg(["optimizer=sgd"]), "optimizer.momentum") == 0.9
+
+
+
+def test_the_hydra_callback_refuses_before_the_run_directory_exists(tmp_path, monkeypatch):
+    """ValidateConfig.on_run_start sees Hydra's composed config (hydra node included, no runtime output
+    dir yet): a refusal is exit 2 with the key named; Hydra's own config is left as it was."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tanet_lightning.training.schema import ValidateConfig
+
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        bad = compose("eval", overrides=["data.batch_size=0"], return_hydra_config=True)
+        good = compose("eval", overrides=["ckpt_path=x.ckpt"], return_hydra_config=True)
+    before = OmegaConf.to_yaml(bad)
+    with pytest.raises(SystemExit) as exit_:
+        ValidateConfig().on_run_start(config=bad, config_name="eval")
+    assert exit_.value.code == 2
+    assert OmegaConf.to_yaml(bad) == before
+    ValidateConfig().on_run_start(config=good, config_name="eval")
+    assert not (tmp_path / "logs").exists()
