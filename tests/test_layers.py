@@ -31,8 +31,10 @@ def _function_level_own_imports(path: Path) -> list[str]:
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         for node in ast.walk(fn):
-            own = (isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("tanet_lightning"))
-                   or isinstance(node, ast.Import) and any(a.name.startswith("tanet_lightning") for a in node.names))
+            if isinstance(node, ast.ImportFrom):
+                own = node.level > 0 or (node.module or "").startswith("tanet_lightning")
+            else:
+                own = isinstance(node, ast.Import) and any(a.name.startswith("tanet_lightning") for a in node.names)
             if own:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     return found
@@ -40,4 +42,4 @@ def _function_level_own_imports(path: Path) -> list[str]:
 
 def test_no_function_level_imports_of_the_project():
     found = [hit for path in sorted(PACKAGE.rglob("*.py")) for hit in _function_level_own_imports(path)]
-    assert not found, "imports of the project's own modules inside functions (move them to the top):\n" + "\n".join(found)
+    assert not found, "the project's own modules imported inside functions (move to the top):\n" + "\n".join(found)

@@ -24,8 +24,8 @@ from omegaconf import OmegaConf
 from tanet_lightning.analysis import wandb_report
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.analysis.report import collect, report
-from tanet_lightning.report import main
 from tanet_lightning.config import config_dir
+from tanet_lightning.report import main
 
 pytest.importorskip("wandb_workspaces", reason="the W&B report needs the `wandb` extra (wandb-workspaces)")
 from pydantic import TypeAdapter  # noqa: E402  (a dependency of wandb-workspaces)
