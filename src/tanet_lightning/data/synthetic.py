@@ -14,13 +14,17 @@ It is generated once, into a temporary folder renamed into place, and never repl
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
+import glob
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -141,6 +145,15 @@ def _make_video(root: Path, spec: SyntheticSpec, split_id: int, label: int, i: i
     return rel, len(frames), gop
 
 
+def _die_with_parent(parent: int) -> None:
+    """A render worker ends with its generator: the forked workers share the generator's lock, so orphans of
+    a killed generator (SIGKILL, OOM) would hold it and every later run would wait forever."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the generator died before prctl took effect
+        os._exit(1)
+
+
 def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
     counts = {"train": spec.train_per_class, "val": spec.val_per_class, "test": spec.test_per_class}
     jobs = [(split_id, label, i) for split_id, split in enumerate(SPLITS)
@@ -151,7 +164,7 @@ def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
     # on 2 cores; the files are byte-identical to a serial run (per-video seeds, single-thread x264)
     make = functools.partial(_make_video, root, spec)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             made = list(pool.map(make, *zip(*jobs), chunksize=16))
     else:
         made = [make(*job) for job in jobs]
@@ -211,9 +224,12 @@ def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec(), wo
                 if manifest else "other files"
             raise DataError(f"{root} holds {what}, not data.synthetic={asdict(spec)}: it is not replaced (a job "
                             f"may be reading it). Remove it, or set data.root to another folder")
-        # this process's own temporary folder: a stale one of a killed generator is never reused
-        tmp = root.parent / f".{root.name}.tmp-{socket.gethostname()}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        # this process's own temporary folder; those of this host's killed generators go (a live one would
+        # hold the lock), another host's are left alone (its lock may not reach us on a network disk)
+        prefix = f".{root.name}.tmp-{socket.gethostname()}-"
+        for stale in root.parent.glob(f"{glob.escape(prefix)}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root.parent / f"{prefix}{os.getpid()}"
         start = time.perf_counter()
         if workers is None:
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
