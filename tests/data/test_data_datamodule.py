@@ -13,9 +13,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from tanet_lightning.base.errors import DataError
 from tanet_lightning.data import AnnotationError, VideoDataModule
 from tanet_lightning.data.io import read_video_frames
-from tanet_lightning.base.errors import DataError
 from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic, synthetic_dir
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -195,7 +195,8 @@ def test_kinetics_config_instantiates_with_paper_protocol(vt, tmp_path):
         "kinetics400", tmp_path, "data.short_side=48", "data.test_crop_size=48", "data.num_workers=0"
     )
     dm = instantiate(cfg.data)
-    assert dm.class_names == ["a_class", "b_class"] and dm.settings.sampler == "dense" and dm.settings.dense_window == 64
+    assert dm.class_names == ["a_class", "b_class"]
+    assert dm.settings.sampler == "dense" and dm.settings.dense_window == 64
     dm.setup("test")
     test = dm.datasets["test"]
     assert len(test) == 30  # 10 clips x 3 crops of the one val video

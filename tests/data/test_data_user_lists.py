@@ -3,7 +3,6 @@ comments; and malformed ones refused naming file:line (or the JSON entry) and th
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -32,7 +31,8 @@ def test_video_list_paths_with_spaces_bom_crlf_comments(tmp_path, clip):
     assert _names(fm.read_video_list(tmp_path / "train.txt", tmp_path), tmp_path) == \
         [("my clip.mp4", 0), ("holiday 2023/day 1 (2).mp4", 1), ("plain.mp4", 2)]
     (tmp_path / "val.txt").write_bytes(b"my clip.mp4 1\rplain.mp4 0\r")  # old Mac: CR alone
-    assert _names(fm.read_video_list(tmp_path / "val.txt", tmp_path), tmp_path) == [("my clip.mp4", 1), ("plain.mp4", 0)]
+    val = fm.read_video_list(tmp_path / "val.txt", tmp_path)
+    assert _names(val, tmp_path) == [("my clip.mp4", 1), ("plain.mp4", 0)]
     dm = VideoDataModule(tmp_path, format="video_list", root=str(tmp_path), train_ann=str(tmp_path / "train.txt"),
                          val_ann=str(tmp_path / "val.txt"), num_frames=4, short_side=32, crop_size=32,
                          batch_size=1, num_workers=0)
@@ -78,7 +78,8 @@ def test_kinetics_csv_with_bom_crlf_and_malformed_rows(tmp_path):
     names = fm.kinetics_class_names(tmp_path / "train.csv")
     assert names == ["air_drumming", "zumba"]
     recs = fm.read_kinetics_csv(tmp_path / "train.csv", "/k", names, fm.KINETICS_PATH_TEMPLATE)
-    assert recs == [fm.VideoRecord("/k/train/a b_000001_000011.mp4", 0), fm.VideoRecord("/k/train/c_000000_000010.mp4", 1)]
+    assert recs == [fm.VideoRecord("/k/train/a b_000001_000011.mp4", 0),
+                    fm.VideoRecord("/k/train/c_000000_000010.mp4", 1)]
     (tmp_path / "short.csv").write_text("label,youtube_id,time_start,time_end,split\nzumba,c,0\n")
     with pytest.raises(DataError, match=r"short\.csv:2: 3 fields, the header has 5"):
         fm.read_kinetics_csv(tmp_path / "short.csv", "/k", names, fm.KINETICS_PATH_TEMPLATE)

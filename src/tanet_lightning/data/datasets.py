@@ -83,7 +83,7 @@ class VideoClipDataset(Dataset):
         records: Sequence[VideoRecord],
         mode: str,
         bad_files: BadFileLog,
-        settings: ClipSettings = ClipSettings(),
+        settings: ClipSettings,
         protocol: TestProtocol | None = None,
         flip_label_map: dict[int, int] | None = None,
         max_retries: int = 10,
