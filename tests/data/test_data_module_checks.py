@@ -117,6 +117,11 @@ def test_settings_parse_views_once_and_name_bad_keys(list_root):
             ClipSettings(**kw)
     with pytest.raises(ConfigError, match=r"data\.crop_sise is not a data setting"):
         _dm(list_root, crop_sise=32)
+    with pytest.raises(ConfigError, match=r"data\.synthetic\.frames is not a synthetic data setting"):
+        VideoDataModule(list_root, "synthetic", synthetic={"frames": 8})
+    (list_root / "none.txt").write_text("# to do\n")
+    with pytest.raises(DataError, match=r"train split is empty: .*none\.txt \(data\.train_ann\)"):
+        _dm(list_root, train_ann=str(list_root / "none.txt"))
     with pytest.raises(ConfigError, match=r"data\.format must be one of"):
         VideoDataModule(list_root, format="folders")
 

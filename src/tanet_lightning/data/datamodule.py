@@ -118,6 +118,10 @@ class VideoDataModule(L.LightningDataModule):
         if unknown:
             raise ConfigError(f"data.{unknown[0]} is not a data setting (format {format}); the clip settings are "
                               f"{', '.join(ClipSettings.keys())}")
+        wrong = sorted(set(synthetic or {}) - set(SyntheticSpec.__dataclass_fields__))
+        if wrong:
+            raise ConfigError(f"data.synthetic.{wrong[0]} is not a synthetic data setting; the settings are "
+                              f"{', '.join(SyntheticSpec.__dataclass_fields__)}")
         self.settings = ClipSettings(**clip)
         self.protocol = TestProtocol.from_settings(self.settings)  # the test split reads through it
         self.data_dir, self.format, self.reader = Path(data_dir), format, FORMATS[format]

@@ -378,7 +378,11 @@ class VideoList(Reader):
         if source.classes is not None:
             return read_class_names(source.classes)
         # no class file: classes 0..max label of the train list
-        return [str(i) for i in range(max((r.label for r in self.records(source, "train", ())), default=-1) + 1)]
+        records = self.records(source, "train", ())
+        if not records:
+            ann, key = source.ann_file("train")
+            raise DataError(f"the train split is empty: {ann} ({key}) lists no videos; add 'path label' lines")
+        return [str(i) for i in range(max(r.label for r in records) + 1)]
 
     def records(self, source, split, class_names):
         ann, key = source.ann_file(split)
