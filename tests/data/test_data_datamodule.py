@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -12,9 +13,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from tanet_lightning.base.errors import DataError
 from tanet_lightning.data import AnnotationError, VideoDataModule
 from tanet_lightning.data.io import read_video_frames
-from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
+from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic, synthetic_dir
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -107,12 +109,14 @@ def test_loading_is_reproducible_under_seed_everything(synthetic_dm):
         dm = VideoDataModule(
             synthetic_dm.data_dir,
             "synthetic",
-            root=str(synthetic_dm.root),
+            root=str(synthetic_dm.root.parent),  # the variants' folder: the same settings, the same data
+            synthetic=asdict(synthetic_dm.source.synthetic),
             short_side=40,
             crop_size=32,
             batch_size=8,
             num_workers=2,
         )
+        assert dm.root == synthetic_dm.root
         return next(iter(dm.train_dataloader()))
 
     a, b, c = first_batch(1), first_batch(1), first_batch(2)
@@ -136,11 +140,11 @@ def test_synthetic_generation_is_seeded_and_idempotent(tmp_path):
     mtime = (tmp_path / "a" / "manifest.json").stat().st_mtime_ns
     ensure_synthetic(tmp_path / "a", spec)  # same version + spec: nothing regenerated
     assert (tmp_path / "a" / "manifest.json").stat().st_mtime_ns == mtime
-    ensure_synthetic(
-        tmp_path / "a", SyntheticSpec(seed=4, train_per_class=2, val_per_class=1, test_per_class=1)
-    )
-    other = read_video_frames(tmp_path / "a" / files[0], [0, 5])
-    assert not other.equal(read_video_frames(tmp_path / "b" / files[0], [0, 5]))  # new seed: new videos
+    other = SyntheticSpec(seed=4, train_per_class=2, val_per_class=1, test_per_class=1)
+    with pytest.raises(DataError, match=r"holds synthetic data of other settings.*not replaced"):
+        ensure_synthetic(tmp_path / "a", other)  # another variant never replaces this one
+    assert (tmp_path / "a" / "manifest.json").stat().st_mtime_ns == mtime
+    assert synthetic_dir(tmp_path, other) != synthetic_dir(tmp_path, spec)  # its own directory instead
 
 
 def test_synthetic_class_is_invisible_in_single_frames():
@@ -191,7 +195,8 @@ def test_kinetics_config_instantiates_with_paper_protocol(vt, tmp_path):
         "kinetics400", tmp_path, "data.short_side=48", "data.test_crop_size=48", "data.num_workers=0"
     )
     dm = instantiate(cfg.data)
-    assert dm.class_names == ["a_class", "b_class"] and dm.sampler.kind == "dense" and dm.sampler.window == 64
+    assert dm.class_names == ["a_class", "b_class"]
+    assert dm.settings.sampler == "dense" and dm.settings.dense_window == 64
     dm.setup("test")
     test = dm.datasets["test"]
     assert len(test) == 30  # 10 clips x 3 crops of the one val video
@@ -254,7 +259,7 @@ def test_test_protocol_reads_a_video_as_the_test_split_does(synthetic_dm):
     dm = synthetic_dm
     dm.setup("test")
     protocol = dm.test_protocol()
-    assert protocol.views == (2, 3) and protocol.crop_size == dm.test_crop_size
+    assert protocol.views == (2, 3) and protocol.crop_size == dm.settings.test_crop_size
     saved = {**protocol.to_dict(), "dataset": "synthetic"}  # convert adds keys that are not protocol fields
     assert TestProtocol.from_dict(saved) == protocol
     test = dm.datasets["test"]

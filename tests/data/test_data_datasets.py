@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tanet_lightning.data import datasets as ds
-from tanet_lightning.data.sampling import ClipSampler
+from tanet_lightning.data import datasets, formats
+from tanet_lightning.data.settings import ClipSettings
 
-SMALL = dict(short_side=24, crop_size=16)
+SMALL = dict(num_frames=4, short_side=24, crop_size=16)
 
 
-def _dataset(records, tmp_path, mode="train", max_bad=1.0, **kw):
-    bad = ds.BadFileLog(tmp_path / f"bad_{mode}.tsv", max_bad, len(records))
-    return ds.VideoClipDataset(records, ClipSampler("uniform", 4), mode, bad, **{**SMALL, **kw})
+def _dataset(records, tmp_path, mode="train", max_bad=1.0, flip_label_map=None, **kw):
+    bad = datasets.BadFileLog(tmp_path / f"bad_{mode}.tsv", max_bad, len(records))
+    return datasets.VideoClipDataset(records, mode, bad, ClipSettings(**{**SMALL, **kw}), flip_label_map=flip_label_map)
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,14 @@ def clips(vt, tmp_path_factory):
 
 def test_video_list_and_rawframes(tmp_path, clips):
     (tmp_path / "list.txt").write_text("".join(f"{p.name} {i % 3}\n" for i, p in enumerate(clips)))
-    recs = ds.read_video_list(tmp_path / "list.txt", clips[0].parent)
+    recs = formats.read_video_list(tmp_path / "list.txt", clips[0].parent)
     assert [r.label for r in recs] == [0, 1, 2, 0, 1, 2] and os.path.isfile(recs[0].path)
     (tmp_path / "raw.txt").write_text("clip_a 30 4\nclip_b 12 7\n")
-    raw = ds.read_rawframe_list(tmp_path / "raw.txt", "/frames")
-    assert raw[1] == ds.VideoRecord("/frames/clip_b", 7, 12)
+    raw = formats.read_rawframe_list(tmp_path / "raw.txt", "/frames")
+    assert raw[1] == formats.VideoRecord("/frames/clip_b", 7, 12)
     (tmp_path / "bad.txt").write_text("only_a_path\n")
-    with pytest.raises(ds.AnnotationError, match="bad.txt:1"):
-        ds.read_video_list(tmp_path / "bad.txt", "/")
+    with pytest.raises(formats.AnnotationError, match="bad.txt:1"):
+        formats.read_video_list(tmp_path / "bad.txt", "/")
 
 
 def test_kinetics_csv_classes_sorted_and_paths(tmp_path):
@@ -49,16 +49,16 @@ def test_kinetics_csv_classes_sorted_and_paths(tmp_path):
         "abseiling,ccc,5.0,15.0,train",
     ]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
-    names = ds.kinetics_class_names(tmp_path / "train.csv")
+    names = formats.kinetics_class_names(tmp_path / "train.csv")
     assert names == ["abseiling", "air_drumming", "zumba"]
-    recs = ds.read_kinetics_csv(
+    recs = formats.read_kinetics_csv(
         tmp_path / "train.csv", "/k400", names, "{split}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
     )
-    assert recs[0] == ds.VideoRecord("/k400/train/aaa_000010_000020.mp4", 2)
+    assert recs[0] == formats.VideoRecord("/k400/train/aaa_000010_000020.mp4", 2)
     assert recs[2].path.endswith("ccc_000005_000015.mp4") and recs[1].label == 1
     (tmp_path / "val.csv").write_text("label,youtube_id,time_start,time_end,split\nsurfing,x,0,10,val\n")
-    with pytest.raises(ds.AnnotationError, match="unknown Kinetics class 'surfing'"):
-        ds.read_kinetics_csv(tmp_path / "val.csv", "/k400", names, "{youtube_id}.mp4")
+    with pytest.raises(formats.AnnotationError, match="unknown Kinetics class 'surfing'"):
+        formats.read_kinetics_csv(tmp_path / "val.csv", "/k400", names, "{youtube_id}.mp4")
 
 
 def test_sthv2_json(tmp_path):
@@ -66,21 +66,21 @@ def test_sthv2_json(tmp_path):
     (tmp_path / "labels.json").write_text(json.dumps(labels))
     items = [{"id": "42", "template": "Pushing [something] from left to right", "placeholders": ["a cup"]}]
     (tmp_path / "train.json").write_text(json.dumps(items))
-    names = ds.sthv2_class_names(tmp_path / "labels.json")
+    names = formats.sthv2_class_names(tmp_path / "labels.json")
     assert names == ["Holding something", "Pushing something from left to right"]
-    assert ds.read_sthv2_json(tmp_path / "train.json", "/v2", names, "data.train_ann") == [
-        ds.VideoRecord("/v2/42.webm", 1)
+    assert formats.read_sthv2_json(tmp_path / "train.json", "/v2", names, "data.train_ann") == [
+        formats.VideoRecord("/v2/42.webm", 1)
     ]
     (tmp_path / "val.json").write_text(json.dumps([{"id": "7", "template": "Dancing", "placeholders": []}]))
-    with pytest.raises(ds.AnnotationError, match="unknown class 'Dancing'"):
-        ds.read_sthv2_json(tmp_path / "val.json", "/v2", names, "data.val_ann")
+    with pytest.raises(formats.AnnotationError, match="unknown class 'Dancing'"):
+        formats.read_sthv2_json(tmp_path / "val.json", "/v2", names, "data.val_ann")
 
 
 def test_sthv1_csv_frame_folders_through_dataset(vt, tmp_path):
     (tmp_path / "labels.csv").write_text("Holding something\nTurning the camera left\n")
     (tmp_path / "train.csv").write_text("100;Turning the camera left\n101;Holding something\n")
-    names = ds.read_class_names(tmp_path / "labels.csv")
-    recs = ds.read_sthv1_csv(tmp_path / "train.csv", tmp_path / "frames", names, "data.train_ann")
+    names = formats.read_class_names(tmp_path / "labels.csv")
+    recs = formats.read_sthv1_csv(tmp_path / "train.csv", tmp_path / "frames", names, "data.train_ann")
     assert [r.label for r in recs] == [1, 0]
     for r in recs:
         vt.write_frame_folder(
@@ -89,18 +89,18 @@ def test_sthv1_csv_frame_folders_through_dataset(vt, tmp_path):
     item = _dataset(recs, tmp_path, "val")[0]
     assert item["video"].shape == (4, 3, 16, 16) and item["label"] == 1
     (tmp_path / "val.csv").write_text("102;Juggling\n")
-    with pytest.raises(ds.AnnotationError, match="val.csv:1: unknown class 'Juggling'"):
-        ds.read_sthv1_csv(tmp_path / "val.csv", tmp_path, names, "data.val_ann")
+    with pytest.raises(formats.AnnotationError, match="val.csv:1: unknown class 'Juggling'"):
+        formats.read_sthv1_csv(tmp_path / "val.csv", tmp_path, names, "data.val_ann")
 
 
 def test_missing_annotation_names_the_key(tmp_path):
-    with pytest.raises(ds.AnnotationError, match=r"data\.val_ann.*not found.*Set data\.val_ann="):
-        ds.read_video_list(tmp_path / "missing.txt", "/", "data.val_ann")
+    with pytest.raises(formats.AnnotationError, match=r"data\.val_ann.*not found.*Set data\.val_ann="):
+        formats.read_video_list(tmp_path / "missing.txt", "/", "data.val_ann")
 
 
 def test_multi_view_items_cover_clips_x_crops(tmp_path, clips):
-    recs = [ds.VideoRecord(str(p), i) for i, p in enumerate(clips[:3])]
-    test = _dataset(recs, tmp_path, "test", test_clips=2, test_crops=3)
+    recs = [formats.VideoRecord(str(p), i) for i, p in enumerate(clips[:3])]
+    test = _dataset(recs, tmp_path, "test", test_views="2x3")
     assert len(test) == 3 * 6
     items = [test[i] for i in range(len(test))]
     assert [(it["video_idx"], it["view_idx"]) for it in items] == [(v, k) for v in range(3) for k in range(6)]
@@ -108,11 +108,11 @@ def test_multi_view_items_cover_clips_x_crops(tmp_path, clips):
     # crops of one clip share frames but differ in position; the two clips differ in time
     assert not torch.equal(items[0]["video"], items[1]["video"])
     assert not torch.equal(items[0]["video"], items[3]["video"])
-    assert len(_dataset(recs, tmp_path, "val", test_clips=2, test_crops=3)) == 3  # val: one view
+    assert len(_dataset(recs, tmp_path, "val", test_views="2x3")) == 3  # val: one view
 
 
 def test_flip_swaps_mapped_labels(tmp_path, clips):
-    recs = [ds.VideoRecord(str(clips[0]), 2), ds.VideoRecord(str(clips[1]), 5)]
+    recs = [formats.VideoRecord(str(clips[0]), 2), formats.VideoRecord(str(clips[1]), 5)]
     torch.manual_seed(0)
     train = _dataset(recs, tmp_path, flip=True, flip_label_map={2: 4})
     labels = [train[i % 2]["label"] for i in range(80)]
@@ -126,7 +126,7 @@ def _with_bad_files(tmp_path, clips):
     (tmp_path / "corrupt.mp4").write_bytes(os.urandom(2000))
     (tmp_path / "truncated.mp4").write_bytes(clips[0].read_bytes()[:600])
     bad = [str(tmp_path / "missing.mp4"), str(tmp_path / "corrupt.mp4"), str(tmp_path / "truncated.mp4")]
-    recs = [ds.VideoRecord(str(p), 0) for p in clips] + [ds.VideoRecord(p, 1) for p in bad]
+    recs = [formats.VideoRecord(str(p), 0) for p in clips] + [formats.VideoRecord(p, 1) for p in bad]
     return recs, sorted(bad)
 
 
@@ -152,7 +152,7 @@ def test_bad_files_across_workers_and_error_past_fraction(tmp_path, clips):
     strict = _dataset(
         recs, tmp_path / "strict", max_bad=0.2
     )  # 0.2 * 9 videos: the 2nd bad file stops the run
-    with pytest.raises(ds.TooManyBadFilesError, match="2 of 9 videos.*max_bad_fraction=0.2") as err:
+    with pytest.raises(datasets.TooManyBadFilesError, match="2 of 9 videos.*max_bad_fraction=0.2") as err:
         for i in range(len(strict)):
             strict[i]
     assert sum(p in str(err.value) for p in bad) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tanet_lightning.data.settings import parse_views
 from tanet_lightning.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -13,7 +14,6 @@ from tanet_lightning.data.transforms import (
     eval_transform,
     multi_scale_crop_box,
     normalize_on_device,
-    parse_views,
     train_transform,
 )
 

@@ -27,12 +27,15 @@ import torch
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from .settings import ClipSettings
+
 Indices = Sequence[int] | np.ndarray | torch.Tensor
 IndexFn = Callable[[int], Indices]  # num_frames -> indices, so one open serves probe and decode
 
 # Decoding a handful of frames past the keyframe costs less than a seek (decoder flush and B-frame
 # refill); below this gap we keep decoding forward instead of seeking.
 SEEK_MIN_GAP = 4
+FRAME_TEMPLATE, START_INDEX = ClipSettings.frame_template, ClipSettings.start_index  # the data.* defaults
 
 
 class VideoDecodeError(RuntimeError):
@@ -192,7 +195,7 @@ def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None)
 # frame folders (Something-Something V1 style: <dir>/00001.jpg, 1-based)
 
 
-def count_folder_frames(folder: str | Path, frame_template: str = "{:05d}.jpg") -> int:
+def count_folder_frames(folder: str | Path, frame_template: str = FRAME_TEMPLATE) -> int:
     """Number of files in `folder` with the template's extension."""
     ext = os.path.splitext(frame_template)[1]
     try:
@@ -234,8 +237,8 @@ def read_video_frames(
     indices: Indices | IndexFn,
     short_side: int | None = None,
     *,
-    frame_template: str = "{:05d}.jpg",
-    start_index: int = 1,
+    frame_template: str = FRAME_TEMPLATE,
+    start_index: int = START_INDEX,
     num_frames: int | None = None,
 ) -> torch.Tensor:
     """RGB frames at 0-based `indices` as uint8 (T, H, W, 3), identical to a sequential decode.
@@ -254,7 +257,7 @@ def read_video_frames(
     return _read_encoded(path, indices, short_side)
 
 
-def probe_num_frames(path: str | Path, frame_template: str = "{:05d}.jpg") -> int:
+def probe_num_frames(path: str | Path, frame_template: str = FRAME_TEMPLATE) -> int:
     """Exact frame count (demuxed packets, not the header, which webm leaves at 0)."""
     path = os.fspath(path)
     if os.path.isdir(path):

@@ -6,19 +6,25 @@ the set of frames of a video says nothing about its class within a pair: a per-f
 averaged scores (C2D) is at chance inside each pair, a temporal model is not. A horizontal flip maps
 left<->right and cw<->ccw, so flip augmentation stays on with `FLIP_LABEL_MAP`.
 
-Files: <root>/videos/<split>/<class>_<i>.mp4 (H.264 yuv420p, GOP drawn from GOPS), mm video lists
-<root>/{train,val,test}.txt, <root>/classes.txt, and <root>/manifest.json, written last: it records
-the generator version and parameters, so generation is skipped when they match (idempotent) and
-redone when they do not.
+Each variant (generator version + settings) lives in its own directory, ``synthetic_dir(data.root, spec)``:
+<variant>/videos/<split>/<class>_<i>.mp4 (H.264 yuv420p, GOP drawn from GOPS), mm video lists
+<variant>/{train,val,test}.txt, <variant>/classes.txt and <variant>/manifest.json (version and settings).
+It is generated once, into a temporary folder renamed into place, and never replaced.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
+import glob
+import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,6 +33,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from ..base.errors import DataError
 
 VERSION = 4
 CLASS_NAMES = ["move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink"]
@@ -137,6 +145,15 @@ def _make_video(root: Path, spec: SyntheticSpec, split_id: int, label: int, i: i
     return rel, len(frames), gop
 
 
+def _die_with_parent(parent: int) -> None:
+    """A render worker ends with its generator: the forked workers share the generator's lock, so orphans of
+    a killed generator (SIGKILL, OOM) would hold it and every later run would wait forever."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the generator died before prctl took effect
+        os._exit(1)
+
+
 def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
     counts = {"train": spec.train_per_class, "val": spec.val_per_class, "test": spec.test_per_class}
     jobs = [(split_id, label, i) for split_id, split in enumerate(SPLITS)
@@ -147,7 +164,7 @@ def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
     # on 2 cores; the files are byte-identical to a serial run (per-video seeds, single-thread x264)
     make = functools.partial(_make_video, root, spec)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             made = list(pool.map(make, *zip(*jobs), chunksize=16))
     else:
         made = [make(*job) for job in jobs]
@@ -162,37 +179,71 @@ def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
     return stats
 
 
-def _manifest_matches(root: Path, wanted: dict) -> bool:
-    path = root / "manifest.json"
-    if not path.is_file():
-        return False
-    manifest = json.loads(path.read_text())
-    return {k: manifest.get(k) for k in wanted} == wanted
+def synthetic_dir(base: str | Path, spec: SyntheticSpec) -> Path:
+    """The directory of one variant of the dataset: ``<base>/<readable settings>_<hash>``. Each setting
+    (and the generator version) gets its own, so a run with other ``data.synthetic.*`` never replaces
+    the videos another job is reading."""
+    wanted = json.dumps({"version": VERSION, "spec": asdict(spec)}, sort_keys=True)
+    digest = hashlib.sha256(wanted.encode()).hexdigest()[:8]
+    return Path(base) / (f"{spec.train_per_class}-{spec.val_per_class}-{spec.test_per_class}"
+                         f"_{spec.size}px_seed{spec.seed}_{digest}")
+
+
+def _read_manifest(root: Path) -> dict | None:
+    try:
+        return json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _matches(manifest: dict | None, wanted: dict) -> bool:
+    return manifest is not None and {k: manifest.get(k) for k in wanted} == wanted
 
 
 def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec(), workers: int | None = None) -> dict:
-    """Generate the dataset under `root` unless a manifest with the same version and spec exists.
+    """The dataset of ``spec`` at ``root`` (see ``synthetic_dir``): read when complete, else generated.
 
-    Safe to call from several processes (DDP ranks): a file lock serialises them. `workers` processes
-    render the videos (None = one per available core, at most 8). Returns the manifest.
+    Generation writes into a temporary folder beside ``root`` and renames it into place, so a reader sees
+    the whole dataset or none; a file lock makes concurrent processes (DDP ranks, parallel jobs) wait for
+    the first one. An existing ``root`` holding anything else is refused, never replaced. `workers`
+    processes render the videos (None = one per available core, at most 8). Returns the manifest.
     """
     root = Path(root)
     wanted = {"version": VERSION, "spec": asdict(spec), "classes": CLASS_NAMES}
-    if _manifest_matches(root, wanted):  # complete already: no lock file (the data may be read-only)
-        return json.loads((root / "manifest.json").read_text())
+    manifest = _read_manifest(root)
+    if _matches(manifest, wanted):  # complete already: no lock file (the data may be read-only)
+        return manifest
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _manifest_matches(root, wanted):  # another process generated it while we waited
-            return json.loads((root / "manifest.json").read_text())
-        tmp = root.parent / f".{root.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        manifest = _read_manifest(root)
+        if _matches(manifest, wanted):  # another process generated it while we waited
+            return manifest
+        if root.exists():
+            what = f"synthetic data of other settings {manifest.get('spec')} (version {manifest.get('version')})" \
+                if manifest else "other files"
+            raise DataError(f"{root} holds {what}, not data.synthetic={asdict(spec)}: it is not replaced (a job "
+                            f"may be reading it). Remove it, or set data.root to another folder")
+        # this process's own temporary folder; those of this host's killed generators go (a live one would
+        # hold the lock), another host's are left alone (its lock may not reach us on a network disk)
+        prefix = f".{root.name}.tmp-{socket.gethostname()}-"
+        for stale in root.parent.glob(f"{glob.escape(prefix)}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root.parent / f"{prefix}{os.getpid()}"
         start = time.perf_counter()
         if workers is None:
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        stats = _generate(tmp, spec, workers)
-        manifest = {**wanted, "stats": stats, "seconds": round(time.perf_counter() - start, 2)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(root, ignore_errors=True)  # stale version/spec: replace as a whole
-        tmp.rename(root)
+        try:
+            stats = _generate(tmp, spec, workers)
+            manifest = {**wanted, "stats": stats, "seconds": round(time.perf_counter() - start, 2)}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            tmp.rename(root)  # atomic; fails if another host (no shared lock) made root meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not _matches(_read_manifest(root), wanted):
+                raise
+            manifest = _read_manifest(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return manifest

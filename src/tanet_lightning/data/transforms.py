@@ -112,14 +112,3 @@ def normalize_on_device(video: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_ST
     m = torch.tensor(mean, dtype=torch.float32, device=video.device).view(shape) * 255
     s = torch.tensor(std, dtype=torch.float32, device=video.device).view(shape) * 255
     return ((video.to(torch.float32) - m) / s).contiguous()
-
-
-def parse_views(views: str | Sequence[int]) -> tuple[int, int]:
-    """'10x3' -> (10 clips, 3 crops)."""
-    try:
-        clips, crops = (int(v) for v in (views.lower().split("x") if isinstance(views, str) else views))
-    except (ValueError, AttributeError) as e:
-        raise ValueError(f"test_views must look like '10x3' (clips x crops), got {views!r}") from e
-    if clips < 1 or crops not in (1, 3):
-        raise ValueError(f"test_views {views!r}: need >= 1 clip and 1 or 3 crops")
-    return clips, crops
