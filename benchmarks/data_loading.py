@@ -35,7 +35,8 @@ import av
 import numpy as np
 import torch
 
-from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset, VideoRecord
+from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset
+from tanet_lightning.data.formats import VideoRecord
 from tanet_lightning.data.io import _demux_index, _get_reformatter
 from tanet_lightning.data.sampling import ClipSampler
 

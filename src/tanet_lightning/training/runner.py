@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ..base.errors import ConfigError
-from ..data.datasets import DatasetNotFoundError
+from ..data.formats import DatasetNotFoundError
 from ..models.backbones import backbone_family
 from ..models.checkpoint import CheckpointError, load_checkpoint_file
 from ..models.flops import count
@@ -219,7 +219,7 @@ def log_config(loggers: list, resolved: dict, model: torch.nn.Module | None = No
 
 def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
     """Parameters and paper-convention GFLOPs of one training-size clip, counted on the meta device."""
-    size = getattr(datamodule, "transform_args", {}).get("crop_size", 224)
+    size = datamodule.settings.crop_size
     flops, _, params = count(copy.deepcopy(net).to_empty(device="meta"), (1, net.num_frames, 3, size, size))
     return {"model/params": float(params), "model/gflops": round(flops, 4)}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...data.datamodule import FORMATS
-from ...data.transforms import parse_views
+from ...data.settings import parse_views
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
 from ...models.temporal import TEMPORAL
