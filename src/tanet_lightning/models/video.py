@@ -8,8 +8,8 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from .fit import check_clip_length
 from .backbones import STAGE_NAMES, backbone_family, create_backbone
+from .fit import check_clip_length
 from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal
 from .temporal import create_temporal, temporal_spec
 
@@ -66,7 +66,8 @@ class VideoClassifier(nn.Module):
         return self.frame_logits(video).mean(dim=1)
 
 
-def temporal_options(temporal: str | Mapping | None = None, tam: Mapping | None = None) -> tuple[str, dict, dict | None]:
+def temporal_options(temporal: str | Mapping | None = None,
+                     tam: Mapping | None = None) -> tuple[str, dict, dict | None]:
     """(name, module options, non-local block indices) of the ``model.temporal`` node and ``model.tam``.
 
     The one merge of the two: ``model.tam.{alpha,beta,kernel_size}`` are the paper's sweep keys and reach
