@@ -5,6 +5,7 @@ gave. tests/fixtures/make_ckpt_v0_1.py says how the fixture and its expected num
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,11 +37,30 @@ def test_the_fixture_is_a_v0_1_checkpoint():
     assert CKPT.stat().st_size < 2_000_000
 
 
-def test_evaluates_with_the_same_metrics_and_scores(make_cfg):
+def test_evaluates_with_the_same_metrics_and_scores(make_cfg, tmp_path):
     metrics, objs = evaluate(make_cfg([f"ckpt_path={CKPT}", "data.num_frames=2"], name="eval"))
     assert {k: metrics[k] for k in EXPECTED["eval"]} == pytest.approx(EXPECTED["eval"], abs=1e-6)
-    scores = np.load(objs["model"].scores_path)["scores"]
-    np.testing.assert_allclose(scores, np.asarray(EXPECTED["eval_scores"]), rtol=0, atol=1e-6)
+    scores = np.load(objs["model"].scores_path)
+    np.testing.assert_allclose(scores["scores"], np.asarray(EXPECTED["eval_scores"]), rtol=0, atol=1e-6)
+
+    # the same videos as class folders: sorted folder names are another class order. Each video keeps its
+    # scores, columns in the data's order (0.1 scored the checkpoint's rows as the data's classes)
+    root = tmp_path / "folders"
+    names = Checkpoint.read(CKPT).class_names
+    for video in map(Path, scores["video_names"]):
+        for split in ("train", "test"):
+            (root / split / video.stem.rsplit("_", 1)[0]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(video, root / split / video.stem.rsplit("_", 1)[0] / video.name)
+    _, folder = evaluate(make_cfg([f"ckpt_path={CKPT}", "data=video_folder", f"data.root={root}",
+                                   "data.num_frames=2", "data.short_side=32", "data.crop_size=32",
+                                   "data.test_crop_size=32", "data.num_workers=0", "trainer.accelerator=cpu"],
+                                  name="eval", tiny=False))
+    assert folder["datamodule"].class_names == sorted(names) != names
+    moved = np.load(folder["model"].scores_path)
+    by_name = {Path(n).name: s for n, s in zip(scores["video_names"], scores["scores"])}
+    columns = [names.index(n) for n in sorted(names)]
+    for name, row in zip(moved["video_names"], moved["scores"]):
+        np.testing.assert_allclose(row, by_name[Path(name).name][columns], rtol=0, atol=1e-6)
 
 
 def test_predicts_the_same_probabilities(make_cfg, data_dir):

@@ -77,7 +77,7 @@ def check_fits(ckpt, *, num_frames: int, class_names: Sequence[str] | None, use:
                 log.info("model.init_from: the checkpoint has %d classes, the data %d: fine-tuning, the "
                          "classifier starts afresh", ckpt.num_classes, n_data)
                 return ClassMatch(restart=True)
-            raise CheckpointError(f"{where} has {ckpt.num_classes} classes but the data has {n_data}: "
+            raise CheckpointError(f"{where} has {ckpt.num_classes} classes but the data config gives {n_data}: "
                                   f"{_other_data_hint(use, where)}")
         if saved is None or index_names(saved):
             log.info("%s carries no class names: its %d classes are matched to the data's by count only",

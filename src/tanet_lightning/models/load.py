@@ -44,9 +44,9 @@ class Checkpoint:
         raw = load_checkpoint_file(path, key)
         if not isinstance(raw.get("state_dict"), dict) or not isinstance(raw.get("hyper_parameters"), dict):
             raise CheckpointError(
-                f"{key}={path} is not a checkpoint of this project (it has no saved model config): a bare "
-                "weights file is ImageNet weights (model.pretrained_path=FILE) or a peer's release "
-                f"(python -m tanet_lightning.convert {path} --out model.ckpt)")
+                f"{key}={path} is not a checkpoint of this project (a bare weights file: it has no saved model "
+                "config): ImageNet weights go to model.pretrained_path=FILE, a peer's release through "
+                f"python -m tanet_lightning.convert {path} --out model.ckpt")
         if "num_classes" not in raw["hyper_parameters"]:
             raise CheckpointError(f"{key}={path}: its saved model config has no num_classes")
         return cls(Path(path), key, raw)
