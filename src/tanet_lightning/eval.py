@@ -32,7 +32,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
     model = VideoClassificationModule.from_checkpoint(
         Checkpoint.read(cfg.ckpt_path), num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
-        **mechanics)
+        protocol=datamodule.test_protocol().to_dict(), **mechanics)
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     resolved = runner.save_resolved_config(cfg, out)

@@ -80,7 +80,8 @@ def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if ckpt_path is not None:
         ckpt = Checkpoint.read(ckpt_path)  # a clear error for a file that is not one of ours
-        check_fits(ckpt, num_frames=model.net.num_frames, class_names=datamodule.class_names, use="resume")
+        check_fits(ckpt, num_frames=model.net.num_frames, class_names=datamodule.class_names, use="resume",
+                   protocol=datamodule.test_protocol().to_dict())
         if fit:  # the interrupted epoch runs again: its rows go from the history
             for lg in loggers:
                 if hasattr(lg, "resume_at"):

@@ -141,3 +141,14 @@ def test_a_bare_weights_file_is_not_a_project_checkpoint(tmp_path):
         Checkpoint.read(tmp_path / "net.pth")
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         load_model(tmp_path / "missing.ckpt")
+
+
+def test_a_data_config_that_reads_videos_otherwise_is_named(caplog):
+    ckpt = Checkpoint.read(CKPT)
+    with caplog.at_level(logging.WARNING, logger="tanet_lightning"):
+        check_fits(ckpt, num_frames=2, class_names=NAMES, use="eval", protocol=ckpt.data_config)
+        assert not caplog.text  # its own protocol: nothing to say
+        check_fits(ckpt, num_frames=2, class_names=NAMES, use="eval",
+                   protocol={**ckpt.data_config, "short_side": 40, "sampler": "dense", "test_views": "2x3"})
+    assert "data.sampler: uniform in the checkpoint, dense here" in caplog.text
+    assert "data.short_side: 32 in the checkpoint, 40 here" in caplog.text and "test_views" not in caplog.text

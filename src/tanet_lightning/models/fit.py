@@ -10,7 +10,7 @@ per mismatch that names the setting to change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..base.errors import CheckpointError, ConfigError
@@ -35,6 +35,26 @@ def check_frame_batch(frames: int, num_frames: int) -> int:
     return frames // num_frames
 
 
+# the test protocol's fields and the data.* key that sets each (test_views: eval's own choice, not compared)
+PROTOCOL_KEYS = {"sampler": "data.sampler", "dense_window": "data.dense_window", "short_side": "data.short_side",
+                 "crop_size": "data.test_crop_size", "frame_template": "data.frame_template",
+                 "start_index": "data.start_index", "mean": "normalisation mean", "std": "normalisation std"}
+
+
+def protocol_differences(saved: Mapping, given: Mapping) -> list[str]:
+    """``key: saved -> given`` for every protocol field where the two differ."""
+    out = []
+    for field, key in PROTOCOL_KEYS.items():
+        a, b = saved.get(field), given.get(field)
+        if a is None or b is None:
+            continue
+        same = [round(float(v), 4) for v in a] == [round(float(v), 4) for v in b] if field in ("mean", "std") \
+            else a == b
+        if not same:
+            out.append(f"{key}: {a} in the checkpoint, {b} here")
+    return out
+
+
 def index_names(names: Sequence[str] | None) -> bool:
     """Names that only number the classes ("0", "1", ...: ``convert`` without ``--classes``) say nothing."""
     return names is not None and list(names) == [str(i) for i in range(len(names))]
@@ -54,13 +74,15 @@ class ClassMatch:
 
 
 def check_fits(ckpt, *, num_frames: int, class_names: Sequence[str] | None, use: str,
-               num_classes: int | None = None) -> ClassMatch:
+               num_classes: int | None = None, protocol: Mapping | None = None) -> ClassMatch:
     """The checkpoint ``ckpt`` (a ``models.checkpoint.Checkpoint``) against the run's T and classes.
 
     ``use``: ``resume`` (train's ``ckpt_path``, also ``train=false``) needs the same classes in the same
     order; ``eval`` accepts the same names in another order (the classifier rows are reordered: the
     returned ``order``); ``init_from`` is fine-tuning: another class set restarts the classifier, the
     same set in another order is reordered. Checkpoints saved without class names are matched by count.
+    ``protocol``: the data's test protocol (``TestProtocol.to_dict()``); where it reads videos otherwise
+    than the checkpoint's saved one, a warning names the ``data.*`` keys (the data config chooses).
     """
     if use not in USES:
         raise ValueError(f"use must be one of {USES}, got {use!r}")
@@ -69,6 +91,12 @@ def check_fits(ckpt, *, num_frames: int, class_names: Sequence[str] | None, use:
     check_clip_length(num_frames, ckpt.num_frames, what=f"data.num_frames={num_frames} (the run's clips)",
                       fix=f"{where} was trained with T={ckpt.num_frames}: set data.num_frames={ckpt.num_frames}",
                       error=CheckpointError)
+    saved_protocol = getattr(ckpt, "data_config", None)
+    if protocol is not None and saved_protocol:
+        changed = protocol_differences(saved_protocol, protocol)
+        if changed:
+            log.warning("%s was tested reading videos otherwise than this data config does (%s): the data config "
+                        "decides here; set those keys to reproduce its test", where, ", ".join(changed))
     n_data = len(class_names) if class_names is not None else num_classes
     saved = ckpt.class_names
     if saved is None or class_names is None or index_names(saved):

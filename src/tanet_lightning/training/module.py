@@ -86,12 +86,13 @@ class VideoClassificationModule(L.LightningModule):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, *, num_frames: int, class_names: Sequence[str] | None,
-                        num_classes: int | None = None, **mechanics: Any) -> VideoClassificationModule:
+                        num_classes: int | None = None, protocol: dict | None = None,
+                        **mechanics: Any) -> VideoClassificationModule:
         """The module of a project checkpoint, ready to test: its saved settings (``mechanics`` override
         them, e.g. ``view_average``), its network weights, its classifier rows in the data's class order.
         The data's fit (T, classes) is checked first (``models.fit.check_fits``)."""
         match = check_fits(ckpt, num_frames=num_frames, class_names=class_names, num_classes=num_classes,
-                           use="eval")
+                           protocol=protocol, use="eval")
         hparams = {k: v for k, v in ckpt.hparams.items() if k in MECHANICS}
         module = cls(**{**hparams, **mechanics}, **ckpt.net_kwargs)
         ckpt.load_weights(module.net)
