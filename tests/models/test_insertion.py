@@ -206,8 +206,8 @@ def test_small_resnet_i3d_and_nl_extensions():
 
 def test_clip_length_must_match_model_frames():
     model = create_video_model("resnet18", "tam", 4, 8)
-    with pytest.raises(ValueError, match=r"a clip batch \(1, 16, 3, 32, 32\) has T=16 frames but the model has T=8: the clip length must "
-                                         r"equal the model's T.*set data.num_frames=8"):
+    with pytest.raises(ValueError, match=r"a clip batch \(1, 16, 3, 32, 32\) has T=16 frames but the model has "
+                                         r"T=8: the clip length must equal the model's T.*set data.num_frames=8"):
         model(torch.randn(1, 16, 3, 32, 32))
     with pytest.raises(ValueError, match=r"expected a clip batch \(N, T, 3, H, W\)"):
         model(torch.randn(8, 3, 32, 32))
