@@ -98,15 +98,15 @@ def check_fits(ckpt, *, num_frames: int, class_names: Sequence[str] | None, use:
             log.warning("%s was tested reading videos otherwise than this data config does (%s): the data config "
                         "decides here; set those keys to reproduce its test", where, ", ".join(changed))
     n_data = len(class_names) if class_names is not None else num_classes
+    if n_data is not None and n_data != ckpt.num_classes:
+        if use == "init_from":
+            log.info("model.init_from: the checkpoint has %d classes, the data %d: fine-tuning, the classifier "
+                     "starts afresh", ckpt.num_classes, n_data)
+            return ClassMatch(restart=True)
+        raise CheckpointError(f"{where} has {ckpt.num_classes} classes but the data config gives {n_data}: "
+                              f"{_other_data_hint(use, where)}")
     saved = ckpt.class_names
     if saved is None or class_names is None or index_names(saved):
-        if n_data is not None and n_data != ckpt.num_classes:
-            if use == "init_from":
-                log.info("model.init_from: the checkpoint has %d classes, the data %d: fine-tuning, the "
-                         "classifier starts afresh", ckpt.num_classes, n_data)
-                return ClassMatch(restart=True)
-            raise CheckpointError(f"{where} has {ckpt.num_classes} classes but the data config gives {n_data}: "
-                                  f"{_other_data_hint(use, where)}")
         if saved is None or index_names(saved):
             log.info("%s carries no class names: its %d classes are matched to the data's by count only",
                      where, ckpt.num_classes)
