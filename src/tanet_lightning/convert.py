@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -19,9 +18,11 @@ import torch
 from omegaconf import OmegaConf
 
 from . import config
+from .base.errors import CheckpointError, ConfigError, handle_user_errors
 from .data.protocol import TestProtocol
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .models.convert import CheckpointError, Converted, convert
+from .models.convert import Converted, convert
+from .models.video import temporal_options
 from .training import schema
 from .training.module import VideoClassificationModule
 
@@ -37,31 +38,19 @@ def data_config(name: str, num_frames: int, source: str) -> dict:
     path = Path(config.config_dir()) / "data" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise CheckpointError(f"--data {name}: no conf/data/{name}.yaml; choose one of {known}")
-    d = OmegaConf.load(path)
-    given = {k: d[k] for k in ("sampler", "dense_window", "short_side", "test_views", "frame_template", "start_index")
-             if k in d}
-    protocol = TestProtocol(num_frames=num_frames, crop_size=d.get("test_crop_size") or d.get("crop_size", 224),
-                            mean=MM_MEAN if source == "mmaction2" else IMAGENET_MEAN,
-                            std=MM_STD if source == "mmaction2" else IMAGENET_STD, **given)
+        raise ConfigError(f"--data {name}: no conf/data/{name}.yaml; choose one of {known}")
+    mmaction2 = source == "mmaction2"
+    protocol = TestProtocol.from_data_config(OmegaConf.load(path), num_frames=num_frames,
+                                             mean=MM_MEAN if mmaction2 else IMAGENET_MEAN,
+                                             std=MM_STD if mmaction2 else IMAGENET_STD)
     return {**protocol.to_dict(), "dataset": name}
-
-
-def module_kwargs(conv: Converted, view_average: str) -> dict:
-    """VideoClassificationModule arguments for the architecture read off the weights."""
-    mk = conv.model_kwargs
-    tk = dict(mk.get("temporal_kwargs") or {})
-    temporal = {"name": mk["temporal"]}
-    if "local_kernel_size" in tk:
-        temporal["local_kernel_size"] = tk.pop("local_kernel_size")
-    return {"num_classes": mk["num_classes"], "num_frames": mk["num_frames"], "backbone": mk["backbone"],
-            "temporal": temporal, "tam": tk, "position": mk["position"], "stages": list(mk["stages"]),
-            "pretrained": False, "view_average": view_average}
 
 
 def write_project_checkpoint(conv: Converted, out: Path, class_names: list[str], data: dict, view_average: str,
                              origin: str) -> Path:
-    module = VideoClassificationModule(**module_kwargs(conv, view_average))
+    """What training saves, for the network read off the weights: flat hyper-parameters (the network's
+    ``model.*`` keys and the module's), the LightningModule's state dict, class names and test protocol."""
+    module = VideoClassificationModule(**conv.model_kwargs, view_average=view_average)
     module.net.load_state_dict(conv.state_dict, strict=True)
     hparams = {k: (list(v) if isinstance(v, tuple) else v) for k, v in module.hparams.items()}
     ckpt = {
@@ -87,7 +76,7 @@ def read_classes(path: str | None, num_classes: int) -> list[str]:
         return [str(i) for i in range(num_classes)]
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"--classes {path}: no such file (one class name per line)")
+        raise ConfigError(f"--classes {path}: no such file (one class name per line)")
     names = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
     if len(names) != num_classes:
         raise CheckpointError(
@@ -111,15 +100,15 @@ def run(args: argparse.Namespace) -> Path:
     else:
         name = args.data or DEFAULT_DATA.get(n_cls)
         if name is None:
-            raise CheckpointError(f"the checkpoint has {n_cls} classes, not Kinetics-400's 400 or Sth-Sth's 174: "
+            raise ConfigError(f"the checkpoint has {n_cls} classes, not Kinetics-400's 400 or Sth-Sth's 174: "
                                   f"say which test protocol it needs with --data NAME (a conf/data config)")
         data = data_config(name, mk["num_frames"], conv.source)
     view_average = "prob" if conv.source == "mmaction2" else "logits"
     if conv.source == "project":
         view_average = (conv.extra.get("hyper_parameters") or {}).get("view_average", view_average)
     out = write_project_checkpoint(conv, Path(args.out), names, data, view_average, str(args.src))
-    tam = mk.get("temporal_kwargs") or {}
-    print(f"model: {mk['backbone']} + {mk['temporal']} {tam} at {mk['stages']}, T={mk['num_frames']}, "
+    name, options, _ = temporal_options(mk.get("temporal"), mk.get("tam"))
+    print(f"model: {mk['backbone']} + {name} {options} at {mk['stages']}, T={mk['num_frames']}, "
           f"{n_cls} classes{'' if args.classes or conv.source == 'project' else ' (names: indices; --classes FILE)'}")
     print(f"test protocol: {data.get('dataset', 'saved')} ({data['sampler']}, {data['test_views']} views, "
           f"crop {data['crop_size']}); wrote {out}")
@@ -139,14 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@handle_user_errors
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    schema.check_args(args, "convert")
-    try:
-        run(args)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    schema.validate_args(args, "convert")
+    run(args)
 
 
 if __name__ == "__main__":

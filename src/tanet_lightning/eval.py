@@ -1,8 +1,10 @@
 """Multi-view evaluation of a checkpoint: ``python -m tanet_lightning.eval ckpt_path=PATH [data.test_views=10x3]``.
 
 The model (architecture and weights) comes from the checkpoint; the data config chooses the test
-protocol. Writes ``metrics.json`` and ``scores.npz`` (video_idx, labels, view-averaged scores, and the
-video paths when the dataset knows them) so runs can be ensembled with ``tanet_lightning.ensemble``.
+protocol. The checkpoint must fit the data (``models.fit.check_fits``: T, and the classes by name: the
+same names in another order are scored in the data's order). Writes ``metrics.json`` and ``scores.npz``
+(video_idx, labels, view-averaged scores, and the video paths when the dataset knows them) so runs can
+be ensembled with ``tanet_lightning.ensemble``.
 """
 
 from __future__ import annotations
@@ -15,30 +17,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from . import config
+from .base.errors import handle_user_errors
+from .models.load import Checkpoint
 from .training import runner, schema
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
-
-
-def load_checkpoint_model(ckpt_path: str, num_frames: int, num_classes: int,
-                          view_average: str | None) -> VideoClassificationModule:
-    ckpt = runner.read_checkpoint(ckpt_path)
-    hparams = ckpt["hyper_parameters"]
-    if hparams.get("num_frames") != num_frames:
-        raise runner.ConfigError(
-            f"the checkpoint was trained with num_frames={hparams.get('num_frames')} but data.num_frames="
-            f"{num_frames}; TAM weights depend on T, so evaluate with data.num_frames={hparams.get('num_frames')}"
-        )
-    if hparams.get("num_classes") != num_classes:
-        raise runner.ConfigError(
-            f"the checkpoint has {hparams.get('num_classes')} classes but the data config gives {num_classes}: "
-            "evaluate it on the dataset it was trained on (set data=...)")
-    overrides = {"pretrained": False}  # the checkpoint holds every weight: no download
-    if view_average is not None:
-        overrides["view_average"] = view_average
-    return VideoClassificationModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True,
-                                                          **overrides)
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -46,8 +30,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     out = runner.output_dir(cfg)
     runner.seed(cfg)
     datamodule = runner.instantiate_data(cfg)
-    model = load_checkpoint_model(cfg.ckpt_path, cfg.data.num_frames, datamodule.num_classes,
-                                  cfg.get("view_average"))
+    mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
+    model = VideoClassificationModule.from_checkpoint(
+        Checkpoint.read(cfg.ckpt_path), num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
+        protocol=datamodule.test_protocol().to_dict(), **mechanics)
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     resolved = runner.save_resolved_config(cfg, out)
@@ -64,12 +50,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="eval")
+@handle_user_errors
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except runner.ConfigError as e:  # the message says what to change; no traceback needed
-        log.error("%s", e)
-        raise SystemExit(2) from None
     finally:
         runner.finish_wandb()
 

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from . import config
-from .models.checkpoint import CheckpointError
+from .base.errors import ConfigError, handle_user_errors
 from .models.temporal import plain_aggregation
 from .predict import Predictor
 from .training import schema
@@ -47,8 +47,8 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise CheckpointError("the check needs onnxruntime: pip install 'tanet-lightning[export]' "
-                              "(or check=false)") from e
+        raise ConfigError("check=true needs onnxruntime: pip install 'tanet-lightning[export]' "
+                          "(or check=false)") from e
     c = predictor.protocol
     if video is not None:
         views = predictor.clip_views(video)
@@ -66,7 +66,7 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
 def export(cfg: DictConfig) -> tuple[Path, float | None]:
     schema.validate(cfg, "export")
     if cfg.format != "onnx":
-        raise CheckpointError(f"format={cfg.format!r}: only onnx is supported")
+        raise ConfigError(f"format={cfg.format!r}: only onnx is supported")
     predictor = Predictor.from_checkpoint(cfg.ckpt_path)
     out = export_onnx(predictor, cfg.out, int(cfg.opset))
     c = predictor.protocol
@@ -84,12 +84,9 @@ def export(cfg: DictConfig) -> tuple[Path, float | None]:
 
 
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="export")
+@handle_user_errors
 def main(cfg: DictConfig) -> None:
-    try:
-        export(cfg)
-    except CheckpointError as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
+    export(cfg)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,15 @@ from omegaconf import DictConfig, ListConfig
 from tqdm import tqdm
 
 from . import config
+from .base.errors import CheckpointError, ConfigError, handle_user_errors
+from .data.files import find_videos
 from .data.io import VideoDecodeError
 from .data.protocol import TestProtocol
-from .models.checkpoint import CheckpointError, load_checkpoint_file
+from .models.load import Checkpoint
 from .models.video import VideoClassifier
 from .training import schema
 
 log = logging.getLogger("tanet_lightning")
-
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Predictor:
         self.view_average = view_average
         self.protocol = TestProtocol.from_dict(data_config)
         if len(self.class_names) != model.num_classes:
-            raise CheckpointError(f"{len(self.class_names)} class names for a {model.num_classes}-class model")
+            raise ValueError(f"{len(self.class_names)} class names for a {model.num_classes}-class model")
 
     @property
     def data_config(self) -> dict:
@@ -67,23 +67,16 @@ class Predictor:
                         views: str | None = None) -> Predictor:
         """A project checkpoint (trained, or written by ``tanet_lightning.convert``); ``views`` overrides
         the saved clips x crops (e.g. "1x1" for speed)."""
-        from .training.module import VideoClassificationModule
-
-        ckpt = load_checkpoint_file(path)
-        if "hyper_parameters" not in ckpt:
-            raise CheckpointError(f"{path}: not a project checkpoint (no hyper_parameters); convert a peer's "
-                                  f"file first: python -m tanet_lightning.convert {path} --out model.ckpt")
-        data = ckpt.get("data_config")
+        ckpt = Checkpoint.read(path)
+        data = ckpt.data_config
         if data is None:
             raise CheckpointError(
-                f"{path}: the checkpoint has no saved data config (it predates predict); re-save it with "
+                f"{ckpt.where}: the checkpoint has no saved data config (it predates predict); re-save it with "
                 f"`python -m tanet_lightning.convert {path} --out NEW.ckpt --data NAME`")
         if views is not None:
             data = {**data, "test_views": views}
-        module = VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True,
-                                                                pretrained=False)
-        names = ckpt.get("class_names") or [str(i) for i in range(module.hparams.num_classes)]
-        return cls(module.net, names, data, module.hparams.get("view_average", "logits"), device)
+        names = ckpt.class_names or [str(i) for i in range(ckpt.num_classes)]
+        return cls(ckpt.build(), names, data, ckpt.hparams.get("view_average", "logits"), device)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -115,13 +108,13 @@ class Predictor:
                           i.tolist())
 
 
-def find_videos(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
+def collect_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
     """(video files, inputs that do not exist); a folder is walked for video files (sorted)."""
     videos, missing = [], []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            videos += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+            videos += find_videos(p).videos
         elif p.exists():
             videos.append(str(p))
         else:
@@ -144,8 +137,8 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, (list, ListConfig)) or not inputs:
-        raise CheckpointError("inputs: give video files and/or folders, e.g. inputs=[a.mp4,videos/]")
-    videos, missing = find_videos([str(i) for i in inputs])
+        raise ConfigError("inputs: give video files and/or folders, e.g. inputs=[a.mp4,videos/]")
+    videos, missing = collect_inputs([str(i) for i in inputs])
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.get("device") or "cpu", cfg.get("views"))
     preds, failed = [], [(m, "no such file or folder") for m in missing]
     for path in tqdm(videos, desc="videos", disable=not cfg.get("progress", True)):
@@ -171,12 +164,9 @@ def predict(cfg: DictConfig) -> list[Prediction]:
 
 
 @hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="predict")
+@handle_user_errors
 def main(cfg: DictConfig) -> None:
-    try:
-        predict(cfg)
-    except CheckpointError as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
+    predict(cfg)
 
 
 if __name__ == "__main__":

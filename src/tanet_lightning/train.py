@@ -19,8 +19,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from . import config
+from .models.fit import check_fits
+from .models.load import Checkpoint
 from .training import runner, schema
 from .training.callbacks import LAST
+from .training.module import instantiate_model
 
 log = logging.getLogger("tanet_lightning")
 
@@ -71,18 +74,19 @@ def _train(cfg: DictConfig, out: Path) -> tuple[dict[str, float], dict[str, Any]
     datamodule = runner.instantiate_data(cfg)
     datamodule.bad_log_base = out / "bad_files"  # per split while running; bad_files.tsv at the end
     runner.check_pretrained(cfg.model)
-    model = runner.instantiate_model(cfg, num_classes=datamodule.num_classes,
-                                     optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
+    model = instantiate_model(cfg.model, num_classes=datamodule.num_classes,
+                              optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
     callbacks = runner.instantiate_dict(cfg.get("callbacks"), "callbacks")
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if ckpt_path is not None:
-        ckpt = runner.read_checkpoint(ckpt_path)  # a clear error for a file that is not one of ours
-        runner.check_checkpoint_fits(ckpt, ckpt_path, model)
+        ckpt = Checkpoint.read(ckpt_path)  # a clear error for a file that is not one of ours
+        check_fits(ckpt, num_frames=model.net.num_frames, class_names=datamodule.class_names, use="resume",
+                   protocol=datamodule.test_protocol().to_dict())
         if fit:  # the interrupted epoch runs again: its rows go from the history
             for lg in loggers:
                 if hasattr(lg, "resume_at"):
-                    lg.resume_at(int(ckpt.get("global_step", 0)))
+                    lg.resume_at(int(ckpt.raw.get("global_step", 0)))
     datamodule.check_annotations()  # every split's list read and validated before the first step
     resolved = runner.save_resolved_config(cfg, out)
     runner.log_config(loggers, resolved, model)

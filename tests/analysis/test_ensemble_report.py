@@ -47,6 +47,18 @@ def test_both_modes_are_the_averages_they_name(tmp_path):
     assert ensemble([a, b], weights=[1, 9])["ensemble/top1"] == pytest.approx(top1(weighted)) == pytest.approx(1 / 3)
 
 
+def test_the_application_prints_the_ensemble_and_refuses_with_exit_2(tmp_path, capsys, caplog):
+    from tanet_lightning.ensemble import main
+
+    a, b = scores_file(tmp_path / "a.npz", SCORES_A), scores_file(tmp_path / "b.npz", SCORES_B)
+    main([a, b, "--mode", "logits"])
+    assert json.loads(capsys.readouterr().out) == ensemble([a, b], mode="logits")
+    with pytest.raises(SystemExit) as exit_:
+        main([a, b, "--weights", "1"])
+    assert exit_.value.code == 2
+    assert "--weights: 1 weights for 2 score files" in capsys.readouterr().err + caplog.text
+
+
 @pytest.mark.parametrize("mode", ["prob", "logits"])
 def test_reordered_lists_match_videos_by_name(tmp_path, mode):
     a = scores_file(tmp_path / "a.npz", SCORES_A)

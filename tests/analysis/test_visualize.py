@@ -16,10 +16,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch.utils.data import DataLoader
 
-from tanet_lightning.analysis.visualize import expand_videos, find_block, i3d_kernels, load_clip, record, visualize
+from tanet_lightning.analysis.visualize import expand_videos, find_block, i3d_kernels, load_clip, record
 from tanet_lightning.config import config_dir
 from tanet_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tanet_lightning.models.load import Checkpoint, load_model
 from tanet_lightning.training.module import VideoClassificationModule
+from tanet_lightning.visualize import visualize
 
 T, SIZE = 4, 32
 
@@ -100,10 +102,10 @@ def test_visualize_writes_pngs_from_a_trained_checkpoint(assets, tmp_path):
 
 
 def test_record_matches_the_module_and_leaves_no_hooks(assets):
-    model = VideoClassificationModule.load_from_checkpoint(assets["tam"], map_location="cpu", weights_only=True)
+    model = load_model(assets["tam"])
     clips = torch.stack([load_clip(str(v), T, SIZE) for v in assets["videos"]])
     rec = record(model, clips, "stage4_2b")
-    tam = model.net.backbone.layer3[1].temporal
+    tam = model.backbone.layer3[1].temporal
     assert not tam.L._forward_hooks and not tam.G._forward_hooks
     # the hooked outputs are exactly what the module computes from that block's descriptor
     with torch.inference_mode():
@@ -113,12 +115,12 @@ def test_record_matches_the_module_and_leaves_no_hooks(assets):
 
 
 def test_bad_block_names_list_the_valid_ones(assets):
-    model = VideoClassificationModule.load_from_checkpoint(assets["tam"], map_location="cpu", weights_only=True)
+    model = load_model(assets["tam"])
     for bad, reason in [("stage4_3b", "has 2 blocks"), ("stage4-2b", "expected"), ("stage6_1b", "expected")]:
         with pytest.raises(ValueError, match=reason) as err:
             find_block(model, bad)
         assert "stage4_2b" in str(err.value) and "stage2_1b" in str(err.value)
-    i3d = VideoClassificationModule.load_from_checkpoint(assets["i3d"], map_location="cpu", weights_only=True)
+    i3d = load_model(assets["i3d"])
     with pytest.raises(ValueError, match="holds no temporal adaptive module.*none: this model has no block"):
         find_block(i3d, "stage4_2b")
     with pytest.raises(ValueError, match="holds no I3D 3x1x1 conv"):
@@ -136,6 +138,18 @@ def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path):
     assert len(list(run_dir.glob("theta_hist_stage3_1b_*.png"))) == 2
 
 
+def test_cli_refuses_a_bad_block_and_a_bare_weights_file_with_one_message(assets, tmp_path):
+    """The application fails the one way every entry point does: the message, exit 2, no traceback."""
+    torch.save({"fc.weight": torch.zeros(3, 4)}, tmp_path / "bare.pth")
+    for arg, message in [("block=stage4_9b", "stage 4 has 2 blocks"),
+                         (f"ckpt_path={tmp_path / 'bare.pth'}", "not a checkpoint of this project")]:
+        cmd = [sys.executable, "-m", "tanet_lightning.visualize", f"ckpt_path={assets['tam']}",
+               f"videos=[{assets['videos'][0]}]", "block=stage3_1b", arg, f"hydra.run.dir={tmp_path / 'run'}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert message in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_videos_accept_directories_and_video_lists(tmp_path):
     (tmp_path / "clips").mkdir()
     for name in ("b.mp4", "a.webm", "notes.md"):
@@ -146,7 +160,7 @@ def test_videos_accept_directories_and_video_lists(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds neither videos"):
         expand_videos([str(tmp_path / "empty")])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         expand_videos([str(tmp_path / "missing.mp4")])
     with pytest.raises(ValueError, match="videos is empty"):
         expand_videos([])
@@ -177,13 +191,12 @@ def frames_of(clip: torch.Tensor) -> list[int]:
 def test_dense_sampled_checkpoint_is_shown_dense_clips_at_its_own_size(make_cfg, tmp_path):
     """A checkpoint trained with dense sampling (window 8, T=4) and a 24 px test crop: visualize reads
     the middle 8-frame window at stride 2 and crops 24 px, as that model was tested, with no size given."""
-    from tanet_lightning.analysis.visualize import data_config
     from tanet_lightning.train import train
 
     _, objects = train(make_cfg(["data.sampler=dense", "data.dense_window=8", "data.test_crop_size=24",
                                  "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false"]))
     ckpt = objects["trainer"].checkpoint_callback.best_model_path
-    data = data_config(ckpt)
+    data = Checkpoint.read(ckpt).data_config
     assert (data["sampler"], data["dense_window"], data["crop_size"]) == ("dense", 8, 24)
     video = str(write_ramp(tmp_path / "ramp.mp4"))
     clip = load_clip(video, 4, data=data)
@@ -195,6 +208,7 @@ def test_dense_sampled_checkpoint_is_shown_dense_clips_at_its_own_size(make_cfg,
                              f"out_dir={tmp_path / 'out'}"])
     result = visualize(cfg)
     model = VideoClassificationModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    assert model.net.num_frames == 4
     with torch.inference_mode():
         logits = model(clip[None])
     np.testing.assert_allclose(result["logits"], logits.numpy(), rtol=1e-4, atol=1e-5)

@@ -65,7 +65,7 @@ def test_stage_boundaries(backbone):
     by_stage = blocks_by_stage(plain_backbone(backbone), FAMILIES[backbone])
     assert tuple(len(by_stage[s]) for s in STAGE_NAMES) == BLOCKS_PER_STAGE[backbone]
     with torch.device("meta"):  # a patched network has the same stages (visualize reads them there)
-        patched = create_video_model(backbone, "tam", 5, 4, position="a", temporal_kwargs=TAM_KWARGS.get(backbone))
+        patched = create_video_model(backbone, "tam", 5, 4, position="a", tam=TAM_KWARGS.get(backbone))
     names = {s: [n for n, _ in blocks] for s, blocks in by_stage.items()}
     assert {s: [n for n, _ in b] for s, b in blocks_by_stage(patched.backbone, FAMILIES[backbone]).items()} == names
     if backbone == "mobilenetv2_100":
@@ -114,7 +114,7 @@ def test_backbone_position_runs_forward_backward_or_says_unsupported(backbone, p
             create_video_model(backbone, "tam", 5, 3, position=position)
         return
     model = create_video_model(backbone, "tam", 5, 3, position=position, dropout=0.0,
-                               temporal_kwargs=TAM_KWARGS.get(backbone))
+                               tam=TAM_KWARGS.get(backbone))
     n_tam = sum(1 for n, _ in model.named_modules() if n.endswith(".temporal"))
     assert n_tam > 0
     video = torch.randn(1, 3, 3, size, size)
@@ -136,11 +136,11 @@ def test_every_stage_subset_builds(backbone):
             with pytest.raises(ValueError, match="hold no blocks"):
                 with torch.device("meta"):
                     create_video_model(backbone, "tam", 5, 4, position="a", stages=stages,
-                                       temporal_kwargs=TAM_KWARGS.get(backbone))
+                                       tam=TAM_KWARGS.get(backbone))
             continue
         with torch.device("meta"):
             model = create_video_model(backbone, "tam", 5, 4, position="a", stages=stages,
-                                       temporal_kwargs=TAM_KWARGS.get(backbone))
+                                       tam=TAM_KWARGS.get(backbone))
         patched = [n for n, _ in model.named_modules() if n.endswith(".temporal")]
         if plain is not None:
             expected = len(stage_blocks(plain, family, stages))
@@ -186,11 +186,11 @@ def test_bad_model_arguments_raise():
     with pytest.raises(ValueError, match="unknown temporal module"):
         create_video_model("resnet18", "tanet")
     with pytest.raises(ValueError, match="kernel_size must be odd"):
-        create_video_model("resnet18", "tam", temporal_kwargs={"kernel_size": 2})
+        create_video_model("resnet18", "tam", tam={"kernel_size": 2})
     with pytest.raises(ValueError, match="I3D inflates the first conv of ResNet blocks"):
         create_video_model("mobilenetv2_100", "i3d")
     with pytest.raises(ValueError, match="block index 7 does not exist"):
-        create_video_model("resnet18", "nl", nl_blocks={"res3": [7]})
+        create_video_model("resnet18", {"name": "nl", "blocks": {"res3": [7]}})
 
 
 def test_small_resnet_i3d_and_nl_extensions():
@@ -206,7 +206,8 @@ def test_small_resnet_i3d_and_nl_extensions():
 
 def test_clip_length_must_match_model_frames():
     model = create_video_model("resnet18", "tam", 4, 8)
-    with pytest.raises(ValueError, match="clip has 16 frames but the model was built for num_frames=8"):
+    with pytest.raises(ValueError, match=r"a clip batch \(1, 16, 3, 32, 32\) has T=16 frames but the model has "
+                                         r"T=8: the clip length must equal the model's T.*set data.num_frames=8"):
         model(torch.randn(1, 16, 3, 32, 32))
     with pytest.raises(ValueError, match=r"expected a clip batch \(N, T, 3, H, W\)"):
         model(torch.randn(8, 3, 32, 32))

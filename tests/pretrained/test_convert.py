@@ -44,9 +44,10 @@ def test_mmaction2_k5_keeps_its_three_tap_local_conv(tmp_path):
     peer = randomize(MMRecognizer2D(num_classes=6, t=8, k=5, local_k=3))
     torch.save(peer.checkpoint(), tmp_path / "k5.pth")
     converted = convert(tmp_path / "k5.pth")
-    tk = converted.model_kwargs["temporal_kwargs"]
-    assert tk == {"alpha": 2, "beta": 4, "kernel_size": 5, "local_kernel_size": 3}
-    ours = create_video_model("resnet50", "tam", 6, 8, temporal_kwargs=converted.model_kwargs["temporal_kwargs"])
+    mk = converted.model_kwargs  # the model.* keys: model.temporal and the paper's model.tam sweep keys
+    assert mk["temporal"] == {"name": "tam", "local_kernel_size": 3}
+    assert mk["tam"] == {"alpha": 2, "beta": 4, "kernel_size": 5}
+    ours = create_video_model("resnet50", mk["temporal"], 6, 8, tam=mk["tam"])
     ours.load_state_dict(converted.state_dict, strict=True)
     _assert_same_logits(peer, ours)
 

@@ -20,7 +20,7 @@ def test_plain_aggregation_equals_the_custom_op(k):
     x = torch.randn(2, 4, 6, 5, 5, generator=g, dtype=torch.float64)
     coeff = torch.randn(2, 4, 6, k, generator=g, dtype=torch.float64)
     torch.testing.assert_close(temporal_aggregate_plain(x, coeff), temporal_aggregate(x, coeff), rtol=0, atol=1e-12)
-    model = create_video_model("resnet18", "tam", 5, 4, temporal_kwargs={"kernel_size": k}).double().eval()
+    model = create_video_model("resnet18", "tam", 5, 4, tam={"kernel_size": k}).double().eval()
     clip = torch.randn(2, 4, 3, 32, 32, generator=g, dtype=torch.float64)
     with torch.no_grad():
         default = model(clip)

@@ -1,4 +1,4 @@
-"""Ensemble per-video scores: ``python -m tanet_lightning.ensemble a.npz b.npz [--mode prob]``.
+"""Ensemble per-video scores (the application: ``python -m tanet_lightning.ensemble a.npz b.npz [--mode prob]``).
 
 Each file is an ``eval`` output (``scores.npz``). Videos are matched by name (by ``video_idx`` in files
 without names); files that cover different videos are refused, and labels must agree; scores are
@@ -8,21 +8,19 @@ which is how TANet-En combines an 8-frame and a 16-frame model (paper Tables 6 a
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..training import schema
-from ..training.module import accuracy_metrics
+from ..base.errors import ConfigError, DataError
+from ..base.metrics import accuracy_metrics
 
 
 def load(path: str) -> dict[str, np.ndarray]:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such scores file (write one with python -m tanet_lightning.eval)")
+        raise DataError(f"{path}: no such scores file (write one with python -m tanet_lightning.eval)")
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
 
@@ -36,19 +34,19 @@ def video_keys(run: dict[str, np.ndarray]) -> list:
 
 def ensemble(paths: Sequence[str], mode: str = "prob", weights: Sequence[float] | None = None) -> dict:
     if mode not in ("prob", "logits"):
-        raise ValueError(f"mode must be 'prob' or 'logits', got {mode!r}")
+        raise ConfigError(f"--mode must be 'prob' or 'logits', got {mode!r}")
     runs = [load(p) for p in paths]
     weights = list(weights or [1.0] * len(runs))
     if len(weights) != len(runs):
-        raise ValueError(f"{len(weights)} weights for {len(runs)} score files")
+        raise ConfigError(f"--weights: {len(weights)} weights for {len(runs)} score files")
     if len({"video_names" in r for r in runs}) > 1:
-        raise ValueError("some score files name their videos and some do not: cannot match them; "
+        raise DataError("some score files name their videos and some do not: cannot match them; "
                          "re-run python -m tanet_lightning.eval for the old ones")
     keys = [video_keys(r) for r in runs]
     for path, k in zip(paths[1:], keys[1:]):
         if set(k) != set(keys[0]):
             only = sorted(set(k) ^ set(keys[0]), key=str)
-            raise ValueError(f"{path} and {paths[0]} cover different videos ({len(only)} in only one of them, "
+            raise DataError(f"{path} and {paths[0]} cover different videos ({len(only)} in only one of them, "
                              f"e.g. {only[:3]}): ensemble scores of the same split")
     common = keys[0]
     total, labels = 0.0, None
@@ -59,25 +57,8 @@ def ensemble(paths: Sequence[str], mode: str = "prob", weights: Sequence[float] 
         if labels is None:
             labels = run["labels"][rows]
         elif not np.array_equal(labels, run["labels"][rows]):
-            raise ValueError(f"{path}: labels differ from {paths[0]} for the same videos (different splits?)")
+            raise DataError(f"{path}: labels differ from {paths[0]} for the same videos (different splits?)")
         total = total + w * (scores.softmax(-1) if mode == "prob" else scores)
     scores = total / sum(weights)
     metrics = accuracy_metrics(scores.shape[1], "ensemble/")(scores.float(), torch.from_numpy(labels).long())
     return {"num_videos": len(common), **{k: v.item() for k, v in metrics.items()}}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("scores", nargs="+", help="scores.npz files from tanet_lightning.eval")
-    p.add_argument("--mode", choices=["prob", "logits"], default="prob")
-    p.add_argument("--weights", type=float, nargs="+")
-    a = p.parse_args(argv)
-    schema.check_args(a, "ensemble")
-    try:
-        print(json.dumps(ensemble(a.scores, a.mode, a.weights), indent=1))
-    except (ValueError, FileNotFoundError) as e:
-        p.error(str(e))
-
-
-if __name__ == "__main__":
-    main()

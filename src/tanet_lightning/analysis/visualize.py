@@ -1,6 +1,5 @@
-"""What a TA-block learned, per video (paper Figs 4-8, supplementary Figs 2-3).
-
-``python -m tanet_lightning.visualize ckpt_path=CKPT videos=[a.mp4,b.mp4] block=stage4_6b [i3d_ckpt_path=I3D]``
+"""What a TA-block learned, per video (paper Figs 4-8, supplementary Figs 2-3); the application is
+``python -m tanet_lightning.visualize ckpt_path=CKPT videos=[a.mp4,b.mp4] block=stage4_6b [i3d_ckpt_path=I3D]``.
 
 Forward hooks on the chosen block's local branch ``L`` and global branch ``G`` record, for every video,
 the importance map V (C, T) and the video-adaptive kernel Theta (C, K); the model is not changed.
@@ -20,34 +19,26 @@ The trailing letter is the paper's position letter; any of a-d is accepted and t
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 import torch.nn as nn
 from matplotlib import cbook, mlab
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .. import config
-from ..data.datasets import read_video_list
+from ..base.errors import ConfigError
+from ..data.files import VIDEO_EXTENSIONS, find_videos
+from ..data.formats import read_video_list
 from ..data.protocol import TestProtocol
 from ..data.transforms import eval_transform
 from ..models.backbones import family_of
-from ..models.checkpoint import load_checkpoint_file
 from ..models.insertion import blocks_by_stage
 from ..models.temporal import TemporalAdaptiveModule, TemporalConv
-from ..training import schema
-from ..training.module import VideoClassificationModule
 
-log = logging.getLogger("tanet_lightning")
-
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 FRAME_EXTENSIONS = (".jpg",)  # frame folders are read with read_video_frames' default 00001.jpg names
 BLOCK_RE = re.compile(r"^stage([2-5])_(\d+)([a-d])$", re.IGNORECASE)
 KDE_MAX_POINTS = 10_000  # I3D taps have up to ~1M weights; a violin outline needs far fewer
@@ -58,7 +49,7 @@ KDE_MAX_POINTS = 10_000  # I3D taps have up to ~1M weights; a violin outline nee
 
 
 def _backbone(model: nn.Module) -> nn.Module:
-    """The 2-D backbone of a VideoClassificationModule, a VideoClassifier, or the backbone itself."""
+    """The 2-D backbone of a VideoClassifier (or of a module holding one as ``net``), or the backbone itself."""
     net = getattr(model, "net", model)
     return getattr(net, "backbone", net)
 
@@ -92,10 +83,10 @@ def find_block(model: nn.Module, block: str, kind: str = "tam") -> tuple[str, nn
     keep = _has_tam if kind == "tam" else _has_tconv
     what = "temporal adaptive module (TAM)" if kind == "tam" else "I3D 3x1x1 conv"
 
-    def bad(reason: str) -> ValueError:
+    def bad(reason: str) -> ConfigError:
         valid = _block_names(backbone, family, keep)
         listing = ", ".join(valid) if valid else f"none: this model has no block with a {what}"
-        return ValueError(f"block={block!r}: {reason}. Valid block names for this checkpoint: {listing}")
+        return ConfigError(f"block={block!r}: {reason}. Valid block names for this checkpoint: {listing}")
 
     m = BLOCK_RE.match(str(block).strip())
     if m is None:
@@ -156,7 +147,7 @@ def i3d_kernels(model: nn.Module, block: str, norm: str = "l1") -> np.ndarray:
     (Theta is a softmax: non-negative, sums to 1); norm='none' gives the raw weights.
     """
     if norm not in ("l1", "none"):
-        raise ValueError(f"i3d_norm must be 'l1' or 'none', got {norm!r}")
+        raise ConfigError(f"i3d_norm must be 'l1' or 'none', got {norm!r}")
     _, found = find_block(model, block, "i3d")
     conv = next(m for m in found.modules() if isinstance(m, TemporalConv)).conv
     w = conv.weight.detach().float().cpu()[..., 0, 0].flatten(0, 1)  # (out*in, K)
@@ -167,15 +158,6 @@ def i3d_kernels(model: nn.Module, block: str, norm: str = "l1") -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------
 # Inputs: checkpoints and videos
-
-
-def load_model(ckpt_path: str | Path, key: str = "ckpt_path") -> VideoClassificationModule:
-    path = Path(str(ckpt_path))
-    if not path.is_file():
-        raise FileNotFoundError(f"{key}={ckpt_path}: no such checkpoint file; pass a Lightning .ckpt from train")
-    # pretrained=False: the checkpoint holds every weight, so never download ImageNet weights
-    return VideoClassificationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True,
-                                                          pretrained=False)
 
 
 def expand_videos(videos: str | Sequence[str], video_root: str | None = None) -> list[str]:
@@ -192,29 +174,24 @@ def expand_videos(videos: str | Sequence[str], video_root: str | None = None) ->
         elif p.is_file():
             paths.append(str(p))
         elif p.is_dir():
+            found = find_videos(p, recursive=False).videos
             suffixes = {f.suffix.lower() for f in p.iterdir()}
-            if suffixes & set(VIDEO_EXTENSIONS):
-                paths += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS)
+            if found:
+                paths += found
             elif suffixes & set(FRAME_EXTENSIONS):  # a frame folder: read_video_frames reads it as one video
                 paths.append(str(p))
             else:
-                raise ValueError(f"videos: directory {entry} holds neither videos {VIDEO_EXTENSIONS} "
+                raise ConfigError(f"videos: directory {entry} holds neither videos {VIDEO_EXTENSIONS} "
                                  f"nor frames {FRAME_EXTENSIONS}")
         else:
-            raise FileNotFoundError(f"videos: {entry} does not exist (give video files, frame folders, "
+            raise ConfigError(f"videos: {entry} does not exist (give video files, frame folders, "
                                     "directories of videos, or a 'path label' .txt list)")
     if not paths:
-        raise ValueError("videos is empty: pass videos=[a.mp4,b.mp4] (or a directory / .txt video list)")
+        raise ConfigError("videos is empty: pass videos=[a.mp4,b.mp4] (or a directory / .txt video list)")
     return paths
 
 
 DEFAULT_SIZE = 224  # short side and crop for checkpoints that carry no data config
-
-
-def data_config(ckpt_path: str | Path) -> dict:
-    """The test-time data protocol the checkpoint was trained with (``data_config``, saved by training
-    and by ``convert --data``); empty for older checkpoints."""
-    return dict(load_checkpoint_file(ckpt_path).get("data_config") or {})
 
 
 def load_clip(path: str, num_frames: int, size: int | None = None, data: dict | None = None) -> torch.Tensor:
@@ -268,7 +245,7 @@ def _new_figure(ncols: int, nrows: int, figsize: tuple[float, float], **kw):
     return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
 
 
-def _short(path: str, width: int = 28) -> str:
+def short_name(path: str, width: int = 28) -> str:
     name = re.sub(r"[^\w.-]+", "_", Path(path).stem)  # also used in file names
     return name if len(name) <= width else name[: width - 1] + "~"
 
@@ -296,7 +273,7 @@ def plot_violins(rec: dict, videos: list[str], block: str, i3d: np.ndarray | Non
                 ax.set_xlabel("temporal offset")
             if j == 0:
                 ax.set_ylabel("importance map V\n(local branch)" if r == "v" else "kernel Θ\n(global branch)")
-        axes[0, j].set_title(f"{_short(video)}\npred class {pred[j]}", fontsize=9)
+        axes[0, j].set_title(f"{short_name(video)}\npred class {pred[j]}", fontsize=9)
     if i3d is not None:
         j = ncols - 1
         for i, r in enumerate(rows):
@@ -329,66 +306,7 @@ def plot_theta_hist(theta: np.ndarray, video: str, block: str, path: Path, bins:
         ax.set_title(f"t={o}  (mean {w.mean():.3f})", fontsize=9)
         ax.set_xlabel("the distribution of weights")
     axes[0, 0].set_ylabel("channels")
-    fig.suptitle(f"{_short(video, 48)}: kernel Θ at {block}", fontsize=10)
+    fig.suptitle(f"{short_name(video, 48)}: kernel Θ at {block}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
-
-
-# ------------------------------------------------------------------------------------------------
-# The application
-
-
-def visualize(cfg: DictConfig) -> dict:
-    """Record V and Theta at ``cfg.block`` for ``cfg.videos`` and write the plots to ``cfg.out_dir``.
-
-    Returns {"paths": [written files], "videos": [...], "block": module path, "v", "theta", "logits",
-    "i3d": (kernels or None)}.
-    """
-    schema.validate(cfg, "visualize")
-    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise ValueError("ckpt_path is required: python -m tanet_lightning.visualize ckpt_path=PATH videos=[...]")
-    size = cfg.get("size")
-    if size is not None and (not isinstance(size, int) or size <= 0):
-        raise ValueError(f"size must be null (the checkpoint's data config) or a positive crop size in pixels, "
-                         f"got {size!r}")
-    videos = cfg.get("videos")
-    videos = expand_videos(list(videos) if isinstance(videos, ListConfig) else videos, cfg.get("video_root"))
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    model = load_model(cfg.ckpt_path)
-    find_block(model, cfg.block, "tam")  # a bad name fails before any video is decoded
-    i3d, i3d_norm = None, cfg.get("i3d_norm", "l1")
-    if cfg.get("i3d_ckpt_path"):  # likewise a checkpoint without 3x1x1 convs at that block
-        i3d = i3d_kernels(load_model(cfg.i3d_ckpt_path, key="i3d_ckpt_path"), cfg.block, i3d_norm)
-    t = int(model.hparams.num_frames)
-    data = data_config(cfg.ckpt_path)
-    if not data:
-        log.warning("%s has no saved data config: uniform clips at %dpx", cfg.ckpt_path, size or DEFAULT_SIZE)
-    clips = torch.stack([load_clip(v, t, size, data) for v in videos])
-    log.info("recording %s for %d videos (T=%d, %s sampling, %dpx)", cfg.block, len(videos), t,
-             data.get("sampler", "uniform"), clips.shape[-1])
-    rec = record(model, clips, cfg.block)
-
-    block = str(cfg.block).lower()
-    paths = [plot_violins(rec, videos, block, i3d, i3d_norm, out / f"violins_{block}.png")]
-    if rec["theta"] is not None:
-        for n, (video, theta) in enumerate(zip(videos, rec["theta"])):
-            paths.append(plot_theta_hist(theta, video, block, out / f"theta_hist_{block}_{n:02d}_{_short(video)}.png"))
-    arrays = {k: rec[k] for k in ("v", "theta", "logits") if rec[k] is not None}
-    if i3d is not None:
-        arrays["i3d"] = i3d
-    np.savez(out / f"kernels_{block}.npz", videos=np.asarray(videos), **arrays)
-    paths.append(out / f"kernels_{block}.npz")
-    log.info("wrote %d files to %s", len(paths), out)
-    return {"paths": paths, "videos": videos, "i3d": i3d, **rec}
-
-
-@hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="visualize")
-def main(cfg: DictConfig) -> None:
-    visualize(cfg)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """The one place a checkpoint or weights file is opened: ``torch.load(weights_only=True)``, with errors
 that say what the file is instead of an unpickler's traceback. Callers add what they need on top:
-training/eval a project checkpoint (``runner.read_checkpoint``), ``convert`` any peer's layout,
-``predict`` the saved data protocol, backbones a timm/torchvision state dict."""
+a project checkpoint and its model (``models.load.Checkpoint``, ``load_model``), ``convert`` any peer's
+layout, backbones a timm/torchvision state dict."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ otherwise the error lists the keys and names the setting to change.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -29,10 +30,14 @@ from dataclasses import dataclass, field
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint_file
+from .fit import check_clip_length, check_fits
+from .load import net_kwargs
 from .video import create_video_model
 
 __all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
            "load_init_weights", "to_peer_layout"]
+
+log = logging.getLogger("tanet_lightning")
 
 SOURCES = ("official", "mmaction2", "project")
 
@@ -46,8 +51,22 @@ STAGE_OF_LAYER = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4"
 class Converted:
     state_dict: dict[str, torch.Tensor]  # VideoClassifier keys
     source: str  # official | mmaction2 | project
-    model_kwargs: dict = field(default_factory=dict)  # create_video_model arguments read off the weights
+    model_kwargs: dict = field(default_factory=dict)  # create_video_model arguments (the model.* keys)
     extra: dict = field(default_factory=dict)  # what a project checkpoint carried (hparams, class names, ...)
+    path: str = ""  # where it was read from, and the setting that named it (for messages)
+    key: str = "src"
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.model_kwargs["num_frames"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model_kwargs["num_classes"])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return list(self.extra["class_names"]) if self.extra.get("class_names") else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,22 +197,23 @@ def _infer_backbone(state: Mapping[str, torch.Tensor]) -> str:
     return name
 
 
-def _infer_temporal(state: Mapping[str, torch.Tensor]) -> tuple[dict, list[str], int | None]:
-    """(temporal kwargs, stages with a TAM, T) for TAM checkpoints; C2D when there is no temporal key."""
+def _infer_temporal(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str], int | None]:
+    """(model.temporal, model.tam, stages with a TAM, T) for TAM checkpoints; C2D when there is no temporal key."""
     g0 = sorted(k for k in state if k.endswith(".temporal.G.net.0.weight"))
     if not g0:
         if any(".temporal." in k for k in state):
             raise CheckpointError("only TAM checkpoints can be converted (found temporal keys that are not TAM's G/L)")
-        return {}, [], None
+        return {"name": "c2d"}, {}, [], None
     first = g0[0].removesuffix("G.net.0.weight")
     hidden, t = state[first + "G.net.0.weight"].shape
     k = state[first + "G.net.3.weight"].shape[0]
     l0 = state[first + "L.net.0.weight"]  # (C/beta, C, local kernel)
-    kwargs = {"alpha": hidden // t, "beta": l0.shape[1] // l0.shape[0], "kernel_size": k}
+    tam = {"alpha": hidden // t, "beta": l0.shape[1] // l0.shape[0], "kernel_size": k}
+    temporal = {"name": "tam"}
     if l0.shape[-1] != k:  # MMAction2's K=5 models keep a 3-tap local conv
-        kwargs["local_kernel_size"] = l0.shape[-1]
+        temporal["local_kernel_size"] = l0.shape[-1]
     stages = sorted({STAGE_OF_LAYER[re.search(r"\.(layer\d)\.", key).group(1)] for key in g0})
-    return kwargs, stages, t
+    return temporal, tam, stages, t
 
 
 def _check_against(model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str,
@@ -212,7 +232,7 @@ def _check_against(model_state: Mapping[str, torch.Tensor], state: Mapping[str, 
     for k, got, want in shapes[:12]:
         hint = ""
         if k.endswith("G.net.0.weight"):
-            hint = f" (TAM's global branch is (alpha*T, T): this checkpoint is T={got[1]}: use --num-frames {got[1]})"
+            hint = f" (TAM's global branch is (alpha*T, T): this checkpoint is T={got[1]})"
         elif k.startswith("fc."):
             hint = f" (the checkpoint has {got[0]} classes: Kinetics-400 has 400, Something-Something 174)"
         lines.append(f"  {k}: checkpoint {got} vs model {want}{hint}")
@@ -249,18 +269,16 @@ def convert(
 
     hparams = extra.get("hyper_parameters") if source == "project" else None
     if hparams:  # a project checkpoint says what it is; nothing to guess
-        kwargs = _kwargs_from_hparams(hparams)
+        kwargs = net_kwargs(hparams)
         t = kwargs["num_frames"]
     else:
-        tkwargs, stages, t = _infer_temporal(mapped)
-        kwargs = {"backbone": _infer_backbone(mapped), "temporal": "tam" if tkwargs else "c2d",
+        temporal, tam, stages, t = _infer_temporal(mapped)
+        kwargs = {"backbone": _infer_backbone(mapped), "temporal": temporal, "tam": tam,
                   "num_classes": int(mapped["fc.weight"].shape[0]), "num_frames": t or num_frames or 8,
-                  "position": "b", "stages": stages or ["res2", "res3", "res4", "res5"], "temporal_kwargs": tkwargs}
-    if num_frames is not None and t is not None and num_frames != t:
-        raise CheckpointError(
-            f"the checkpoint was trained with T={t} frames (its TAM global branch has {t} inputs) but "
-            f"num_frames={num_frames} was asked for: convert with --num-frames {t} (TAM weights depend on T)"
-        )
+                  "position": "b", "stages": stages or ["res2", "res3", "res4", "res5"]}
+    if num_frames is not None and t is not None:
+        check_clip_length(num_frames, t, what=f"--num-frames {num_frames}", fix=f"convert with --num-frames {t} "
+                          f"(the checkpoint's TAM global branch has {t} inputs)", error=CheckpointError)
     n_cls = int(mapped["fc.weight"].shape[0])
     if num_classes is not None and num_classes != n_cls:
         raise CheckpointError(
@@ -269,18 +287,8 @@ def convert(
         )
     model = create_video_model(**kwargs)
     _check_against(model.state_dict(), mapped, source, original)
-    return Converted(mapped, source, kwargs, extra)
-
-
-def _kwargs_from_hparams(h: Mapping) -> dict:
-    from ..training.module import temporal_kwargs  # the module's own split of model.temporal / model.tam
-
-    name, kwargs, nl_blocks = temporal_kwargs(h.get("temporal") or {"name": "tam"}, h.get("tam") or {})
-    return {"backbone": h.get("backbone", "resnet50"), "temporal": name, "num_classes": h["num_classes"],
-            "num_frames": h.get("num_frames", 8), "position": h.get("position", "b"),
-            "stages": list(h.get("stages", ("res2", "res3", "res4", "res5"))),
-            "dropout": h.get("dropout", 0.5), "temporal_kwargs": kwargs, "nl_blocks": nl_blocks,
-            "backbone_kwargs": h.get("backbone_kwargs")}
+    path = str(src) if isinstance(src, (str, os.PathLike)) else ""
+    return Converted(mapped, source, kwargs, extra, path)
 
 
 def convert_checkpoint(src: str | os.PathLike | Mapping, source: str = "auto") -> dict[str, torch.Tensor]:
@@ -288,42 +296,40 @@ def convert_checkpoint(src: str | os.PathLike | Mapping, source: str = "auto") -
     return convert(src, source).state_dict
 
 
-def load_init_weights(net: torch.nn.Module, path: str | os.PathLike) -> list[str]:
+def load_init_weights(net: torch.nn.Module, path: str | os.PathLike,
+                      class_names: list[str] | None = None) -> list[str]:
     """``model.init_from``: every weight of a project, converted or peer checkpoint into ``net``.
 
-    The classifier is left at its fresh initialisation when the class count differs (and that is
-    logged); any other difference is an error. Returns the keys that were not loaded.
+    Fine-tuning: a checkpoint of other classes (by name; by count when it carries none) leaves the
+    classifier at its fresh initialisation, the same classes in another order are reordered; any other
+    difference is an error. Returns the keys that were not loaded.
     """
-    import logging
-
-    log = logging.getLogger("tanet_lightning")
     try:
         conv = convert(path)
     except CheckpointError as e:
         raise CheckpointError(f"model.init_from={path}: {e}") from None
+    conv.key = "model.init_from"
     own, state = net.state_dict(), dict(conv.state_dict)
-    t_ckpt, t_net = conv.model_kwargs["num_frames"], getattr(net, "num_frames", None)
-    if t_net is not None and t_ckpt != t_net and any(".temporal.G." in k for k in state):
-        raise CheckpointError(f"model.init_from={path} was trained with num_frames={t_ckpt} but this model has "
-                              f"{t_net}; TAM's global branch depends on T: set data.num_frames={t_ckpt}")
-    skipped = []
-    if "fc.weight" in own and state["fc.weight"].shape != own["fc.weight"].shape:
-        skipped = ["fc.weight", "fc.bias"]
-        log.info("model.init_from: the checkpoint has %d classes, the data %d: the classifier starts afresh",
-                 state["fc.weight"].shape[0], own["fc.weight"].shape[0])
-        for k in skipped:
-            state.pop(k, None)
+    # only TAM's global branch depends on T: a TSM, I3D or C2D checkpoint fine-tunes at any clip length
+    t_dependent = any(".temporal.G." in k for k in state)
+    match = check_fits(conv, num_frames=net.num_frames if t_dependent else conv.num_frames,
+                       class_names=class_names, num_classes=net.num_classes, use="init_from")
+    skipped = ["fc.weight", "fc.bias"] if match.restart else []
+    for k in skipped:
+        state.pop(k, None)
     unexpected = [k for k in state if k not in own]
     missing = [k for k in own if k not in state and k not in skipped]
     shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
               if k in state and state[k].shape != v.shape]
     if unexpected or missing or shapes:
-        arch = {k: conv.model_kwargs.get(k) for k in ("backbone", "temporal", "position", "stages", "temporal_kwargs")}
+        arch = {k: conv.model_kwargs.get(k) for k in ("backbone", "temporal", "tam", "position", "stages")}
         raise CheckpointError(
             f"model.init_from={path} does not fit model.* (the checkpoint is {arch}): "
             f"unexpected {unexpected[:8]}, missing {missing[:8]}, shapes {shapes[:8]}; set the model config "
             f"to the checkpoint's architecture (e.g. model.backbone={arch['backbone']})"
         )
     net.load_state_dict(state, strict=not skipped)
+    if match.order is not None:
+        net.reorder_classes(match.order)
     log.info("model.init_from: loaded %d tensors from %s (%s layout)", len(state), path, conv.source)
     return skipped

@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import register_flop_formula
 
+from .fit import check_frame_batch
+
 __all__ = [
     "TAM",
     "TemporalAdaptiveModule",
@@ -73,14 +75,9 @@ def _frames(x: torch.Tensor, num_frames: int, channels: int | None = None) -> in
     """Number of videos N in an (N*T, C, H, W) batch; a clear error instead of a silent re-split."""
     if x.dim() != 4:
         raise ValueError(f"expected a frame batch (N*T, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[0] % num_frames:
-        raise ValueError(
-            f"batch of {x.shape[0]} frames is not a whole number of {num_frames}-frame clips; "
-            f"the module was built for num_frames={num_frames} (set data.num_frames == model.num_frames)"
-        )
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"module built for {channels} channels got input with {x.shape[1]}")
-    return x.shape[0] // num_frames
+    return check_frame_batch(x.shape[0], num_frames)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -603,6 +600,7 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
     TemporalSpec("tam", TAM, "in_block", tam_keys=True, paper_row="TANet", paper=(43.02, 25.59, 76.1, 92.3)),
 )}
 TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {n: s.factory for n, s in TEMPORAL.items() if s.factory}
+TAM_FAMILY = tuple(name for name, spec in TEMPORAL.items() if spec.tam_keys)  # the modules that take model.tam.*
 
 
 def temporal_spec(name: str) -> TemporalSpec:

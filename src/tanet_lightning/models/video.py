@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from .backbones import STAGE_NAMES, backbone_family, create_backbone
+from .fit import check_clip_length
 from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal
 from .temporal import create_temporal, temporal_spec
 
@@ -41,11 +42,15 @@ class VideoClassifier(nn.Module):
     def check_clip(self, video: torch.Tensor) -> None:
         if video.dim() != 5:
             raise ValueError(f"expected a clip batch (N, T, 3, H, W), got shape {tuple(video.shape)}")
-        if video.shape[1] != self.num_frames:
-            raise ValueError(
-                f"clip has {video.shape[1]} frames but the model was built for num_frames={self.num_frames}; "
-                f"set data.num_frames={self.num_frames} or build the model with model.num_frames={video.shape[1]}"
-            )
+        check_clip_length(video.shape[1], self.num_frames, what=f"a clip batch {tuple(video.shape)}",
+                          fix=f"set data.num_frames={self.num_frames}")
+
+    def reorder_classes(self, order: list[int]) -> None:
+        """Classifier row ``order[i]`` becomes row i (a checkpoint's classes onto the data's order)."""
+        index = torch.as_tensor(order, device=self.fc.weight.device)
+        with torch.no_grad():
+            self.fc.weight.copy_(self.fc.weight[index])
+            self.fc.bias.copy_(self.fc.bias[index])
 
     def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
         """(N, T, num_classes): one score per frame, before the temporal average."""
@@ -61,41 +66,57 @@ class VideoClassifier(nn.Module):
         return self.frame_logits(video).mean(dim=1)
 
 
+def temporal_options(temporal: str | Mapping | None = None,
+                     tam: Mapping | None = None) -> tuple[str, dict, dict | None]:
+    """(name, module options, non-local block indices) of the ``model.temporal`` node and ``model.tam``.
+
+    The one merge of the two: ``model.tam.{alpha,beta,kernel_size}`` are the paper's sweep keys and reach
+    only the modules whose spec takes them (``tam_keys``); a key in ``model.temporal`` wins.
+    """
+    options = {"name": temporal} if isinstance(temporal, str) else dict(temporal or {"name": "tam"})
+    name = options.pop("name", "tam")
+    nl_blocks = options.pop("blocks", None)
+    if temporal_spec(name).tam_keys:
+        options = {**(tam or {}), **options}
+    return name, options, nl_blocks
+
+
 def create_video_model(
     backbone: str = "resnet50",
-    temporal: str = "tam",
+    temporal: str | Mapping = "tam",
     num_classes: int = 400,
     num_frames: int = 8,
+    *,
+    tam: Mapping | None = None,
     position: str | None = None,
     stages: Sequence[str] = STAGE_NAMES,
     dropout: float = 0.5,
     pretrained: bool = False,
     pretrained_path: str | None = None,
-    temporal_kwargs: Mapping | None = None,
-    nl_blocks: Mapping[str, Sequence[int] | str] | None = None,
     backbone_kwargs: Mapping | None = None,
 ) -> VideoClassifier:
-    """Build any model of the paper's Tables 2, 3 and 5 by name.
+    """Build any model of the paper's Tables 2, 3 and 5 by name: the ``model.*`` keys of the configs.
 
-    ``temporal`` is a name of the registry ``temporal.TEMPORAL``, whose spec says how it is placed;
-    ``position=None`` puts an in-block module at its own place (TAM: b, TSM: a).
-    ImageNet weights are loaded into the plain backbone before it is patched, so temporal modules keep
-    their own initialisation.
+    ``temporal`` is a name of the registry ``temporal.TEMPORAL`` or the ``model.temporal`` node (its
+    ``name`` plus module options; ``blocks`` for non-local placement); ``tam`` holds the paper's TAM
+    sweep keys, merged in by ``temporal_options``. ``position=None`` puts an in-block module at its own
+    place (TAM: b, TSM: a). ImageNet weights are loaded into the plain backbone before it is patched, so
+    temporal modules keep their own initialisation.
     """
     family = backbone_family(backbone)  # unknown names fail here, before any weights are loaded
-    spec = temporal_spec(temporal)
-    kwargs = dict(temporal_kwargs or {})
+    name, kwargs, nl_blocks = temporal_options(temporal, tam)
+    spec = temporal_spec(name)
     net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path, **(backbone_kwargs or {}))
     stages = list(stages)
     if spec.placement == "none":
         if kwargs:
-            raise ValueError(f"{temporal} has no temporal module; unexpected options {sorted(kwargs)}")
+            raise ValueError(f"{name} has no temporal module; unexpected options {sorted(kwargs)}")
     elif spec.placement == "inflate":
         inflate_first_convs(net, family, num_frames, stages)
     elif spec.placement == "after_block":
-        factory = partial(create_temporal, temporal, num_frames=num_frames, **kwargs)
+        factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_after_blocks(net, family, factory, dict(nl_blocks or NL_BLOCKS))
     else:
-        factory = partial(create_temporal, temporal, num_frames=num_frames, **kwargs)
+        factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_temporal(net, family, factory, position or spec.position, stages)
     return VideoClassifier(net, num_classes, num_frames, dropout)

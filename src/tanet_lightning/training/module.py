@@ -7,8 +7,9 @@ device; ``label`` (B,); for testing also ``video_idx`` and ``view_idx`` (one ite
 from __future__ import annotations
 
 import functools
+import inspect
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,54 +17,34 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchmetrics import MaxMetric
 
-from ..models import STAGE_NAMES, create_video_model
-from ..models.temporal import TEMPORAL
+from ..base.errors import CheckpointError, ConfigError
+from ..base.metrics import accuracy_metrics
+from ..models.convert import load_init_weights
+from ..models.fit import check_clip_length, check_fits
+from ..models.load import NET_ARGS, Checkpoint
+from ..models.temporal import TAM_FAMILY
+from ..models.video import create_video_model
 from .sync_bn import convert_sync_batchnorm
 
-TAM_FAMILY = tuple(name for name, spec in TEMPORAL.items() if spec.tam_keys)  # take model.tam.*
-
-
-def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-            "mean_class_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
-        },
-        prefix=prefix,
-        # torchmetrics merges metrics whose states are equal after the first update into one compute
-        # group: top-1 and top-5 agree on many a first batch, and top-5 then reported top-1 all epoch
-        compute_groups=False,
-    )
-
-
-def temporal_kwargs(temporal: Mapping[str, Any], tam: Mapping[str, Any]) -> tuple[str, dict, dict | None]:
-    """Split the ``model.temporal`` node into (name, module kwargs, non-local block indices)."""
-    options = dict(temporal)
-    name = options.pop("name")
-    nl_blocks = options.pop("blocks", None)
-    if name in TAM_FAMILY:
-        options = {**tam, **options}  # model.tam.{alpha,beta,kernel_size} are the paper's sweep keys
-    return name, options, nl_blocks
+__all__ = ["MECHANICS", "TAM_FAMILY", "VideoClassificationModule", "accuracy_metrics", "average_views",
+           "instantiate_model"]
 
 
 class VideoClassificationModule(L.LightningModule):
+    """The network is ``create_video_model(num_classes=..., **net)``: every ``model.*`` key that is not a
+    training mechanic below goes to it by name (``backbone``, ``temporal``, ``tam``, ``num_frames``, ...).
+    The saved hyper-parameters stay flat, as they always were, so every checkpoint rebuilds its network.
+    """
+
     def __init__(
         self,
+        *,
         num_classes: int,
-        num_frames: int = 8,
-        backbone: str = "resnet50",
-        temporal: Mapping[str, Any] | None = None,
-        tam: Mapping[str, Any] | None = None,
-        position: str | None = None,
-        stages: Sequence[str] = STAGE_NAMES,
-        dropout: float = 0.5,
-        pretrained: bool = False,
-        pretrained_path: str | None = None,
-        backbone_kwargs: Mapping[str, Any] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         fc_lr_mult: float = 5.0,
@@ -75,16 +56,18 @@ class VideoClassificationModule(L.LightningModule):
         init_from: str | None = None,
         freeze_bn: bool = False,
         sync_bn: bool = False,
+        **net: Any,
     ):
         super().__init__()
         if view_average not in ("logits", "prob"):
-            raise ValueError(f"model.view_average must be 'logits' or 'prob', got {view_average!r}")
+            raise ConfigError(f"model.view_average must be 'logits' or 'prob', got {view_average!r}")
+        unknown = sorted(set(net) - set(NET_ARGS))
+        if unknown:
+            raise ConfigError(f"model.{unknown[0]} is not a model setting: the network takes "
+                              f"{sorted(k for k in NET_ARGS if k != 'num_classes')}, training takes "
+                              f"{sorted(k for k in MECHANICS)}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        name, kwargs, nl_blocks = temporal_kwargs(temporal or {"name": "tam"}, tam or {})
-        self.net = create_video_model(
-            backbone, name, num_classes, num_frames, position, list(stages), dropout,
-            pretrained, pretrained_path, kwargs, nl_blocks, backbone_kwargs,
-        )
+        self.net = create_video_model(num_classes=num_classes, **net)
         self.net.channels_last = channels_last
         if freeze_bn:  # TSN's partial BN: every BatchNorm2d but the first keeps its ImageNet/pretrained statistics
             for bn in frozen_batchnorms(self.net):
@@ -100,6 +83,22 @@ class VideoClassificationModule(L.LightningModule):
         self._test_outputs: list[tuple[torch.Tensor, ...]] = []
         self.test_results: dict[str, torch.Tensor] = {}
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, *, num_frames: int, class_names: Sequence[str] | None,
+                        num_classes: int | None = None, protocol: dict | None = None,
+                        **mechanics: Any) -> VideoClassificationModule:
+        """The module of a project checkpoint, ready to test: its saved settings (``mechanics`` override
+        them, e.g. ``view_average``), its network weights, its classifier rows in the data's class order.
+        The data's fit (T, classes) is checked first (``models.fit.check_fits``)."""
+        match = check_fits(ckpt, num_frames=num_frames, class_names=class_names, num_classes=num_classes,
+                           protocol=protocol, use="eval")
+        hparams = {k: v for k, v in ckpt.hparams.items() if k in MECHANICS}
+        module = cls(**{**hparams, **mechanics}, **ckpt.net_kwargs)
+        ckpt.load_weights(module.net)
+        if match.order is not None:
+            module.net.reorder_classes(match.order)
+        return module
 
     def configure_model(self) -> None:
         # SyncBN under DDP (also CPU/gloo, where torch's SyncBatchNorm refuses to run): batch statistics
@@ -119,9 +118,8 @@ class VideoClassificationModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         # before Lightning restores a `ckpt_path` (which then wins), so resuming a fine-tune works
         if stage == "fit" and self.hparams.get("init_from"):
-            from ..models.convert import load_init_weights
-
-            load_init_weights(self.net, self.hparams.init_from)
+            dm = self.trainer.datamodule if self._trainer is not None else None
+            load_init_weights(self.net, self.hparams.init_from, getattr(dm, "class_names", None))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -259,12 +257,28 @@ class VideoClassificationModule(L.LightningModule):
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(checkpoint["rng_states"]["python"])
         saved = checkpoint.get("hyper_parameters", {}).get("num_frames")
-        if saved is not None and saved != self.hparams.num_frames:
-            raise ValueError(
-                f"checkpoint was trained with num_frames={saved} but this model has "
-                f"num_frames={self.hparams.num_frames}; TAM's global branch depends on T. "
-                f"Use data.num_frames={saved}"
-            )
+        if saved is not None:
+            check_clip_length(self.net.num_frames, saved, what=f"this model (T={self.net.num_frames})",
+                              fix=f"the checkpoint was trained with T={saved}: set data.num_frames={saved}",
+                              error=CheckpointError)
+
+
+# the module's own settings (training mechanics); every other model.* key builds the network
+MECHANICS = tuple(p for p in inspect.signature(VideoClassificationModule.__init__).parameters
+                  if p not in ("self", "net", "num_classes", "optimizer", "scheduler"))
+
+
+def instantiate_model(model: DictConfig, **kwargs: Any) -> VideoClassificationModule:
+    """The LightningModule of ``cfg.model``; an argument its constructors refuse (a position a block does
+    not have, a beta that does not divide the channels...) is a ConfigError with the constructor's message."""
+    try:
+        return instantiate(model, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        if isinstance(e.__cause__, ValueError):
+            raise ConfigError(f"model: {e.__cause__}") from None
+        raise
 
 
 def only_valid(batch: dict) -> dict:

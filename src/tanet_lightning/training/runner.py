@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 from ..base.errors import ConfigError
 from ..data.formats import DatasetNotFoundError
 from ..models.backbones import backbone_family
-from ..models.checkpoint import CheckpointError, load_checkpoint_file
 from ..models.flops import count
 from ..models.temporal import TEMPORAL
 from .module import TAM_FAMILY
@@ -132,19 +131,6 @@ def run_lock(out: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
-    """A checkpoint of this project (weights and the model config that made them); other files are named
-    for what they are."""
-    try:
-        ckpt = load_checkpoint_file(path, key)
-    except CheckpointError as e:
-        raise ConfigError(str(e)) from None
-    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ConfigError(f"{key}={path} is a bare weights file, not a checkpoint of this project (it has no "
-                          "saved model config): load ImageNet weights with model.pretrained_path=FILE")
-    return ckpt
-
-
 NO_DATASET_HINT = (
     "No such dataset on this machine? `+preset=synthetic` runs the same experiment on the embedded "
     "synthetic motion videos (generated on first use, no download)."
@@ -161,17 +147,6 @@ def instantiate_data(cfg: DictConfig):
             raise ConfigError(f"{cause}\n{NO_DATASET_HINT}") from None
         if isinstance(cause, ValueError):  # AnnotationError, or a value the DataModule refuses
             raise ConfigError(str(cause)) from None
-        raise
-
-
-def instantiate_model(cfg: DictConfig, **kwargs):
-    """The LightningModule of ``cfg.model``; an argument its constructors refuse (a position a block does
-    not have, a beta that does not divide the channels...) is a ConfigError with the constructor's message."""
-    try:
-        return instantiate(cfg.model, **kwargs)
-    except InstantiationException as e:
-        if isinstance(e.__cause__, ValueError):
-            raise ConfigError(f"model: {e.__cause__}") from None
         raise
 
 
@@ -236,17 +211,6 @@ def log_summary(loggers: list, values: dict[str, float]) -> None:
 
 def to_python(metrics: dict) -> dict[str, float]:
     return {k: (v.item() if isinstance(v, torch.Tensor) else float(v)) for k, v in metrics.items()}
-
-
-def check_checkpoint_fits(ckpt: dict, path: str | Path, model) -> None:
-    """The checkpoint's clip length and classes must be the model's: say which key to change."""
-    hp, mine = ckpt["hyper_parameters"], model.hparams
-    if hp.get("num_frames") != mine.num_frames:
-        raise ConfigError(f"{path} was trained with num_frames={hp.get('num_frames')} but data.num_frames="
-                          f"{mine.num_frames}: TAM's weights depend on T; set data.num_frames={hp.get('num_frames')}")
-    if hp.get("num_classes") != mine.num_classes:
-        raise ConfigError(f"{path} has {hp.get('num_classes')} classes but the data has {mine.num_classes}: "
-                          "evaluate on the dataset it was trained on (fine-tuning on new classes is not a resume)")
 
 
 def write_bad_files(out: Path, rows: list[tuple[str, ...]]) -> None:

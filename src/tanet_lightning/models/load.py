@@ -1,0 +1,116 @@
+"""A project checkpoint -> a ready model: the one way every application reads one.
+
+A project checkpoint (written by training or by ``tanet_lightning.convert``) holds the weights
+(``state_dict``, the LightningModule's: the network under ``net.``), the ``model.*`` settings that built
+them (``hyper_parameters``, flat), the class names and the test protocol (``data_config``).
+``Checkpoint.read`` decides whether a file is one; ``load_model(path)`` is the network, in eval mode,
+with every weight loaded; ``models.fit.check_fits`` says whether it fits a run's data.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from ..base.errors import CheckpointError
+from .checkpoint import load_checkpoint_file
+from .video import VideoClassifier, create_video_model
+
+NET_ARGS = inspect.signature(create_video_model).parameters  # which hyper-parameters build the network
+
+
+def net_kwargs(hparams: dict) -> dict:
+    """``create_video_model``'s arguments among a checkpoint's flat hyper-parameters; ``pretrained=False``:
+    the checkpoint holds every weight."""
+    kwargs = {k: v for k, v in hparams.items() if k in NET_ARGS}
+    return {**kwargs, "num_frames": kwargs.get("num_frames", NET_ARGS["num_frames"].default),
+            "pretrained": False, "pretrained_path": None}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    key: str  # the setting the path came from, named in every message (ckpt_path, model.init_from, ...)
+    raw: dict
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, key: str = "ckpt_path") -> Checkpoint:
+        """Open ``path``; a file that is not a project checkpoint is refused for what it is."""
+        raw = load_checkpoint_file(path, key)
+        if not isinstance(raw.get("state_dict"), dict) or not isinstance(raw.get("hyper_parameters"), dict):
+            raise CheckpointError(
+                f"{key}={path} is not a checkpoint of this project (a bare weights file: it has no saved model "
+                "config): ImageNet weights go to model.pretrained_path=FILE, a peer's release through "
+                f"python -m tanet_lightning.convert {path} --out model.ckpt")
+        if "num_classes" not in raw["hyper_parameters"]:
+            raise CheckpointError(f"{key}={path}: its saved model config has no num_classes")
+        return cls(Path(path), key, raw)
+
+    @property
+    def where(self) -> str:
+        return f"{self.key}={self.path}"
+
+    @property
+    def hparams(self) -> dict:
+        return self.raw["hyper_parameters"]
+
+    @property
+    def net_kwargs(self) -> dict:
+        """``create_video_model``'s arguments; ``pretrained=False``: the checkpoint holds every weight."""
+        return net_kwargs(self.hparams)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.hparams.get("num_frames", NET_ARGS["num_frames"].default))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.hparams["num_classes"])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes in classifier order; None for checkpoints saved without them."""
+        names = self.raw.get("class_names")
+        return list(names) if names else None
+
+    @property
+    def data_config(self) -> dict | None:
+        """The saved test protocol (``TestProtocol.to_dict()``); None for checkpoints saved without it."""
+        data = self.raw.get("data_config")
+        return dict(data) if data else None
+
+    @cached_property
+    def net_state(self) -> dict[str, torch.Tensor]:
+        return {k.removeprefix("net."): v for k, v in self.raw["state_dict"].items() if k.startswith("net.")}
+
+    def load_weights(self, net: VideoClassifier) -> VideoClassifier:
+        """Every network weight of the checkpoint into ``net`` (built from ``net_kwargs``), strictly."""
+        own, state = net.state_dict(), self.net_state
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                  if k in own and v.shape != own[k].shape]
+        if missing or unexpected or shapes:
+            raise CheckpointError(f"{self.where}: its weights do not fit the model its config describes "
+                                  f"(missing {missing[:6]}, unexpected {unexpected[:6]}, shapes {shapes[:6]}); "
+                                  "was it edited by hand?")
+        net.load_state_dict(state, strict=True)
+        return net
+
+    def build(self) -> VideoClassifier:
+        """The network with every weight loaded, in eval mode."""
+        try:
+            net = create_video_model(**self.net_kwargs)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.where}: its saved model config does not build a model: {e}") from None
+        return self.load_weights(net).eval()
+
+
+def load_model(path: str | os.PathLike, key: str = "ckpt_path") -> VideoClassifier:
+    """A project checkpoint file -> its network, every weight loaded, in eval mode."""
+    return Checkpoint.read(path, key).build()
