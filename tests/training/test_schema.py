@@ -16,13 +16,15 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from tanet_lightning.analysis import complexity, ensemble
+from tanet_lightning import complexity, ensemble
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.base.errors import ConfigError
 from tanet_lightning.config import config_dir
 from tanet_lightning.data.datamodule import VideoDataModule
+from tanet_lightning.data.settings import ClipSettings
 from tanet_lightning.eval import evaluate
 from tanet_lightning.export import export
+from tanet_lightning.models import create_video_model
 from tanet_lightning.predict import predict
 from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule
@@ -199,11 +201,17 @@ def test_documented_commands_validate(make_cfg, tmp_path, app):
 
 
 def test_the_group_schemas_are_the_constructors_arguments():
-    """A new VideoDataModule / VideoClassificationModule argument needs its schema field (and back)."""
-    for cls, schema, injected in ((VideoDataModule, groups.Data, set()),
-                                  (VideoClassificationModule, groups.Model, {"num_classes", "optimizer", "scheduler"})):
-        params = set(inspect.signature(cls.__init__).parameters) - {"self"} - injected
-        assert set(groups.__dict__[schema.__name__].__dataclass_fields__) == params, cls.__name__
+    """A new VideoDataModule / VideoClassificationModule / network argument needs its schema field (and back).
+    Both constructors take their open part as keywords: the clip settings and the network's arguments."""
+
+    def named(fn) -> set[str]:
+        return {n for n, p in inspect.signature(fn).parameters.items() if p.kind != p.VAR_KEYWORD} - {"self"}
+
+    data = named(VideoDataModule.__init__) | set(ClipSettings.keys())
+    assert set(groups.Data.__dataclass_fields__) == data, "VideoDataModule"
+    model = named(VideoClassificationModule.__init__) | named(create_video_model)
+    assert set(groups.Model.__dataclass_fields__) == model - {"num_classes", "optimizer", "scheduler"}, \
+        "VideoClassificationModule + create_video_model"
 
 
 def test_monitorable_metrics_are_what_the_module_logs(make_cfg):
