@@ -3,8 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tanet-installed
 ARGS ?=
+# pytest-xdist: one worker per core (at most 4: each runs training processes), a test file or a
+# documented-commands workspace per worker (tests/conftest.py); `make test XDIST=` runs in one process
+XDIST ?= -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
+PYTEST := $(PY) -m pytest -q $(XDIST)
 
-.PHONY: help install test test-all train lint bench complexity
+.PHONY: help install test test-quick test-all train lint bench complexity
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -17,11 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extra (editable)
 
-test: $(STAMP)  ## the fast suite CI runs (CPU, a few minutes)
-	$(PY) -m pytest -m "not slow" -q
+test: $(STAMP)  ## what CI runs: all but the slow tests, README/experiments commands included (<= 8 min, 2 cores)
+	$(PYTEST) -m "not slow"
+
+test-quick: $(STAMP)  ## the inner loop: no slow tests, no documented commands, no training processes (<= 2 min)
+	$(PYTEST) -m "not slow and not docs and not process"
 
 test-all: $(STAMP)  ## every test, slow ones included
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 train: $(STAMP)  ## the main job: TANet on the embedded synthetic motion data (ARGS="key=value ...")
 	$(PY) -m tanet_lightning.train $(ARGS)
