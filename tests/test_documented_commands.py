@@ -113,6 +113,17 @@ def test_the_docs_have_commands():
     assert len(CASES) > 20 and any("+experiment=ablation_alpha_beta" in c.values[2] for c in CASES)
 
 
+def test_a_report_runs_in_the_workspace_of_its_sweep():
+    """Workspaces are per section, but `report temporal_modules --wandb` (its own README section) reads
+    the Table 2 sweep run in another one: it must run there, after it."""
+    readme = workspace_names(REPO / "README.md")
+    lines = {n: c for n, c, _ in documented_commands(REPO / "README.md")}
+    sweep = next(n for n, c in lines.items() if "+experiment=temporal_modules +preset=synthetic" in c)
+    reports = [n for n, c in lines.items() if c.startswith("python -m tanet_lightning.report temporal_modules")]
+    assert len(reports) == 2 and all(readme[n] == readme[sweep] and n > sweep for n in reports)
+    assert len(set(readme.values())) > 2  # the other sections run apart, in parallel under xdist
+
+
 def expected_exit(comment: str) -> int:
     if "needs the dataset" in comment:
         return 2
