@@ -3,9 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tanet-installed
 ARGS ?=
-# pytest-xdist: one worker per core (at most 4: each runs training processes), a test file or a
-# documented-commands workspace per worker (tests/conftest.py); `make test XDIST=` runs in one process
-XDIST ?= -n auto --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
+# pytest-xdist: one worker per core (at most 4: each runs training processes); a test file, or a test
+# class (a documented-commands workspace), runs whole in one worker, in the order tests/conftest.py
+# gives (longest first); `make test XDIST=` runs in one process
+XDIST ?= -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 PYTEST := $(PY) -m pytest -q $(XDIST)
 
 .PHONY: help install test test-quick test-all train lint bench complexity

@@ -22,14 +22,9 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     torch.set_num_threads(_share)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """`--dist loadgroup` keeps each test file on one worker (its module fixtures are made once), and a
-    documented-commands workspace together (its own `xdist_group`); the documented commands go first,
-    so the long groups start while short files fill the end."""
-    for item in items:
-        if not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    """The documented commands go first: under `--dist loadscope` their workspaces (one test class each)
+    are the long units, so they start while the short test files fill the end."""
     items.sort(key=lambda item: not any(item.iter_markers("docs")))  # stable: the order within stays
 
 

@@ -30,7 +30,7 @@ process paying ~8 s CPU of imports. What keeps it there:
 - the synthetic videos are generated once per test session for all xdist workers (one directory,
   ``ensure_synthetic``'s file lock), not once per worker;
 - one workspace per ``##`` section of a page, so the sections run in parallel under xdist (each is
-  one ``xdist_group``); a ``report NAME`` command joins the workspace of the page's
+  one test class: ``--dist loadscope``); a ``report NAME`` command joins the workspace of the page's
   ``+experiment=NAME`` command, whose sweep it reads;
 - under xdist each command's PyTorch gets its share of the cores (``OMP_NUM_THREADS``), not all of them.
 """
@@ -103,9 +103,7 @@ def not_run_reason(command: str) -> str | None:
     return not_here.group(1) if not_here else None
 
 
-# under xdist (`--dist loadgroup`) a workspace's commands run in one worker, in the page's order
-CASES = [pytest.param(page, n, cmd, id=f"{page.relative_to(REPO)}:{n}",
-                      marks=pytest.mark.xdist_group(workspace_names(page)[n]))
+CASES = [pytest.param(page, n, cmd, id=f"{page.relative_to(REPO)}:{n}")
          for page in PAGES for n, cmd, _ in documented_commands(page)]
 
 
@@ -245,8 +243,7 @@ def tidy(ws: Workspace, name: str, line: int) -> None:
         ckpt.unlink()
 
 
-@pytest.mark.parametrize("page, line, command", CASES)
-def test_documented_command(workspaces, page, line, command):
+def run_documented_command(workspaces, page: Path, line: int, command: str) -> None:
     if reason := not_run_reason(command):
         pytest.skip(reason)
     args = shlex.split(command, comments=True)
@@ -261,3 +258,21 @@ def test_documented_command(workspaces, page, line, command):
         assert re.search(r"data\.\w+_ann", output) and "+preset=synthetic" in output, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
     tidy(ws, name, line)
+
+
+def workspace_class(name: str, cases: list) -> type:
+    """One test class per workspace: xdist's `--dist loadscope` runs a class in one worker, in order, and
+    the classes in parallel (xdist_group marks would say it better, but `--dist loadgroup` does not group
+    under pytest 9: it renames nodeids, which pytest 9 no longer lets a plugin do)."""
+
+    @pytest.mark.parametrize("page, line, command", cases)
+    def test_documented_command(self, workspaces, page, line, command):
+        run_documented_command(workspaces, page, line, command)
+
+    title = "".join(w.capitalize() for w in re.split(r"\W+|_", name.removesuffix(".md").replace(".md#", " ")))
+    return type(f"Test{title}", (), {"test_documented_command": test_documented_command})
+
+
+for _name in dict.fromkeys(workspace_names(c.values[0])[c.values[1]] for c in CASES):  # in page order
+    _cls = workspace_class(_name, [c for c in CASES if workspace_names(c.values[0])[c.values[1]] == _name])
+    globals()[_cls.__name__] = _cls
