@@ -51,6 +51,7 @@ def test_every_experiment_file_is_covered():
     assert files == set(SWEEPS) | set(RECIPES) | set(OTHER)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(SWEEPS))
 def test_sweep_expands_to_the_paper_rows(make_cfg, name):
     cfg = compose_hydra(make_cfg, name)
