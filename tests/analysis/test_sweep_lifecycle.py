@@ -52,6 +52,7 @@ def test_sigterm_stops_the_sweep_non_zero_and_the_report_lists_every_point(tmp_p
     assert "not started" in (sweep / "report.md").read_text() and "not started" in row_status
 
 
+@pytest.mark.slow  # ~32 s on 2 shared cores: two sweeps
 @pytest.mark.process
 def test_a_rerun_into_the_same_sweep_directory_clears_old_failure_markers(tmp_path, data_dir, tiny_synthetic):
     args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
