@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extra (editable)
 
-test: $(STAMP)  ## what CI runs: all but the slow tests, README/experiments commands included (<= 8 min, 2 cores)
+test: $(STAMP)  ## what CI runs: all but the slow tests, README/experiments commands included (budget: 8 min on 2 cores)
 	$(PYTEST) -m "not slow"
 
-test-quick: $(STAMP)  ## the inner loop: no slow/heavy tests, documented commands or training processes (<= 2 min)
+test-quick: $(STAMP)  ## the inner loop: no slow/heavy tests, documented commands or training processes (budget: 2 min)
 	$(PYTEST) -m "not slow and not docs and not process and not heavy"
 
 test-all: $(STAMP)  ## every test, slow ones included
