@@ -3,8 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tanet-installed
 ARGS ?=
+# pytest-xdist: one worker per core (at most 4: each runs training processes); a test file, or a test
+# class (a documented-commands workspace), runs whole in one worker, in the order tests/conftest.py
+# gives (longest first); `make test XDIST=` runs in one process
+XDIST ?= -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+PYTEST := $(PY) -m pytest -q $(XDIST)
 
-.PHONY: help install test test-all train lint bench complexity
+.PHONY: help install test test-quick test-all train lint bench complexity
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -17,11 +22,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extra (editable)
 
-test: $(STAMP)  ## the fast suite CI runs (CPU, a few minutes)
-	$(PY) -m pytest -m "not slow" -q
+test: $(STAMP)  ## what CI runs: all but the slow tests, README/experiments commands included (budget: 8 min on 2 cores)
+	$(PYTEST) -m "not slow"
+
+test-quick: $(STAMP)  ## the inner loop: no slow/heavy tests, documented commands or training processes (budget: 2 min)
+	$(PYTEST) -m "not slow and not docs and not process and not heavy"
 
 test-all: $(STAMP)  ## every test, slow ones included
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 train: $(STAMP)  ## the main job: TANet on the embedded synthetic motion data (ARGS="key=value ...")
 	$(PY) -m tanet_lightning.train $(ARGS)

@@ -6,12 +6,34 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Under xdist (`make test`: -n 2) every worker, and every process a test starts, gets its share of the
+# cores: PyTorch's default of one thread per core in each of them would oversubscribe the CPU.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    _share = max(1, len(os.sched_getaffinity(0)) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(_share)
+    torch.set_num_threads(_share)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The documented commands go first: under `--dist loadscope` their workspaces (one test class each)
+    are the long units, so they start while the short test files fill the end."""
+    items.sort(key=lambda item: not any(item.iter_markers("docs")))  # stable: the order within stays
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> Path:
+    """A directory all xdist workers of this session share (each worker's basetemp is a child of it);
+    whatever several workers make there must be made under a file lock (ensure_synthetic takes one)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,26 @@ classes, and ``FINETUNED`` the newest checkpoint (the documented fine-tune's).
 
 Disk: a sweep writes two checkpoints of ~140 MB per job and no later command reads a sweep's checkpoints
 (placeholders point into ``logs/train/runs``), so they are deleted once the command has passed, and a
-page's workspace once its last command has passed; a failing command keeps everything for a look.
+workspace once its last command has passed; a failing command keeps everything for a look.
+
+Time (`make test` has 8 minutes on 2 cores for everything): ~50 commands, ~70 training jobs, each
+process paying ~8 s CPU of imports. What keeps it there:
+- the size limits below: one epoch of two training batches, one validation and one test batch, and
+  a batch of 4 videos read in the main process (``data.batch_size=4 data.num_workers=0``: measured on
+  the main job, ~2 s of CPU per job besides the imports instead of ~7 s with the configs' batch of 16
+  and a loader worker per split); swept keys are never appended, so every job of every
+  sweep still runs (a command-line value of a swept key would pin it);
+- the synthetic videos are generated once per test session for all xdist workers (one directory,
+  ``ensure_synthetic``'s file lock), not once per worker;
+- one workspace per ``##`` section of a page, so the sections run in parallel under xdist (each is
+  one test class: ``--dist loadscope``); a ``report NAME`` command joins the workspace of the page's
+  ``+experiment=NAME`` command, whose sweep it reads;
+- under xdist each command's PyTorch gets its share of the cores (``OMP_NUM_THREADS``), not all of them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -34,36 +49,78 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.docs
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted(p for p in (REPO / "experiments").glob("*.md") if p.name != "README.md")]
+SMALL_BATCHES = ["data.batch_size=4", "data.num_workers=0"]  # every data config has both; no sweep sweeps them
 LIMITS = {  # appended to the command line, per entry point
     "tanet_lightning.train": ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-                              "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"],
-    "tanet_lightning.eval": ["trainer.limit_test_batches=2", "trainer.enable_progress_bar=false"],
+                              "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", *SMALL_BATCHES],
+    "tanet_lightning.eval": ["trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", *SMALL_BATCHES],
     "tanet_lightning.visualize": ["size=32"],
     "tanet_lightning.predict": ["views=1x1", "progress=false"],
 }
 NOT_RUN = {"make test": "it is this test suite (running it here would recurse)"}
 
 
-def documented_commands(page: Path) -> list[tuple[int, str]]:
-    """(line number, command line with its comment) of every command in the page's shell code blocks."""
-    out, in_block = [], False
+def documented_commands(page: Path) -> list[tuple[int, str, str]]:
+    """(line number, command line with its comment, its ``##`` section) of every command in the page's
+    shell code blocks."""
+    out, in_block, section = [], False, ""
     for n, line in enumerate(page.read_text().splitlines(), 1):
         if line.startswith("```"):
             in_block = not in_block and line.strip("`").strip() in ("", "bash", "sh", "shell", "console")
             continue
-        if in_block and line.strip() and not line.lstrip().startswith("#"):
-            out.append((n, line.strip()))
+        if not in_block and line.startswith("## "):
+            section = line[3:].strip()
+        elif in_block and line.strip() and not line.lstrip().startswith("#"):
+            out.append((n, line.strip(), section))
     return out
 
 
+@functools.cache
+def workspace_names(page: Path) -> dict[int, str]:
+    """line -> the workspace its command runs in: one per ``##`` section of the page, except that
+    ``report NAME`` joins the workspace of the page's last earlier ``+experiment=NAME`` command (it reads
+    that sweep)."""
+    names: dict[int, str] = {}
+    for n, cmd, section in documented_commands(page):
+        names[n] = f"{page.relative_to(REPO)}" + (f"#{section}" if section else "")
+        report = re.match(r"python -m tanet_lightning\.report (\w+)", cmd)
+        if report:
+            sweeps = [m for m, c, _ in documented_commands(page)
+                      if m < n and f"+experiment={report.group(1)} " in f"{c} " and not not_run_reason(c)]
+            names[n] = names[sweeps[-1]] if sweeps else names[n]
+    return names
+
+
+def not_run_reason(command: str) -> str | None:
+    """Why a documented command is not run here (None: it runs)."""
+    plain = " ".join(shlex.split(command, comments=True))
+    if plain in NOT_RUN:
+        return NOT_RUN[plain]
+    not_here = re.search(r"\(([^()]*not run here)\)", command.partition("#")[2])
+    return not_here.group(1) if not_here else None
+
+
 CASES = [pytest.param(page, n, cmd, id=f"{page.relative_to(REPO)}:{n}")
-         for page in PAGES for n, cmd in documented_commands(page)]
+         for page in PAGES for n, cmd, _ in documented_commands(page)]
 
 
 def test_the_docs_have_commands():
     assert len(CASES) > 20 and any("+experiment=ablation_alpha_beta" in c.values[2] for c in CASES)
+
+
+def test_a_report_runs_in_the_workspace_of_its_sweep():
+    """Workspaces are per section, but `report temporal_modules --wandb` (its own README section) reads
+    the Table 2 sweep run in another one: it must run there, after it."""
+    readme = workspace_names(REPO / "README.md")
+    lines = {n: c for n, c, _ in documented_commands(REPO / "README.md")}
+    sweep = next(n for n, c in lines.items() if "+experiment=temporal_modules +preset=synthetic" in c)
+    reports = [n for n, c in lines.items() if c.startswith("python -m tanet_lightning.report temporal_modules")]
+    assert len(reports) == 2 and all(readme[n] == readme[sweep] and n > sweep for n in reports)
+    assert len(set(readme.values())) > 2  # the other sections run apart, in parallel under xdist
 
 
 def expected_exit(comment: str) -> int:
@@ -156,49 +213,44 @@ class Workspace:
         return ckpts[-1]
 
 
-def not_run_reason(command: str) -> str | None:
-    """Why a documented command is not run here (None: it runs)."""
-    plain = " ".join(shlex.split(command, comments=True))
-    if plain in NOT_RUN:
-        return NOT_RUN[plain]
-    not_here = re.search(r"\(([^()]*not run here)\)", command.partition("#")[2])
-    return not_here.group(1) if not_here else None
-
-
-# the line of each page's last command that runs here: after it, the page's workspace goes
-LAST_LINE = {page: max(n for p, n, cmd in (c.values for c in CASES) if p == page and not not_run_reason(cmd))
-             for page in PAGES}
+# the line of each workspace's last command that runs here: after it, the workspace goes
+LAST_LINE: dict[str, int] = {}
+for _page, _n, _cmd in (c.values for c in CASES):
+    if not not_run_reason(_cmd):
+        _name = workspace_names(_page)[_n]
+        LAST_LINE[_name] = max(_n, LAST_LINE.get(_name, 0))
 
 
 @pytest.fixture(scope="module")
-def workspaces(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("docs-data")
-    made: dict[Path, Workspace] = {}
+def workspaces(tmp_path_factory, shared_dir):
+    data_dir = shared_dir / "docs-data"  # one for every xdist worker: the videos are generated once
+    data_dir.mkdir(exist_ok=True)
+    made: dict[str, Workspace] = {}
 
-    def get(page: Path) -> Workspace:
-        if page not in made:
-            made[page] = Workspace(tmp_path_factory.mktemp(page.stem), data_dir)
-        return made[page]
+    def get(name: str) -> Workspace:
+        if name not in made:
+            made[name] = Workspace(tmp_path_factory.mktemp(re.sub(r"\W+", "_", name)), data_dir)
+        return made[name]
 
     return get
 
 
-def tidy(ws: Workspace, page: Path, line: int) -> None:
-    """After a command passed: drop what no later command of the page reads (see the module docstring)."""
-    if line == LAST_LINE[page]:
+def tidy(ws: Workspace, name: str, line: int) -> None:
+    """After a command passed: drop what no later command of the workspace reads (see the module docstring)."""
+    if line == LAST_LINE[name]:
         shutil.rmtree(ws.cwd, ignore_errors=True)
         return
     for ckpt in ws.cwd.glob("logs/*/multiruns/**/*.ckpt"):
         ckpt.unlink()
 
 
-@pytest.mark.parametrize("page, line, command", CASES)
-def test_documented_command(workspaces, page, line, command):
+def run_documented_command(workspaces, page: Path, line: int, command: str) -> None:
     if reason := not_run_reason(command):
         pytest.skip(reason)
     args = shlex.split(command, comments=True)
     plain = " ".join(args)
-    ws = workspaces(page)
+    name = workspace_names(page)[line]
+    ws = workspaces(name)
     proc = ws.run(args)
     output = proc.stdout + proc.stderr
     expected = expected_exit(command.partition("#")[2])
@@ -206,4 +258,22 @@ def test_documented_command(workspaces, page, line, command):
     if "needs the dataset" in command:  # the dataset is not here: one clear message, and what to run instead
         assert re.search(r"data\.\w+_ann", output) and "+preset=synthetic" in output, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
-    tidy(ws, page, line)
+    tidy(ws, name, line)
+
+
+def workspace_class(name: str, cases: list) -> type:
+    """One test class per workspace: xdist's `--dist loadscope` runs a class in one worker, in order, and
+    the classes in parallel (xdist_group marks would say it better, but `--dist loadgroup` does not group
+    under pytest 9: it renames nodeids, which pytest 9 no longer lets a plugin do)."""
+
+    @pytest.mark.parametrize("page, line, command", cases)
+    def test_documented_command(self, workspaces, page, line, command):
+        run_documented_command(workspaces, page, line, command)
+
+    title = "".join(w.capitalize() for w in re.split(r"\W+|_", name.removesuffix(".md").replace(".md#", " ")))
+    return type(f"Test{title}", (), {"test_documented_command": test_documented_command})
+
+
+for _name in dict.fromkeys(workspace_names(c.values[0])[c.values[1]] for c in CASES):  # in page order
+    _cls = workspace_class(_name, [c for c in CASES if workspace_names(c.values[0])[c.values[1]] == _name])
+    globals()[_cls.__name__] = _cls

@@ -51,6 +51,7 @@ def test_every_experiment_file_is_covered():
     assert files == set(SWEEPS) | set(RECIPES) | set(OTHER)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(SWEEPS))
 def test_sweep_expands_to_the_paper_rows(make_cfg, name):
     cfg = compose_hydra(make_cfg, name)
@@ -175,6 +176,8 @@ def compose_hydra(make_cfg, name: str):
         return compose("train", overrides=[f"+experiment={name}"], return_hydra_config=True)
 
 
+@pytest.mark.slow  # ~20 s; `make test` runs experiments/ablation_position.md
+@pytest.mark.process
 def test_ablation_sweep_runs_end_to_end_and_reports(tmp_path, data_dir, tiny_synthetic):
     """`+experiment=ablation_position +preset=synthetic` in a subprocess: 4 real jobs, then the report.
 

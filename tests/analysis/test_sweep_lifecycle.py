@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tanet_lightning.analysis.report import collect, group_rows
 
 LIMITS = ["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
@@ -28,6 +30,7 @@ def _finish(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
+@pytest.mark.process
 def test_sigterm_stops_the_sweep_non_zero_and_the_report_lists_every_point(tmp_path, data_dir, tiny_synthetic):
     proc = _sweep(tmp_path, data_dir, ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS])
     deadline = time.time() + 600
@@ -49,6 +52,8 @@ def test_sigterm_stops_the_sweep_non_zero_and_the_report_lists_every_point(tmp_p
     assert "not started" in (sweep / "report.md").read_text() and "not started" in row_status
 
 
+@pytest.mark.slow  # ~32 s on 2 shared cores: two sweeps
+@pytest.mark.process
 def test_a_rerun_into_the_same_sweep_directory_clears_old_failure_markers(tmp_path, data_dir, tiny_synthetic):
     args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     assert _finish(_sweep(tmp_path, data_dir, args)) == 0

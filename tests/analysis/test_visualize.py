@@ -127,6 +127,7 @@ def test_bad_block_names_list_the_valid_ones(assets):
         i3d_kernels(model, "stage4_2b")
 
 
+@pytest.mark.process
 def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path):
     run_dir = tmp_path / "run"
     videos = ",".join(str(v) for v in assets["videos"])

@@ -123,6 +123,7 @@ def test_no_wandb_definition_without_the_wandb_logger(make_cfg, tmp_path):
         wandb_report.load(sweep)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(TABLES))
 def test_paper_sweeps_are_declared_once(make_cfg, name):
     """conf/experiment/NAME.yaml takes its jobs from analysis/paper.py, and the keys declared there

@@ -125,6 +125,7 @@ def test_backbone_position_runs_forward_backward_or_says_unsupported(backbone, p
     assert tam_params and all(p.grad is not None for p in tam_params)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_every_stage_subset_builds(backbone):
     family = FAMILIES[backbone]
@@ -155,6 +156,7 @@ def test_stage_subsets_match_table5b_block_counts():
         assert sum(1 for n, _ in model.named_modules() if n.endswith(".temporal")) == blocks
 
 
+@pytest.mark.heavy
 def test_stage_subset_forward_backward_on_small_resnet():
     for stages in SUBSETS:
         model = create_video_model("resnet18", "tam", 4, 3, stages=stages, dropout=0.0)
@@ -258,6 +260,7 @@ TABLE2_EXACT = {
 }
 
 
+@pytest.mark.heavy
 def test_table2_complexity_is_pinned_and_matches_paper():
     results = {r.model: r for r in measure()}
     assert list(results) == list(TABLE2) == list(TABLE2_EXACT)
