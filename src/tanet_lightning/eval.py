@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from . import config
-from .training import runner
+from .training import loggers, run_files, runner
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -42,22 +42,22 @@ def load_checkpoint_model(ckpt_path: str, num_frames: int, num_classes: int,
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    out = runner.output_dir(cfg)
+    out = run_files.output_dir(cfg)
     runner.seed(cfg)
     datamodule = runner.instantiate_data(cfg)
     model = load_checkpoint_model(cfg.ckpt_path, cfg.data.num_frames, datamodule.num_classes,
                                   cfg.get("view_average"))
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
-    resolved = runner.save_resolved_config(cfg, out)
-    runner.log_config(loggers, resolved, model)
+    resolved = run_files.save_resolved_config(cfg, out)
+    loggers.log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"
     datamodule.bad_log_base = out / "bad_files"
     trainer.test(model, datamodule=datamodule)
-    runner.write_bad_files(out, datamodule.bad_file_rows())
-    metrics = runner.to_python(trainer.callback_metrics)
+    run_files.write_bad_files(out, datamodule.bad_file_rows())
+    metrics = run_files.to_python(trainer.callback_metrics)
     if trainer.is_global_zero:
-        runner.write_metrics(out, metrics)
+        run_files.write_metrics(out, metrics)
     log.info("metrics and scores.npz in %s", out)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
@@ -70,7 +70,7 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", e)
         raise SystemExit(2) from None
     finally:
-        runner.finish_wandb()
+        loggers.finish_wandb()
 
 
 if __name__ == "__main__":
