@@ -317,7 +317,7 @@ class RunLogFile(logging.FileHandler):
             return
         super().emit(record)
 
-    def release(self, write: bool) -> None:
+    def settle(self, write: bool) -> None:
         pending, self.pending = self.pending or [], None
         self.dropping = not write
         for record in pending if write else ():
@@ -325,11 +325,11 @@ class RunLogFile(logging.FileHandler):
 
     def close(self) -> None:
         if self.pending:
-            self.release(write=True)
+            self.settle(write=True)
         super().close()
 
 
 def release_logs(out: Path, write: bool) -> None:
     for h in logging.getLogger().handlers:
         if isinstance(h, RunLogFile) and Path(h.baseFilename).parent == out.resolve():
-            h.release(write)
+            h.settle(write)
