@@ -257,12 +257,8 @@ def open_run(cfg: DictConfig, hydra_files: dict[str, Any] | None = None) -> Iter
         state = read_state(out) or {}
         yield Run(out, state, resume_from=state.get("resumed_from") if state.get("attempts", 1) > 1 else None)
         return
-    with run_lock(out) as claim:
-        try:
-            run = decide(cfg, out)
-        except RunStateError:
-            release_logs(out, write=False)
-            raise
+    with _refusal_writes_nothing(out), run_lock(out) as claim:
+        run = decide(cfg, out)
         if run.done:
             release_logs(out, write=False)
             yield run
@@ -287,6 +283,16 @@ def open_run(cfg: DictConfig, hydra_files: dict[str, Any] | None = None) -> Iter
         except BaseException as e:
             run.end("failed", _reason(e))
             raise
+
+
+@contextmanager
+def _refusal_writes_nothing(out: Path) -> Iterator[None]:
+    """A refusal (the lock, the state) drops the job log's records instead of writing them into ``out``."""
+    try:
+        yield
+    except RunStateError:
+        release_logs(out, write=False)
+        raise
 
 
 def _reason(e: BaseException) -> str:
