@@ -40,7 +40,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint")
     try:
-        with lifecycle.open_run(cfg, _hydra_files(cfg)) as run, signals.stop_on_signals():
+        with signals.stop_on_signals(), lifecycle.open_run(cfg, _hydra_files(cfg)) as run:
             if run.done:
                 return run.metrics, {"cfg": cfg}
             try:
@@ -169,7 +169,10 @@ def _best_checkpoint(trainer) -> str | None:
 def main(cfg: DictConfig) -> float | None:
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        metrics, _ = train(cfg)
+        try:
+            metrics, _ = train(cfg)
+        except KeyboardInterrupt:  # Ctrl-C before the run's own handler was in place
+            raise signals.Stopped(2) from None
     except (signals.Stopped, signals.Requeued):
         if sweeping:  # the sweep stops here: report what ran, and every point that did not
             sweep_dir = Path(HydraConfig.get().sweep.dir)

@@ -21,7 +21,6 @@ metrics kept across resumes.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import fcntl
 import hashlib
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from ..base.errors import RunStateError
 from ..base.files import atomic_write_json
@@ -70,10 +69,10 @@ def _now() -> str:
 def config_of(cfg: DictConfig) -> dict[str, Any]:
     """The flat resolved config, minus ``IGNORED``; paths.* become placeholders before resolving, so a
     value built from them (checkpoint dirpath, data root) does not change when a run directory moves."""
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
-        for key in list(cfg.get("paths") or {}):
-            cfg.paths[key] = f"<paths.{key}>"
+    tree = OmegaConf.to_container(cfg, resolve=False)  # a plain copy: the job's config stays as it is
+    for key in ("logger", "hydra"):  # not resolved at all (a W&B group's ${now:}, Hydra's runtime)
+        tree.pop(key, None)
+    tree["paths"] = {key: f"<paths.{key}>" for key in tree.get("paths") or {}}
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -83,7 +82,7 @@ def config_of(cfg: DictConfig) -> dict[str, Any]:
         else:
             flat[prefix[:-1]] = node
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(OmegaConf.to_container(OmegaConf.create(tree), resolve=True), "")
     fit = cfg.get("train", True)
     # without fitting, the checkpoint tested is what the run is of
     return {k: v for k, v in flat.items()
