@@ -8,6 +8,7 @@ With no arguments: TANet on the embedded synthetic motion videos, on the CPU, in
 from __future__ import annotations
 
 import logging
+import signal
 import traceback
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def main(cfg: DictConfig) -> float | None:
         try:
             metrics, _ = train(cfg)
         except KeyboardInterrupt:  # Ctrl-C before the run's own handler was in place
-            raise signals.Stopped(2) from None
+            raise signals.Stopped(signal.SIGINT) from None
     except (signals.Stopped, signals.Requeued):
         if sweeping:  # the sweep stops here: report what ran, and every point that did not
             sweep_dir = Path(HydraConfig.get().sweep.dir)

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..base.errors import ConfigError
 from . import runner
 from .lifecycle import STATE
+from .signals import Stopped
 
 log = logging.getLogger("tanet_lightning")
 
@@ -67,6 +69,14 @@ class SweepCallback(Callback):
         self.lock.truncate()
         self.lock.write(f"pid {os.getpid()}\n")
         self.lock.flush()
+
+        def stop_between_jobs(signum, frame):  # inside a job the run's own handler is in place (signals.py)
+            write_reports(sweep_dir)
+            log.error("the sweep was stopped; finish it with: %s", self.finish_command(sweep_dir))
+            raise Stopped(signum)
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, stop_between_jobs)
         os.environ[SWEEP_DIR_ENV] = str(config.hydra.sweep.dir)  # ${now:} resolved once, for every rank
         # One W&B group per launch: the group's `${now:...}` is resolved here, in the launch config, whose
         # resolver cache Hydra copies into every job's config; left to the jobs, each would read its own
