@@ -15,7 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from . import config
-from .training import loggers, run_files, runner
+from .training import run_files, runner
+from .training.loggers import finish_wandb, log_config
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -50,7 +51,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     resolved = run_files.save_resolved_config(cfg, out)
-    loggers.log_config(loggers, resolved, model)
+    log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"
     datamodule.bad_log_base = out / "bad_files"
     trainer.test(model, datamodule=datamodule)
@@ -70,7 +71,7 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", e)
         raise SystemExit(2) from None
     finally:
-        loggers.finish_wandb()
+        finish_wandb()
 
 
 if __name__ == "__main__":
