@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             try:
                 return _train(cfg, run)
             except SIGTERMException:  # Lightning's own, raised at a batch end after its SIGTERM notice
-                raise signals.Stopped(15) from None
+                raise signals.Stopped(signal.SIGTERM) from None
     except signals.Stopped as e:
         out = Path(cfg.paths.output_dir)
         if lifecycle.resume_checkpoint(out):
