@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from . import config
 from .base.errors import handle_user_errors
 from .models.load import Checkpoint
-from .training import runner, schema
+from .training import run_files, runner, schema
+from .training.loggers import finish_wandb, log_config
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -27,7 +28,7 @@ log = logging.getLogger("tanet_lightning")
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     schema.validate(cfg, "eval")
-    out = runner.output_dir(cfg)
+    out = run_files.output_dir(cfg)
     runner.seed(cfg)
     datamodule = runner.instantiate_data(cfg)
     mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
@@ -36,15 +37,15 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         protocol=datamodule.test_protocol().to_dict(), **mechanics)
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
-    resolved = runner.save_resolved_config(cfg, out)
-    runner.log_config(loggers, resolved, model)
+    resolved = run_files.save_resolved_config(cfg, out)
+    log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"
     datamodule.bad_log_base = out / "bad_files"
     trainer.test(model, datamodule=datamodule)
-    runner.write_bad_files(out, datamodule.bad_file_rows())
-    metrics = runner.to_python(trainer.callback_metrics)
+    run_files.write_bad_files(out, datamodule.bad_file_rows())
+    metrics = run_files.to_python(trainer.callback_metrics)
     if trainer.is_global_zero:
-        runner.write_metrics(out, metrics)
+        run_files.write_metrics(out, metrics)
     log.info("metrics and scores.npz in %s", out)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
@@ -55,7 +56,7 @@ def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
     finally:
-        runner.finish_wandb()
+        finish_wandb()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -197,7 +198,8 @@ def test_ablation_sweep_runs_end_to_end_and_reports(tmp_path, data_dir, tiny_syn
     status = {j.overrides["model.position"]: j.status for j in jobs}
     assert status == {"a": "done", "b": "done", "c": "failed", "d": "done"}
     failed = next(j for j in jobs if j.status == "failed")
-    assert "position 'c' is not defined for BasicBlock" in (failed.path / "FAILED").read_text()
+    record = json.loads((failed.path / "run.json").read_text())  # training/lifecycle.py
+    assert record["state"] == "failed" and "position 'c' is not defined for BasicBlock" in record["reason"]
     rows = group_rows(jobs, "ablation_position")
     assert [r.setting for r in rows] == ["TANet-a", "TANet-b", "TANet-c", "TANet-d"]
     assert rows[2].status.startswith("0/1 done, 1 failed (") and "position 'c' is not defined" in rows[2].status

@@ -1,8 +1,11 @@
-"""A sweep's life: stopped by SIGTERM it exits non-zero and reports every point (run or not); re-run into
-its own directory it does not keep stale failure markers."""
+"""A sweep's life: stopped by SIGTERM or Ctrl-C it exits 143/130 and reports every point (run or not);
+the same command + ``hydra.sweep.dir=<dir> ckpt_path=last`` finishes it (done jobs kept, the others run);
+a second launch into a running sweep's directory is refused; a job whose directory another process holds
+is reported as refused without a mark left in that directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +17,8 @@ import pytest
 
 from tanet_lightning.analysis.report import collect, group_rows
 
+pytestmark = pytest.mark.process  # real sweeps in subprocesses
+
 LIMITS = ["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null"]
 
@@ -24,25 +29,26 @@ def _sweep(cwd: Path, data_dir: Path, args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc: subprocess.Popen) -> int:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-3000:]
-    return proc.returncode
-
-
-@pytest.mark.process
-def test_sigterm_stops_the_sweep_non_zero_and_the_report_lists_every_point(tmp_path, data_dir, tiny_synthetic):
-    proc = _sweep(tmp_path, data_dir, ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS])
+def _stop_after_first_job(proc: subprocess.Popen, sweep: Path, signum: int) -> str:
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if list(tmp_path.glob("logs/train/multiruns/*/*/*/metrics.json")):  # the first job has finished
+        if list(sweep.glob("*/metrics.json")):  # the first job has finished
             time.sleep(1.0)
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signum)
             break
         time.sleep(0.2)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 143, out[-3000:]
-    sweep = next(tmp_path.glob("logs/train/multiruns/*/*"))
+    return proc.communicate(timeout=600)[0]
+
+
+@pytest.mark.slow  # two sweep launches of 3 tiny jobs
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_sweep_reports_every_point_and_one_command_finishes_it(tmp_path, data_dir, tiny_synthetic,
+                                                                         signum, code):
+    sweep = tmp_path / "sweep"
+    args = ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
+    proc = _sweep(tmp_path, data_dir, args)
+    out = _stop_after_first_job(proc, sweep, signum)
+    assert proc.returncode == code, out[-3000:]
     assert (sweep / "report.md").is_file()
     jobs = collect(sweep)
     status = sorted(j.status for j in jobs)
@@ -50,16 +56,65 @@ def test_sigterm_stops_the_sweep_non_zero_and_the_report_lists_every_point(tmp_p
     assert set(status) <= {"done", "interrupted", "not started"}
     row_status = " ".join(r.status for r in group_rows(jobs, "default"))
     assert "not started" in (sweep / "report.md").read_text() and "not started" in row_status
+    assert f"hydra.sweep.dir={sweep} ckpt_path=last" in out  # the command that finishes it is printed
+    done = next(j.path for j in jobs if j.status == "done")
+    kept = (done / "metrics.json").stat().st_mtime_ns
+
+    proc = _sweep(tmp_path, data_dir, [*args, "ckpt_path=last"])
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log[-3000:]
+    assert {j.status for j in collect(sweep)} == {"done"} and len(collect(sweep)) == 3
+    assert (done / "metrics.json").stat().st_mtime_ns == kept  # the finished job was kept, not run again
+    for job in collect(sweep):
+        assert json.loads((job.path / "run.json").read_text())["state"] == "finished"
 
 
-@pytest.mark.slow  # ~32 s on 2 shared cores: two sweeps
-@pytest.mark.process
-def test_a_rerun_into_the_same_sweep_directory_clears_old_failure_markers(tmp_path, data_dir, tiny_synthetic):
-    args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    assert _finish(_sweep(tmp_path, data_dir, args)) == 0
-    job = next(j.path for j in collect(tmp_path / "sweep") if j.overrides["model.tam.alpha"] == "1")
-    (job / "FAILED").write_text("Traceback ...\nRuntimeError: an old failure\n")
-    assert {j.status for j in collect(tmp_path / "sweep")} == {"done", "failed"}
-    assert [j.reason for j in collect(tmp_path / "sweep") if j.status == "failed"] == ["RuntimeError: an old failure"]
-    assert _finish(_sweep(tmp_path, data_dir, args)) == 0
-    assert {j.status for j in collect(tmp_path / "sweep")} == {"done"}
+def test_ctrl_c_ends_a_sweep_with_status_130_and_its_report(tmp_path, data_dir, tiny_synthetic):
+    sweep = tmp_path / "sweep"
+    proc = _sweep(tmp_path, data_dir, ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"])
+    out = _stop_after_first_job(proc, sweep, signal.SIGINT)
+    assert proc.returncode == 130, out[-3000:]  # Lightning alone would make Ctrl-C exit 1
+    assert (sweep / "report.md").is_file()
+
+
+def test_a_second_launch_into_a_running_sweep_is_refused(tmp_path, data_dir, tiny_synthetic):
+    sweep = tmp_path / "sweep"
+    args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
+    first = _sweep(tmp_path, data_dir, args)
+    try:
+        deadline = time.time() + 300
+        while not (sweep / ".sweep.lock").is_file() or not (sweep / ".sweep.lock").read_text():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.2)
+        second = _sweep(tmp_path, data_dir, args)
+        log = second.communicate(timeout=300)[0]
+        assert second.returncode == 2, log[-3000:]
+        assert f"another launch (pid {first.pid}) is running the sweep in {sweep}" in log
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_job_refused_by_the_run_lock_leaves_its_directory_alone(tmp_path, data_dir, tiny_synthetic):
+    sweep = tmp_path / "sweep"
+    args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
+    first = _sweep(tmp_path, data_dir, ["model.tam.alpha=1", *args[1:]])  # job alpha=1 alone
+    assert first.wait(timeout=600) == 0, first.communicate()[0][-3000:]
+    (held,) = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    holder = subprocess.Popen(  # another process holding that job's directory
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         "from tanet_lightning.training.lifecycle import run_lock\n"
+         "with run_lock(Path(sys.argv[1])) as claim:\n claim(); print('held', flush=True); time.sleep(300)",
+         str(held)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted((p.relative_to(held), p.stat().st_mtime_ns) for p in held.rglob("*"))
+        proc = _sweep(tmp_path, data_dir, [*args, "ckpt_path=last"])
+        log = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 1, log[-3000:]  # the sweep did not finish: one job was refused
+        assert "refused:" in log and held.name in log
+        assert sorted((p.relative_to(held), p.stat().st_mtime_ns) for p in held.rglob("*")) == before
+        assert {j.status for j in collect(sweep)} == {"done"}  # its finished run is still reported as such
+    finally:
+        holder.kill()
+        holder.wait()

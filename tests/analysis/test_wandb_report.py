@@ -60,7 +60,8 @@ def fake_sweep(make_cfg, tmp_path: Path, positions=("a", "b", "c")) -> tuple[Pat
             (job / "metrics.json").write_text(json.dumps({"test/top1": 0.5 + i / 10, "test/top5": 0.9,
                                                           "model/gflops": 0.15, "model/params": 1.2e7}))
         else:
-            (job / "FAILED").write_text("ValueError: position 'c' is not defined for BasicBlock")
+            reason = "ValueError: position 'c' is not defined for BasicBlock"
+            (job / "run.json").write_text(json.dumps({"state": "failed", "reason": reason}))
     return sweep, group
 
 

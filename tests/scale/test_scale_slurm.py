@@ -119,17 +119,19 @@ def test_multirun_with_ddp_completes_each_job_once(tmp_path, data_dir, train_cmd
 
 
 FAKE_SCONTROL = """#!/bin/sh
-# a fake `scontrol`: records the call, then does what a requeue does to the running job (kills it)
+# a fake `scontrol`: records the call, then does what a requeue does to the running job: SLURM ends it
+# with SIGTERM (and puts it back in the queue)
 echo "$@" >> "{log}"
-kill -9 $PPID
+kill -TERM $PPID
 """
 
 
 @pytest.mark.slow  # three training runs in subprocesses: ~1 min
 def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_dir, train_cmd):
-    """SIGUSR1 mid-epoch under SLURMEnvironment: Lightning saves hpc_ckpt_1.ckpt and runs
-    `scontrol requeue <job>` (fake, on PATH); the requeued job (the same command) resumes from the
-    checkpoint, replays the interrupted epoch's order, and ends with the uninterrupted run's metrics."""
+    """SIGUSR1 mid-epoch under SLURM: the job saves hpc_ckpt_1.ckpt, records the run as requeued, runs
+    `scontrol requeue <job>` (fake, on PATH) and stops: no test, no metrics.json, exit 138. The requeued
+    job (the same command) resumes from the checkpoint, replays the interrupted epoch's order, and ends
+    exit 0 with the uninterrupted run's metrics (val and train included)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls.txt"
@@ -147,7 +149,7 @@ def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_d
     assert not calls.exists()
 
     (job_dir := tmp_path / "job").mkdir()
-    env = {**slurm, "TANET_TEST_PAUSE_AT_STEP": "1"}  # step 1 of epoch 0's 3: mid-epoch
+    env = {**slurm, "TANET_TEST_PAUSE_AT_STEP": "4"}  # step 4: mid-way through epoch 1 (of 3 steps each)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TANET_", "SLURM_"))}
     full_env.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled",
                     PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]), **env)
@@ -160,17 +162,20 @@ def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_d
     assert job.poll() is None, job.communicate()[0][-4000:]
     job.send_signal(signal.SIGUSR1)
     out = job.communicate(timeout=300)[0]
-    assert job.returncode == -signal.SIGKILL, out[-4000:]  # killed by the requeue
+    assert job.returncode == 138, out[-4000:]  # 128 + SIGUSR1: stopped for the requeue, not finished
     assert calls.read_text().split() == ["requeue", "4242"]
     (run_dir,) = runs.iterdir()
     assert (run_dir / "hpc_ckpt_1.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "requeued"
+    assert "Restoring states" not in out  # nothing was tested
 
     requeued = run(cmd, job_dir, data_dir, **env)  # SLURM starts the same command again
     assert requeued.returncode == 0, requeued.stderr[-4000:]
-    assert "hpc_ckpt_1.ckpt" in requeued.stdout + requeued.stderr  # Lightning restored it
+    assert "hpc_ckpt_1.ckpt" in requeued.stdout + requeued.stderr  # resumed from it
     (ref_run,) = (ref_dir / "logs" / "train" / "runs").iterdir()
     assert ref_run.name == run_dir.name
     want = json.loads((ref_run / "metrics.json").read_text())
     got = json.loads((run_dir / "metrics.json").read_text())
     for key in ("test/top1", "test/top5", "val/top1", "val/top1_best", "val/loss", "train/loss_epoch"):
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "finished"

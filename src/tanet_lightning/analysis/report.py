@@ -1,7 +1,7 @@
 """Local comparison report of a sweep, no W&B needed (the ``report`` application writes it).
 
 Reads every job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``config_resolved.yaml``,
-``metrics.json``; a ``FAILED`` file marks a job that raised) and writes, into SWEEP_DIR:
+``metrics.json``; ``run.json`` says which job failed or was interrupted) and writes, into SWEEP_DIR:
 ``report.md`` (laid out like the paper's table, the paper's numbers beside ours when the experiment
 has them, FLOPs/params from the complexity counter), ``report.csv`` and ``report.png`` (top-1 per
 setting, error bars over seeds). Unfinished and failed jobs are listed as such.
@@ -9,7 +9,7 @@ setting, error bars over seeds). Unfinished and failed jobs are listed as such.
 
 When the jobs logged to W&B (``logger=wandb``), the W&B comparison of the sweep is defined too
 (``wandb_report.json``, see analysis/wandb_report.py); ``--wandb`` publishes it (a Report and a saved
-workspace view). A sweep writes all of this by itself when its last job ends (training/sweep.py).
+workspace view). A sweep writes all of this by itself when its last job ends (tanet_lightning/sweep.py).
 """
 
 from __future__ import annotations
@@ -87,11 +87,10 @@ def load_job(path: Path) -> Job:
     metrics_file = path / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     status, reason = "unfinished", ""
-    if (path / "FAILED").is_file():
-        lines = [ln for ln in (path / "FAILED").read_text().splitlines()
-                 if ln.strip() and not ln.startswith("full_key:")]  # Hydra's suffix of instantiation errors
-        status, reason = "failed", (lines[-1].strip() if lines else "")[:200]
-    elif (path / "INTERRUPTED").is_file():
+    run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+    if run.get("state") == "failed":  # run.json: training/lifecycle.py
+        status, reason = "failed", run.get("reason", "")[:200]
+    elif run.get("state") in ("interrupted", "requeued"):
         status = "interrupted"
     elif "test/top1" in metrics:
         status = "done"
@@ -126,15 +125,20 @@ def _sweep_params(sweeper) -> dict:
     return OmegaConf.to_container(sweeper, resolve=True).get("params") or {}
 
 
+def _point(overrides: list[str]) -> tuple[str, ...]:
+    """A job's sweep point: ckpt_path=last (the launch that finished a stopped sweep) is not part of it."""
+    return tuple(sorted(o for o in overrides if not o.startswith("ckpt_path=")))
+
+
 def collect(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir}: not a directory (give a Hydra multirun directory)")
     jobs = [load_job(p.parent.parent) for p in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"))]
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir}: no job directories (*/.hydra/overrides.yaml) found")
-    started = {tuple(sorted(yaml.safe_load((j.path / ".hydra" / "overrides.yaml").read_text()) or [])) for j in jobs}
+    started = {_point(yaml.safe_load((j.path / ".hydra" / "overrides.yaml").read_text()) or []) for j in jobs}
     for overrides in planned_overrides(sweep_dir):
-        if tuple(sorted(overrides)) not in started:
+        if _point(overrides) not in started:
             pairs = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
             jobs.append(Job(sweep_dir / "(not started)", pairs, _planned_cfg(jobs[0].cfg, pairs), {}, "not started"))
     return jobs

@@ -1,5 +1,5 @@
-"""Run-lifecycle pieces the Trainer gets from conf/: the latest-state checkpoint and a CSV logger
-whose history survives resumes.
+"""Run-lifecycle pieces the Trainer gets from conf/: the latest-state checkpoint, a CSV logger whose
+history survives resumes, and the running epoch's metrics in a mid-epoch checkpoint.
 
 Lightning's ModelCheckpoint rewrites ``last.ckpt`` only when it also saves a monitored checkpoint (an
 improvement), so with a monitor it can lag epochs behind; and its CSV logger deletes an existing
@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from torchmetrics import Metric
 
 LAST = "last.ckpt"
 
@@ -91,3 +93,66 @@ class ResumableCSVLogger(CSVLogger):
         """Called before a resume from a checkpoint saved at ``global_step``: rows logged after that
         checkpoint belong to the interrupted epoch, which runs again, so they go."""
         self.experiment.drop_rows_from(global_step)
+
+
+class EpochMetricsState(L.Callback):
+    """The training epoch's running metrics (the sums behind ``train/loss_epoch``, ``train/top1``...) in a
+    checkpoint saved mid-epoch (SLURM's requeue signal saves one). Lightning leaves them out, so a run resumed
+    mid-epoch would report that epoch's means over the replayed part only.
+
+    Saved only while an epoch's training batches run (not in ``last.ckpt``, written at the epoch's end), and
+    only this process's part: exact on one device; under DDP the other ranks' part of the interrupted epoch
+    is missing from its means. A signal during the epoch's validation is not covered either.
+    """
+
+    def __init__(self) -> None:
+        self._trainer: L.Trainer | None = None
+        self._in_epoch = False
+        self._restored: dict | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._in_epoch = True
+        saved = (self._restored or {}).get("metrics", {})
+        for name, metric in _metrics(pl_module):  # before the first update of the resumed epoch
+            if name in saved:
+                for key, value in saved[name]["state"].items():
+                    setattr(metric, key, value.to(getattr(metric, key).device))
+                metric._update_count = saved[name]["updates"]
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if not self._restored:
+            return
+        results = trainer.fit_loop.epoch_loop._results  # created by the first logging call of the epoch
+        for key, (value, size) in self._restored.get("results", {}).items():
+            if key in results:
+                results[key].value = results[key].value + value.to(results[key].value.device)
+                if size is not None:
+                    results[key].cumulated_batch_size = results[key].cumulated_batch_size + size
+        self._restored = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._in_epoch = False  # runs before the checkpoint callbacks: last.ckpt holds no partial sums
+
+    def state_dict(self) -> dict:
+        if self._trainer is None or not self._in_epoch:
+            return {}
+        results = {key: (r.value.detach().cpu(), r.cumulated_batch_size.detach().cpu()
+                         if r.meta.is_mean_reduction else None)
+                   for key, r in self._trainer.fit_loop.epoch_loop._results.items()
+                   if r.is_tensor and r.meta.on_epoch}
+        metrics = {name: {"state": {k: v.detach().cpu() for k, v in m.metric_state.items()},
+                          "updates": m._update_count}
+                   for name, m in _metrics(self._trainer.lightning_module) if m._update_count}
+        return {"results": results, "metrics": metrics}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = state_dict or None
+
+
+def _metrics(module: L.LightningModule) -> list[tuple[str, Metric]]:
+    """The module's torchmetrics whose state is tensors (sum/max/min reductions: the ones that can be saved)."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, Metric) and name
+            and all(isinstance(v, torch.Tensor) for v in m.metric_state.values())]

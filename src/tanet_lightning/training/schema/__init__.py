@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ...base.errors import ConfigError, handle_user_errors
+from ...models.fit import check_clip_length
 from ...models.temporal import TEMPORAL
 from . import groups as g
 from .fields import Missing, check_node, check_target_keys, check_value, read, unknown_key
@@ -224,9 +225,15 @@ def _under_file_text(path: Path) -> str:
 
 
 def rule_clip_length(cfg: DictConfig, app: str) -> list[str]:
-    """HOOK: model.num_frames == data.num_frames. The one function that decides whether a clip length
-    fits a model (config, checkpoint, init_from) is being written elsewhere (issue 18); call it here
-    when it lands. Until then training/runner.check_config keeps the rule."""
+    """model.num_frames == data.num_frames, by the one clip-length rule (models/fit.py)."""
+    clip, model = _get(cfg, "data.num_frames"), _get(cfg, "model.num_frames")
+    if app != "train" or not isinstance(clip, int) or not isinstance(model, int):
+        return []
+    try:
+        check_clip_length(clip, model, what=f"data.num_frames={clip}",
+                          fix=f"set both to the same value (model.num_frames={model})")
+    except ConfigError as e:
+        return [str(e)]
     return []
 
 

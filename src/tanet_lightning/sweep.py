@@ -3,10 +3,15 @@
 A sweep launches many jobs from one config. What every job would fail on in the same way (a dataset
 that is not on this machine) is checked once, before the first job, so the sweep stops in seconds
 with one clear message instead of failing every point one by one. A job that fails is recorded
-(``FAILED`` in its directory) and the sweep goes on; when the last job has ended, the sweep writes its
-comparison (report.md/.csv/.png, and with ``logger=wandb`` the W&B report: published when online, else
-``wandb_report.json``), failed and unfinished jobs included, and then a sweep with failed jobs exits
-non-zero, naming them.
+(state ``failed`` in its ``run.json``, training/lifecycle.py) and the sweep goes on; when the last job has
+ended, the sweep writes its comparison (report.md/.csv/.png, and with ``logger=wandb`` the W&B report:
+published when online, else ``wandb_report.json``), failed and unfinished jobs included, and then a sweep
+with failed or refused jobs exits non-zero, naming them.
+
+One sweep directory, one launch at a time: a second launch into it (``hydra.sweep.dir=`` of a running
+sweep) is refused (``.sweep.lock``). A stopped sweep (SIGTERM, Ctrl-C, a failed job) is finished by the
+same command + ``hydra.sweep.dir=<its directory> ckpt_path=last``: finished jobs are kept, interrupted
+ones resume, the others start (``finish_command`` prints it).
 
 Multirun + DDP (``trainer.strategy=ddp``): Lightning's launcher re-executes this command, ``-m``
 included, for ranks > 0, so every rank runs the same sweep and job k of each rank pairs with job k of
@@ -17,15 +22,25 @@ the rank processes inherit and ``hydra.sweep.dir`` (conf/hydra/default.yaml) rea
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
+import shlex
+import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from . import runner
+from .analysis import wandb_report
+from .analysis.report import report
+from .base.errors import ConfigError
+from .training import runner
+from .training.lifecycle import STATE
+from .training.signals import Stopped
 
 log = logging.getLogger("tanet_lightning")
 
@@ -34,11 +49,36 @@ SWEEP_DIR_ENV = "TANET_SWEEP_DIR"
 
 
 class SweepCallback(Callback):
+    refused: ClassVar[list[str]] = []  # jobs of this launch whose directory was refused (see train.main)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # a DDP rank's re-execution has LOCAL_RANK (set by Lightning's launcher) and the pinned directory
         self.launching = SWEEP_DIR_ENV not in os.environ or "LOCAL_RANK" not in os.environ
         if not self.launching:
             return  # the launching process checked the data
+        SweepCallback.refused.clear()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = open(sweep_dir / ".sweep.lock", "a+")  # held until this process ends
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.seek(0)
+            log.error("another launch (%s) is running the sweep in %s: wait for it to end, or give this one "
+                      "another hydra.sweep.dir", self.lock.read().strip() or "pid unknown", sweep_dir)
+            raise SystemExit(2) from None
+        self.lock.seek(0)
+        self.lock.truncate()
+        self.lock.write(f"pid {os.getpid()}\n")
+        self.lock.flush()
+
+        def stop_between_jobs(signum, frame):  # inside a job the run's own handler is in place (signals.py)
+            write_reports(sweep_dir)
+            log.error("the sweep was stopped; finish it with: %s", self.finish_command(sweep_dir))
+            raise Stopped(signum)
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, stop_between_jobs)
         os.environ[SWEEP_DIR_ENV] = str(config.hydra.sweep.dir)  # ${now:} resolved once, for every rank
         # One W&B group per launch: the group's `${now:...}` is resolved here, in the launch config, whose
         # resolver cache Hydra copies into every job's config; left to the jobs, each would read its own
@@ -47,7 +87,7 @@ class SweepCallback(Callback):
         try:
             # also generates the synthetic data once, before jobs (or SLURM tasks) could race for it
             runner.instantiate_data(config).prepare_data()
-        except runner.ConfigError as e:
+        except ConfigError as e:
             log.error("%s\nThe sweep was not started: every job would fail the same way.", e)
             raise SystemExit(2) from None
 
@@ -59,19 +99,33 @@ class SweepCallback(Callback):
         # a DDP rank's copy of the sweep re-saved multirun.yaml with its own launch overrides: restore
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         write_reports(sweep_dir)
-        failed = sorted(p.parent.name for p in sweep_dir.glob("*/FAILED"))
-        if failed:  # every job ran; a sweep with failed jobs did not finish: say so in the exit code
-            log.error("%d job(s) of %s failed (reason in each FAILED file): %s", len(failed), sweep_dir,
-                      ", ".join(failed))
+        failed = sorted(p.parent.name for p in sweep_dir.glob(f"*/{STATE}")
+                        if json.loads(p.read_text()).get("state") == "failed")
+        refused, SweepCallback.refused[:] = list(SweepCallback.refused), []
+        if failed or refused:  # every job ran; a sweep with failed jobs did not finish: say so in the exit code
+            if failed:
+                log.error("%d job(s) of %s failed (the reason in each run.json): %s", len(failed), sweep_dir,
+                          ", ".join(failed))
+            for line in refused:
+                log.error("refused: %s", line)
+            log.error("once fixed, finish the sweep with: %s", self.finish_command(sweep_dir))
             raise SystemExit(1)
+
+    @staticmethod
+    def finish_command(sweep_dir: Path) -> str:
+        """The launch command again, into the same directory, resuming: what finishes a stopped sweep."""
+        try:
+            task = list(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task)
+        except (OSError, ValueError):
+            task = sys.argv[1:]
+        task = [o for o in task if not o.startswith(("ckpt_path=", "hydra.sweep.dir=", "-m", "--multirun"))]
+        return shlex.join(["python", "-m", "tanet_lightning.train", "-m", *task, f"hydra.sweep.dir={sweep_dir}",
+                           "ckpt_path=last"])
 
 
 def write_reports(sweep_dir: Path) -> None:
     """The sweep's comparison, written whatever the jobs' outcome; a failure here is logged, not raised,
     so that it cannot hide the sweep's own exit status."""
-    from ..analysis import wandb_report
-    from ..analysis.report import report
-
     again = f"python -m tanet_lightning.report {sweep_dir}"
     try:
         log.info("sweep report: %s", report(sweep_dir))

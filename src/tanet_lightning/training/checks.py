@@ -1,0 +1,53 @@
+"""Config checks that need no data and that the schema (training/schema) cannot make: a value the user
+typed for a module that ignores it, and ImageNet weights this machine cannot reach."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ..base.errors import ConfigError
+from ..models.temporal import TAM_FAMILY
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What the schema (training/schema) cannot see: the command line's own words."""
+    model = cfg.get("model")
+    if model is not None:
+        name = model.temporal.name
+        given = [o for o in _command_line() if o.lstrip("+~").startswith("model.tam")]
+        if name not in TAM_FAMILY and given:  # configs may carry model.tam for any module; a user's value is a mistake
+            raise ConfigError(f"{given[0]} is given but model/temporal={name} does not use it (only "
+                              f"{', '.join(TAM_FAMILY)} do); drop it or pick a TAM module")
+
+
+def _command_line() -> list[str]:
+    """This job's overrides (command line and sweep point) when running under Hydra, else none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def check_pretrained(model: DictConfig) -> None:
+    """``model.pretrained=true`` needs the weights: in the local Hugging Face cache, or a reachable hub."""
+    if not model.get("pretrained") or model.get("pretrained_path"):
+        return
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    if (hub.expanduser() / f"models--timm--{model.backbone}").is_dir() or _hub_reachable():
+        return
+    raise ConfigError(
+        f"model.pretrained=true downloads the ImageNet weights of {model.backbone}, but the weight hub cannot "
+        "be reached from here: download them elsewhere and set model.pretrained_path=FILE "
+        "(or model.pretrained=false to train from scratch)")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
