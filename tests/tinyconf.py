@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from tanet_lightning.config import config_dir
+from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic, synthetic_dir
 
 # 8 classes x (3 train, 1 val, 1 test) 32x32 videos of 8-10 frames: enough for every code path.
 TINY_SYNTHETIC = [
@@ -19,6 +20,17 @@ TINY_SYNTHETIC = [
     "data.short_side=32", "data.crop_size=32", "data.test_crop_size=32", "data.num_workers=0",
     "data.batch_size=8", "data.num_frames=4",
 ]
+# the same set as a spec: where its videos live under a data directory (one folder per variant)
+TINY_SPEC = SyntheticSpec(train_per_class=3, val_per_class=1, test_per_class=1, size=32, min_frames=8, max_frames=10)
+
+
+def tiny_synthetic_dir(data_dir: str | Path) -> Path:
+    """The tiny set's folder under ``data_dir`` (what ``data_dir=...`` + TINY_SYNTHETIC reads), generated if needed."""
+    root = synthetic_dir(Path(data_dir) / "synthetic", TINY_SPEC)
+    ensure_synthetic(root, TINY_SPEC)
+    return root
+
+
 TINY_RUN = [
     "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
     "callbacks.model_summary=null",

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tanet_lightning.convert import main as convert_main
-from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
 from tanet_lightning.models import create_video_model
 from tanet_lightning.models.temporal import plain_aggregation, temporal_aggregate, temporal_aggregate_plain
+from tinyconf import tiny_synthetic_dir
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -43,9 +43,7 @@ def test_onnx_export_matches_pytorch_on_a_real_clip(tmp_path, data_dir):
     path = export_onnx(predictor, tmp_path / "m.onnx")
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Conv" in ops and not any("tanet" in o.lower() for o in ops)
-    ensure_synthetic(data_dir / "synthetic", SyntheticSpec(train_per_class=3, val_per_class=1, test_per_class=1,
-                                                           size=32, min_frames=8, max_frames=10))
-    video = str(data_dir / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4")
+    video = str(tiny_synthetic_dir(data_dir) / "videos" / "test" / "rotate_cw_0000.mp4")
     assert check_onnx(path, predictor, video) <= 1e-4
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):  # the batch axis is dynamic

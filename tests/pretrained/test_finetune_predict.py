@@ -18,6 +18,7 @@ from tanet_lightning.data.synthetic import CLASS_NAMES
 from tanet_lightning.eval import evaluate
 from tanet_lightning.predict import Predictor
 from tanet_lightning.train import train
+from tinyconf import tiny_synthetic_dir
 
 SUBSET = ["shrink", "grow", "move_left"]  # sorted by video_folder: grow, move_left, shrink
 SMALL = ["data.short_side=32", "data.crop_size=32", "data.test_crop_size=32", "data.num_workers=0",
@@ -28,7 +29,7 @@ SMALL = ["data.short_side=32", "data.crop_size=32", "data.test_crop_size=32", "d
 def _video_folder(data_dir, dest):
     for c in SUBSET:
         (dest / c).mkdir(parents=True)
-        for f in sorted((data_dir / "synthetic" / "videos" / "train").glob(f"{c}_*.mp4")):
+        for f in sorted((tiny_synthetic_dir(data_dir) / "videos" / "train").glob(f"{c}_*.mp4")):
             shutil.copy(f, dest / c / f.name)
     return dest
 
@@ -102,11 +103,9 @@ def test_freeze_bn_keeps_all_but_the_first_batchnorm_frozen(make_cfg):
 
 def test_video_folder_split_is_seeded_and_disjoint(tmp_path, data_dir):
     from tanet_lightning.data.datamodule import VideoDataModule
-    from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
 
     # the tiny set of conftest.TINY_SYNTHETIC (same spec: generated once per session)
-    ensure_synthetic(data_dir / "synthetic", SyntheticSpec(train_per_class=3, val_per_class=1, test_per_class=1,
-                                                           size=32, min_frames=8, max_frames=10))
+    tiny_synthetic_dir(data_dir)
     folder = _video_folder(data_dir, tmp_path / "v")
     dm = VideoDataModule(tmp_path, format="video_folder", root=str(folder), num_workers=0)
     assert dm.class_names == sorted(SUBSET)

@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from tanet_lightning.analysis import ensemble as ens
-from tanet_lightning.base.errors import ConfigError
-from tanet_lightning.data.datasets import AnnotationError, read_rawframe_list, read_video_list
+from tanet_lightning.base.errors import ConfigError, UserError
+from tanet_lightning.data.formats import AnnotationError, read_rawframe_list, read_video_list
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train
-from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
+from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config, tiny_synthetic_dir
 
 
 @pytest.fixture(scope="module")
@@ -87,27 +87,29 @@ def test_a_file_that_is_not_a_checkpoint_says_so(make_cfg, trained, tmp_path, co
     else:
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
     for name in ("train", "eval"):
-        with pytest.raises(ConfigError, match=message) as err:
+        with pytest.raises(UserError, match=message) as err:
             (train if name == "train" else evaluate)(make_cfg([f"ckpt_path={path}"], name=name))
         assert "weights_only=False" not in str(err.value)
 
 
 def test_a_complete_dataset_is_used_without_writing_to_it(tmp_path):
-    from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic
+    from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic, synthetic_dir
 
     spec = SyntheticSpec(train_per_class=1, val_per_class=1, test_per_class=1, size=32, min_frames=8, max_frames=8)
-    ensure_synthetic(tmp_path / "synthetic", spec)
-    (tmp_path / ".synthetic.lock").unlink()
-    before = sorted(p.name for p in tmp_path.iterdir())
-    ensure_synthetic(tmp_path / "synthetic", spec)  # complete: no lock file, nothing written
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    root = synthetic_dir(tmp_path / "synthetic", spec)
+    ensure_synthetic(root, spec)
+    for lock in tmp_path.rglob("*.lock"):
+        lock.unlink()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    ensure_synthetic(root, spec)  # complete: no lock file, nothing written
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
 def test_eval_refuses_a_checkpoint_of_other_classes(make_cfg, trained, tmp_path):
     ckpt = torch.load(trained[0] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     ckpt["hyper_parameters"]["num_classes"] = 400
     torch.save(ckpt, tmp_path / "k400.ckpt")
-    with pytest.raises(ConfigError, match="400 classes but the data config gives 8"):
+    with pytest.raises(UserError, match="400 classes but the data config gives 8"):
         evaluate(make_cfg([f"ckpt_path={tmp_path / 'k400.ckpt'}"], name="eval"))
 
 
@@ -142,7 +144,7 @@ def test_list_lines_that_do_not_match_their_format_name_file_and_line(tmp_path):
 def _video_list_copy(data_dir: Path, dest: Path, corrupt: dict[str, int] | None = None) -> Path:
     """The tiny synthetic set as a plain video_list dataset (lists name `videos/<split>/x.mp4`), with
     some files broken in different ways: 0 missing, 1 truncated, 2 garbage."""
-    src = data_dir / "synthetic"
+    src = tiny_synthetic_dir(data_dir)
     shutil.copytree(src / "videos", dest / "videos")
     for split in ("train", "val", "test"):
         shutil.copy(src / f"{split}.txt", dest / f"{split}.txt")
@@ -198,8 +200,8 @@ def _run(cwd: Path, env: dict, args: list[str], stop_after_epoch: int | None = N
 @pytest.mark.process
 def test_faults_sigterm_and_resume_end_like_an_uninterrupted_run(make_cfg, data_dir, tmp_path):
     train(make_cfg(["debug=fdr"]))  # the tiny synthetic set
-    names = sorted(p.relative_to(data_dir / "synthetic").as_posix()
-                   for p in (data_dir / "synthetic" / "videos").rglob("*.mp4"))
+    names = sorted(p.relative_to(tiny_synthetic_dir(data_dir)).as_posix()
+                   for p in (tiny_synthetic_dir(data_dir) / "videos").rglob("*.mp4"))
     broken = {n: i % 3 for i, n in enumerate(names[:: len(names) // 4][:4])}  # 4 of 40 = 10 %
     root = _video_list_copy(data_dir, tmp_path / "faulty", broken)
     args = [*(a for a in _list_args(root) if a != "data.num_workers=0"), "data.max_bad_fraction=0.5",
