@@ -174,7 +174,7 @@ def test_every_sweep_point_validates(make_cfg, experiment):
 
 def _documented(app: str):
     for page in PAGES:
-        for line, command in documented_commands(page):
+        for line, command, _section in documented_commands(page):
             words = shlex.split(command, comments=True)
             if words[:3] == ["python", "-m", f"tanet_lightning.{app}"] and expected_exit(command) == 0:
                 yield pytest.param(words[3:], id=f"{page.name}:{line}")
