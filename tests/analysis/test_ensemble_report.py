@@ -56,7 +56,7 @@ def test_the_application_prints_the_ensemble_and_refuses_with_exit_2(tmp_path, c
     with pytest.raises(SystemExit) as exit_:
         main([a, b, "--weights", "1"])
     assert exit_.value.code == 2
-    assert "--weights: 1 weights for 2 score files" in capsys.readouterr().err + caplog.text
+    assert "--weights has 1 values for 2 score files" in capsys.readouterr().err + caplog.text
 
 
 @pytest.mark.parametrize("mode", ["prob", "logits"])

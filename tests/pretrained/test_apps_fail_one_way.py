@@ -26,7 +26,7 @@ def cases(tmp, bare):
     return {
         "eval": ([f"ckpt_path={bare}", run], "not a checkpoint of this project"),
         "predict": ([f"ckpt_path={bare}", f"inputs=[{tmp}]", run], "not a checkpoint of this project"),
-        "export": ([f"ckpt_path={CKPT}", "format=tflite", run], "format='tflite': only onnx"),
+        "export": ([f"ckpt_path={CKPT}", "format=tflite", run], "format='tflite' must be one of ['onnx']"),
         "visualize": ([f"ckpt_path={CKPT}", f"videos=[{tmp / 'none.mp4'}]", run], "does not exist"),
         "convert": ([str(CKPT), "--out", str(tmp / "x.ckpt"), "--classes", str(tmp / "none.txt")],
                     "--classes"),
