@@ -12,16 +12,14 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from torch.utils.data import DataLoader
 
 from tanet_lightning.analysis.visualize import expand_videos, find_block, i3d_kernels, load_clip, record
-from tanet_lightning.config import config_dir
 from tanet_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tanet_lightning.models.load import Checkpoint, load_model
 from tanet_lightning.training.module import VideoClassificationModule
 from tanet_lightning.visualize import visualize
+from tinyconf import compose_config
 
 T, SIZE = 4, 32
 
@@ -70,9 +68,7 @@ def assets(tmp_path_factory) -> dict:
 
 
 def compose_visualize(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("visualize", overrides=overrides)
+    return compose_config("visualize", overrides)  # as a launch composes it (paths.output_dir set)
 
 
 def test_visualize_writes_pngs_from_a_trained_checkpoint(assets, tmp_path):

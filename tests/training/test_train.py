@@ -75,7 +75,7 @@ def test_fast_dev_run_through_train(make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("override, key", [
-    (["model.num_frames=8"], "model.num_frames=8 but data.num_frames=4"),
+    (["model.num_frames=8"], "data.num_frames=4 has T=4 frames but the model has T=8"),
     (["model.backbone=resnet9000"], "model.backbone"),
     (["model.position=e"], "model.position"),
     (["model.temporal.name=tam9"], "model/temporal='tam9'"),
