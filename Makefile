@@ -42,5 +42,6 @@ bench: $(STAMP)  ## speed benchmarks (prints ratios measured side by side)
 	$(PY) benchmarks/data_loading.py
 	$(PY) benchmarks/main_job.py
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff, and the import layers (import-linter contract in pyproject.toml)
 	$(PY) -m ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
