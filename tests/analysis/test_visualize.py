@@ -135,6 +135,7 @@ def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path):
     assert len(list(run_dir.glob("theta_hist_stage3_1b_*.png"))) == 2
 
 
+@pytest.mark.process
 def test_cli_refuses_a_bad_block_and_a_bare_weights_file_with_one_message(assets, tmp_path):
     """The application fails the one way every entry point does: the message, exit 2, no traceback."""
     torch.save({"fc.weight": torch.zeros(3, 4)}, tmp_path / "bare.pth")

@@ -82,6 +82,7 @@ def test_resumes_with_the_same_metrics(make_cfg):
     assert {k: metrics[k] for k in EXPECTED["resume"]} == pytest.approx(EXPECTED["resume"], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.process
 def test_converting_a_project_checkpoint_needs_no_training_code(tmp_path):
     """models.convert reads a project checkpoint's model config itself: no import of training/ (the
     circle models/convert.py <-> training/module.py is gone)."""

@@ -65,6 +65,7 @@ def test_label_smoothing_reaches_the_loss(make_cfg):
     assert not torch.isclose(losses[0.0], losses[0.2])
 
 
+@pytest.mark.heavy
 def test_logged_metrics_are_the_epoch_metrics_and_lr_is_scaled(make_cfg):
     """Two epochs, uneven validation batches (8 videos in batches of 3): val/top1 and val/mean_class_acc
     equal the metrics of the final weights over the whole split, val/top1_best the best epoch, and the
@@ -89,6 +90,7 @@ def test_logged_metrics_are_the_epoch_metrics_and_lr_is_scaled(make_cfg):
     assert initial == pytest.approx({"decay": 0.002, "no_decay": 0.002, "fc_weight": 0.01, "fc_bias": 0.02})
 
 
+@pytest.mark.heavy
 def test_view_average_prob_is_the_mean_softmax_of_the_views(make_cfg):
     _, objects = train(make_cfg(["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false"]))
     ckpt = objects["trainer"].checkpoint_callback.best_model_path

@@ -146,6 +146,7 @@ def cli(cwd: Path, data_dir: Path, *args: str, **env: str) -> subprocess.Popen:
                             cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.process
 def test_a_process_refused_by_the_run_lock_writes_nothing(tmp_path, data_dir, make_cfg):
     out = Path(make_cfg().paths.output_dir)  # the directory the CLI below runs in (tmp_path is the cwd)
     out.mkdir(parents=True)

@@ -254,6 +254,7 @@ def test_convert_refuses_bad_arguments_before_reading(tmp_path, capsys, caplog):
     assert "--num-frames=0 must be >= 1" in err and f"--out {afile}/out.ckpt cannot be written" in err
 
 
+@pytest.mark.process
 def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, data_dir):
     env = {**os.environ, "TANET_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("TANET_LOG_DIR", None)
