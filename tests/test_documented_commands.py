@@ -48,6 +48,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+
+from tanet_lightning.data.synthetic import SyntheticSpec, synthetic_dir
 
 pytestmark = pytest.mark.docs
 
@@ -172,8 +175,13 @@ class Workspace:
             return self.scores()
         return found[0]
 
+    def synthetic(self) -> Path:
+        """The variant folder the documented commands read: the one of conf/data/synthetic.yaml's settings."""
+        spec = SyntheticSpec(**OmegaConf.to_container(OmegaConf.load(REPO / "conf/data/synthetic.yaml").synthetic))
+        return synthetic_dir(Path(self.env["TANET_DATA_DIR"]) / "synthetic", spec)
+
     def video(self) -> Path:
-        path = Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4"
+        path = self.synthetic() / "videos" / "test" / "rotate_cw_0000.mp4"
         if not path.is_file():  # the main job generates the synthetic videos
             self.ckpt()
         return path
@@ -200,7 +208,7 @@ class Workspace:
         root = self.cwd / "my_videos"
         if not root.is_dir():
             self.ckpt()  # the main job generates the synthetic videos
-            src = Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "train"
+            src = self.synthetic() / "videos" / "train"
             for c in ("grow", "move_left", "shrink"):
                 (root / c).mkdir(parents=True)
                 for f in sorted(src.glob(f"{c}_*.mp4")):
