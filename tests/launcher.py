@@ -121,7 +121,7 @@ def serve() -> None:
     protocol_in, protocol_out = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # a print during an import goes to stderr, not into the replies
     devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # a command reading stdin sees EOF, as under subprocess.run without input
+    os.dup2(devnull, 0)  # the requests' pipe stays out of the commands' reach (none reads stdin)
     os.close(devnull)
     # numpy's OpenBLAS starts its thread pool on import (one thread per extra core unless OMP_NUM_THREADS
     # says fewer): fork-safe, it stops the pool before a fork (pthread_atfork) and restarts it in the child.

@@ -63,9 +63,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from launcher import Launcher
 from omegaconf import OmegaConf
 
+from launcher import Launcher
 from tanet_lightning.data.synthetic import SyntheticSpec, synthetic_dir
 
 pytestmark = pytest.mark.docs
