@@ -21,8 +21,22 @@ Disk: a sweep writes two checkpoints of ~140 MB per job and no later command rea
 (placeholders point into ``logs/train/runs``), so they are deleted once the command has passed, and a
 workspace once its last command has passed; a failing command keeps everything for a look.
 
-Time (`make test` has 8 minutes on 2 cores for everything): ~50 commands, ~70 training jobs, each
-process paying ~8 s CPU of imports. What keeps it there:
+How a command runs: ``python -m MODULE ARGS`` becomes ``sys.executable -m MODULE ARGS`` (placeholders
+filled, size limits appended) run in its own process, with its own working directory, environment, stdout,
+stderr and exit status. By default that process is forked from a launcher (tests/launcher.py, one per test
+process) that has already imported torch, Lightning, Hydra, timm, PyAV and the applications' modules, and
+nothing else: no op run, no thread started. The child takes the command's working directory, environment
+and output files (fd 1 and 2), and runs the module through ``runpy`` as ``__main__`` with the same argv,
+``sys.argv[0]`` and ``sys.path[0]`` as ``python -m`` gives it: the same entry point runs the same code on
+the same arguments in a fresh process whose only difference is that its imports were already done, so it
+is still the command as written (TestLauncher checks it against a plain ``python -m`` process). Every
+global state an application sets (Hydra's, Lightning's, seeds, logging) starts fresh, because the launcher
+never ran any. ``TANET_DOCS_SUBPROCESS=1`` (or a launcher that cannot start) runs plain subprocesses.
+
+Time (`make test` has 8 minutes on 2 cores for everything): ~50 commands, ~70 training jobs. What keeps
+it there:
+- the launcher: a fresh ``python -m`` pays ~5-8 s CPU of imports before ~2 s of work; forked from the
+  launcher it pays them once per xdist worker;
 - the size limits below: one epoch of two training batches, one validation and one test batch, and
   a batch of 4 videos read in the main process (``data.batch_size=4 data.num_workers=0``: measured on
   the main job, ~2 s of CPU per job besides the imports instead of ~7 s with the configs' batch of 16
@@ -43,11 +57,16 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+
+from launcher import Launcher
+from tanet_lightning.data.synthetic import SyntheticSpec, synthetic_dir
 
 pytestmark = pytest.mark.docs
 
@@ -133,11 +152,10 @@ def expected_exit(comment: str) -> int:
 class Workspace:
     """One fresh working directory per page; placeholders filled from what earlier commands wrote."""
 
-    def __init__(self, cwd: Path, data_dir: Path):
+    def __init__(self, cwd: Path, data_dir: Path, launcher: Launcher | None):
         self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TANET_")}
-        self.env.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", MPLBACKEND="Agg",
-                        PYTHONUNBUFFERED="1")
+        self.env = {**command_env(), "TANET_DATA_DIR": str(data_dir)}
+        self.launcher = launcher
 
     def run(self, args: list[str]) -> subprocess.CompletedProcess:
         if args[:2] == ["make", "train"]:  # the Makefile target is this command with ARGS appended
@@ -147,7 +165,9 @@ class Workspace:
         assert args[0] == "python" and args[1] == "-m", f"not a python -m command: {args}"
         args = [sys.executable, *args[1:], *LIMITS.get(args[2], [])]
         args = [self.fill(a) for a in args]
-        return subprocess.run(args, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=1200)
+        launched = self.launcher and self.launcher.run(args, self.cwd, self.env, timeout=1200)
+        return launched or subprocess.run(args, cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                                          timeout=1200)
 
     def fill(self, arg: str) -> str:
         for word, value in (("CKPT", self.ckpt), ("SCORES_8F", self.scores), ("SCORES_16F", self.scores),
@@ -172,8 +192,13 @@ class Workspace:
             return self.scores()
         return found[0]
 
+    def synthetic(self) -> Path:
+        """The variant folder the documented commands read: the one of conf/data/synthetic.yaml's settings."""
+        spec = SyntheticSpec(**OmegaConf.to_container(OmegaConf.load(REPO / "conf/data/synthetic.yaml").synthetic))
+        return synthetic_dir(Path(self.env["TANET_DATA_DIR"]) / "synthetic", spec)
+
     def video(self) -> Path:
-        path = Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "test" / "rotate_cw_0000.mp4"
+        path = self.synthetic() / "videos" / "test" / "rotate_cw_0000.mp4"
         if not path.is_file():  # the main job generates the synthetic videos
             self.ckpt()
         return path
@@ -200,7 +225,7 @@ class Workspace:
         root = self.cwd / "my_videos"
         if not root.is_dir():
             self.ckpt()  # the main job generates the synthetic videos
-            src = Path(self.env["TANET_DATA_DIR"]) / "synthetic" / "videos" / "train"
+            src = self.synthetic() / "videos" / "train"
             for c in ("grow", "move_left", "shrink"):
                 (root / c).mkdir(parents=True)
                 for f in sorted(src.glob(f"{c}_*.mp4")):
@@ -213,6 +238,73 @@ class Workspace:
         return ckpts[-1]
 
 
+PROBE = """
+import os, signal, subprocess, sys, time
+
+print(sys.argv[1:], sys.argv[0] == __file__, sys.path[0] == os.getcwd(), __name__, os.getcwd(), os.environ["PROBE"])
+os.write(2, b"C-level stderr\\n")
+if sys.argv[1] == "raise":
+    raise ValueError("an uncaught exception")
+if sys.argv[1] == "signal":
+    os.kill(os.getpid(), signal.SIGTERM)
+if sys.argv[1] == "hang":
+    print(subprocess.Popen(["sleep", "600"]).pid, flush=True)
+    time.sleep(600)
+
+import torch
+from torch.utils.data import DataLoader
+
+loader = DataLoader(list(range(10)), batch_size=3, num_workers=2,
+                    worker_init_fn=lambda i: os.write(1, f"worker {i} says hi through fd 1\\n".encode()))
+print("sum", sum(int(b.sum()) for b in loader), torch.get_num_threads())
+sys.exit(int(sys.argv[1]))
+"""
+
+
+class TestLauncher:
+    """The launcher runs a command as `python -m` does in a fresh process: same argv, sys.path, working
+    directory, environment, output (C-level and DataLoader workers' included) and exit status."""
+
+    @pytest.fixture
+    def probe(self, tmp_path, launcher):
+        if launcher is None:
+            pytest.skip("TANET_DOCS_SUBPROCESS=1: no launcher")
+        (tmp_path / "probe_module.py").write_text(PROBE)
+        env = {**command_env(), "PROBE": "from the request"}
+
+        def run(arg: str, timeout: float = 120):
+            args = [sys.executable, "-m", "probe_module", arg]
+            plain = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+            return launcher.run(args, tmp_path, env, timeout=timeout), plain
+
+        return run
+
+    def test_same_output_and_exit_status(self, probe):
+        launched, plain = probe("3")
+        assert (launched.returncode, launched.stdout, launched.stderr) == (3, plain.stdout, plain.stderr)
+        assert "['3'] True True __main__" in launched.stdout and "sum 45" in launched.stdout
+        assert launched.stdout.count("says hi through fd 1") == 2 and "C-level stderr" in launched.stderr
+
+    def test_an_uncaught_exception_or_a_signal(self, probe):
+        launched, plain = probe("raise")
+        assert launched.returncode == plain.returncode == 1
+        assert launched.stderr.splitlines()[-1] == plain.stderr.splitlines()[-1] == "ValueError: an uncaught exception"
+        assert "Traceback" in launched.stderr and "launcher.py" not in launched.stderr
+        launched, plain = probe("signal")
+        assert launched.returncode == plain.returncode == -signal.SIGTERM
+
+    def test_a_timeout_kills_the_command_and_its_children(self, tmp_path, launcher):
+        if launcher is None:
+            pytest.skip("TANET_DOCS_SUBPROCESS=1: no launcher")
+        (tmp_path / "probe_module.py").write_text(PROBE)
+        env = {**command_env(), "PROBE": ""}
+        with pytest.raises(subprocess.TimeoutExpired) as timeout:
+            launcher.run([sys.executable, "-m", "probe_module", "hang"], tmp_path, env, timeout=5)
+        sleeper = int(timeout.value.stdout.splitlines()[-1])
+        stat = Path(f"/proc/{sleeper}/stat")
+        assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone, or dead and not yet reaped
+
+
 # the line of each workspace's last command that runs here: after it, the workspace goes
 LAST_LINE: dict[str, int] = {}
 for _page, _n, _cmd in (c.values for c in CASES):
@@ -221,15 +313,33 @@ for _page, _n, _cmd in (c.values for c in CASES):
         LAST_LINE[_name] = max(_n, LAST_LINE.get(_name, 0))
 
 
+def command_env() -> dict[str, str]:
+    """The environment of every command: the test's, without TANET_* settings, with no W&B upload nor plot window."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANET_")}
+    return {**env, "WANDB_MODE": "disabled", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+
+
 @pytest.fixture(scope="module")
-def workspaces(tmp_path_factory, shared_dir):
+def launcher():
+    """One preloaded launcher per test process (xdist worker); None (plain subprocesses) with
+    TANET_DOCS_SUBPROCESS=1."""
+    if os.environ.get("TANET_DOCS_SUBPROCESS") == "1":
+        yield None
+        return
+    server = Launcher(command_env())
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory, shared_dir, launcher):
     data_dir = shared_dir / "docs-data"  # one for every xdist worker: the videos are generated once
     data_dir.mkdir(exist_ok=True)
     made: dict[str, Workspace] = {}
 
     def get(name: str) -> Workspace:
         if name not in made:
-            made[name] = Workspace(tmp_path_factory.mktemp(re.sub(r"\W+", "_", name)), data_dir)
+            made[name] = Workspace(tmp_path_factory.mktemp(re.sub(r"\W+", "_", name)), data_dir, launcher)
         return made[name]
 
     return get
