@@ -52,6 +52,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 return _train(cfg, run)
             except SIGTERMException:  # Lightning's own, raised at a batch end after its SIGTERM notice
                 raise signals.Stopped(signal.SIGTERM) from None
+            except Exception as e:  # a signal that surfaced as another library's error is still a stop
+                stop = signals.stop_behind(e)
+                if stop is None:
+                    raise
+                raise stop from None
     except signals.Stopped as e:
         out = Path(cfg.paths.output_dir)
         if lifecycle.resume_checkpoint(out):
@@ -106,7 +111,8 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
         with signals.requeue_on_signal(trainer, out, requeued):
             if fit:
                 trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-                if trainer.global_step == 0:
+                # ddp_spawn trains in child processes: only their logged metrics come back, not global_step
+                if trainer.global_step == 0 and not any(k.startswith("train/") for k in trainer.callback_metrics):
                     raise DataError(_no_steps(cfg, trainer, datamodule))
                 metrics.update(run_files.to_python(trainer.callback_metrics))
                 run.fit_ended(metrics)
@@ -179,6 +185,10 @@ def main(cfg: DictConfig) -> float | None:
             metrics, _ = train(cfg)
         except KeyboardInterrupt:  # Ctrl-C before the run's own handler was in place
             raise signals.Stopped(signal.SIGINT) from None
+        except Exception as e:  # stopped before the run had begun, inside another library's code
+            if (stop := signals.stop_behind(e)) is None:
+                raise
+            raise stop from None
     except (signals.Stopped, signals.Requeued):
         if sweeping:  # the sweep stops here: report what ran, and every point that did not
             sweep_dir = Path(HydraConfig.get().sweep.dir)

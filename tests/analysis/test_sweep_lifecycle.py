@@ -86,6 +86,7 @@ def test_a_second_launch_into_a_running_sweep_is_refused(tmp_path, data_dir, tin
         while not (sweep / ".sweep.lock").is_file() or not (sweep / ".sweep.lock").read_text():
             assert time.time() < deadline and first.poll() is None
             time.sleep(0.2)
+        first.send_signal(signal.SIGSTOP)  # still running (and holding its lock) however fast its jobs are
         second = _sweep(tmp_path, data_dir, args)
         log = second.communicate(timeout=300)[0]
         assert second.returncode == 2, log[-3000:]

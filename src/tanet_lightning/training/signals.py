@@ -49,6 +49,18 @@ class Requeued(SystemExit):
         self.checkpoint = checkpoint
 
 
+def stop_behind(exc: BaseException) -> Stopped | None:
+    """The ``Stopped`` that ``exc`` replaced, if any: a signal that lands inside a library's cleanup (an
+    OmegaConf ``finally`` block, say) can surface as that library's own error, with ours as its context."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Stopped):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
