@@ -34,6 +34,7 @@ from ..base.errors import ConfigError
 from ..data.files import VIDEO_EXTENSIONS, find_videos
 from ..data.formats import read_video_list
 from ..data.protocol import TestProtocol
+from ..data.settings import ClipSettings
 from ..data.transforms import eval_transform
 from ..models.backbones import family_of
 from ..models.insertion import blocks_by_stage
@@ -191,7 +192,7 @@ def expand_videos(videos: str | Sequence[str], video_root: str | None = None) ->
     return paths
 
 
-DEFAULT_SIZE = 224  # short side and crop for checkpoints that carry no data config
+DEFAULT_SIZE = ClipSettings.crop_size  # short side and crop for checkpoints that carry no data config
 
 
 def load_clip(path: str, num_frames: int, size: int | None = None, data: dict | None = None) -> torch.Tensor:
