@@ -31,7 +31,7 @@ from ...models.temporal import TEMPORAL
 from . import groups as g
 from .fields import Missing, check_node, check_target_keys, check_value, read, unknown_key
 
-__all__ = ["MONITORABLE", "ValidateConfig", "check_args", "validate", "validate_args"]
+__all__ = ["MONITORABLE", "ValidateConfig", "validate", "validate_args"]
 
 MONITORABLE = g.MONITORABLE
 
@@ -292,8 +292,3 @@ def validate_args(args: argparse.Namespace, app: str) -> None:
                       "weight per file")
     if errors:
         raise ConfigError(_report(errors, "arguments"))
-
-
-def check_args(args: argparse.Namespace, app: str) -> None:
-    """``validate_args`` for a ``main``: a refusal is printed as one line and the process exits 2."""
-    handle_user_errors(validate_args)(args, app)
