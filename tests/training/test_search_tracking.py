@@ -42,6 +42,7 @@ def _train(cwd, *args):
 def test_a_second_launch_continues_the_study_and_mlflow_records_the_run(tmp_path):
     search = ["hparams_search=tanet_optuna", "hydra.sweeper.sampler.n_startup_trials=2", "hydra.sweep.dir=search"]
     _train(tmp_path, *search, "hydra.sweeper.n_trials=3")
+    # the same seed: the second launch samples new points (tanet.search_seed), none of the first's again
     _train(tmp_path, *search, "hydra.sweeper.n_trials=2")
     study = optuna.load_study(study_name="hparams_search", storage=f"sqlite:///{tmp_path}/search/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
