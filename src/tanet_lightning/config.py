@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -51,6 +52,24 @@ def wandb_offline() -> bool:
                 and "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore"))
 
 
+def search_seed(seed, storage: str):
+    """The Optuna sampler's seed for this launch: ``seed`` plus the trials the study already holds. A
+    second launch into a sweep directory continues the study; with the plain seed its sampler would
+    propose the first launch's points again (their run directories hold finished runs), while this stays
+    reproducible: the same seed and the same history give the same proposals."""
+    if seed is None:
+        return None
+    path = Path(storage.removeprefix("sqlite:///"))
+    if not path.is_file():
+        return int(seed)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            (done,) = db.execute("SELECT COUNT(*) FROM trials").fetchone()
+        except sqlite3.OperationalError:  # a study storage created but never written
+            done = 0
+    return int(seed) + int(done)
+
+
 def register_resolvers() -> None:
     # the launch directory, resolvable at any time (Hydra's `hydra:runtime.cwd` is unset while the
     # sweeper resolves hydra.sweep.dir); Lightning's DDP launcher re-executes in the same directory
@@ -61,6 +80,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("tanet.sweep", sweep_params, replace=True)
     # a value an experiment requires (`???` would not survive the merge over a group's default)
     OmegaConf.register_new_resolver("tanet.required", required, replace=True)
+    OmegaConf.register_new_resolver("tanet.search_seed", search_seed, replace=True)  # hparams_search=...
 
 
 def required(key: str, by: str, what: str):

@@ -208,7 +208,7 @@ def main(cfg: DictConfig) -> float | None:
         return None
     finally:
         loggers.finish_wandb()
-    return metrics.get("val/top1_best")  # for sweepers that optimise a value
+    return metrics.get(cfg.get("optimized_metric", "val/top1_best"))  # for sweepers that optimise a value
 
 
 if __name__ == "__main__":

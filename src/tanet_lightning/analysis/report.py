@@ -107,6 +107,8 @@ def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     if not path.is_file():
         return []
     hydra_cfg = OmegaConf.load(path).hydra
+    if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []  # a search (hparams_search=...) proposes its trials as it goes: none is planned up front
     params = _sweep_params(hydra_cfg.sweeper)
     cli = list(hydra_cfg.overrides.task)
     parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *cli])

@@ -236,6 +236,7 @@ class Train(Common):
     torch_threads: int | None = spec(ge=1)
     ckpt_path: str | None = spec(give="PATH", why="or last: resume this run")
     overwrite: bool = spec()  # the run lifecycle's key (issue 17 item 1), where it exists
+    optimized_metric: str = spec(choices=MONITORABLE, why="what a sweeper (hparams_search=...) maximises")
 
 
 @dataclass
