@@ -4,7 +4,8 @@ The model (architecture and weights) comes from the checkpoint; the data config 
 protocol. The checkpoint must fit the data (``models.fit.check_fits``: T, and the classes by name: the
 same names in another order are scored in the data's order). Writes ``metrics.json`` and ``scores.npz``
 (video_idx, labels, view-averaged scores, and the video paths when the dataset knows them) so runs can
-be ensembled with ``tanet_lightning.ensemble``.
+be ensembled with ``tanet_lightning.ensemble``, and the test split's fingerprint (``fingerprint.json``, in
+metrics.json too); what differs from the checkpoint's is a warning (training/fingerprints.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 from . import config
 from .base.errors import handle_user_errors
 from .models.load import Checkpoint
-from .training import run_files, runner, schema
+from .training import fingerprints, run_files, runner, schema
 from .training.loggers import finish_wandb, log_config
 from .training.module import VideoClassificationModule
 
@@ -32,8 +33,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     runner.seed(cfg)
     datamodule = runner.instantiate_data(cfg)
     mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
+    ckpt = Checkpoint.read(cfg.ckpt_path)
     model = VideoClassificationModule.from_checkpoint(
-        Checkpoint.read(cfg.ckpt_path), num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
+        ckpt, num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
         protocol=datamodule.test_protocol().to_dict(), **mechanics)
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
@@ -41,9 +43,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"
     datamodule.bad_log_base = out / "bad_files"
+    # split fingerprint: warn what differs from the test data of the checkpoint's run
+    fingerprints.check_against_checkpoint(ckpt.raw, datamodule.fingerprint("test"), "test", out, ckpt.where)
     trainer.test(model, datamodule=datamodule)
     run_files.write_bad_files(out, datamodule.bad_file_rows())
     metrics = run_files.to_python(trainer.callback_metrics)
+    metrics["data_fingerprint"] = fingerprints.write(out, datamodule.fingerprints(read=("test",)))
     if trainer.is_global_zero:
         run_files.write_metrics(out, metrics)
     log.info("metrics and scores.npz in %s", out)

@@ -1,9 +1,11 @@
 """Classify video files: ``python -m tanet_lightning.predict ckpt_path=PATH inputs=[a.mp4,dir/] [topk=5]
-[out=predictions.jsonl]``.
+[out=predictions.jsonl] [+data=NAME]``.
 
 Everything comes from the checkpoint: the network, the class names and the test protocol of the data
 it was trained or released with (sampler, clip length, short side, crop, clips x crops, normalisation),
 so a Kinetics model is read with dense 8x8 clips and a Something-Something model with TSN segments.
+With ``+data=NAME`` (a conf/data config), what differs between that data's test split and the one of the
+checkpoint's run (videos, class list, flip map) is a warning, as in eval.
 Python: ``Predictor.from_checkpoint(path).predict("a.mp4")``.
 """
 
@@ -29,7 +31,7 @@ from .data.io import VideoDecodeError
 from .data.protocol import TestProtocol
 from .models.load import Checkpoint
 from .models.video import VideoClassifier
-from .training import schema
+from .training import fingerprints, runner, schema
 
 log = logging.getLogger("tanet_lightning")
 
@@ -140,14 +142,18 @@ def predict(cfg: DictConfig) -> list[Prediction]:
         raise ConfigError("inputs: give video files and/or folders, e.g. inputs=[a.mp4,videos/]")
     videos, missing = collect_inputs([str(i) for i in inputs])
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.get("device") or "cpu", cfg.get("views"))
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.get("data") is not None:  # +data=NAME: warn what differs from the data of the checkpoint's run
+        ckpt = Checkpoint.read(cfg.ckpt_path)
+        fingerprints.check_against_checkpoint(ckpt.raw, runner.instantiate_data(cfg).fingerprint("test"), "test",
+                                              out.parent, ckpt.where)
     preds, failed = [], [(m, "no such file or folder") for m in missing]
     for path in tqdm(videos, desc="videos", disable=not cfg.get("progress", True)):
         try:
             preds.append(predictor._rank(path, predictor.scores(predictor.clip_views(path)), int(cfg.topk)))
         except (VideoDecodeError, OSError, IndexError) as e:  # one bad file does not stop the others
             failed.append((path, f"{type(e).__name__}: {e}"))
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:
         for pr in preds:
             f.write(json.dumps(asdict(pr)) + "\n")

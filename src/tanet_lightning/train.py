@@ -26,7 +26,7 @@ from .base.errors import ConfigError, DataError, RunStateError, UserError, handl
 from .models.fit import check_fits
 from .models.load import Checkpoint
 from .sweep import SweepCallback, write_reports
-from .training import checks, lifecycle, loggers, run_files, runner, schema, signals
+from .training import checks, fingerprints, lifecycle, loggers, run_files, runner, schema, signals
 from .training.callbacks import LAST
 from .training.module import instantiate_model
 
@@ -100,6 +100,7 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
                 if hasattr(lg, "resume_at"):
                     lg.resume_at(int(ckpt.raw.get("global_step", 0)))
     datamodule.check_annotations()  # every split's list read and validated before the first step
+    fingerprints.write(out, datamodule.fingerprints())  # which videos (unreadable ones: at the end)
     resolved = run_files.save_resolved_config(cfg, out)
     loggers.log_config(experiment_loggers, resolved, model)
 
@@ -127,6 +128,8 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
     metrics["data/bad_files"] = float(len(datamodule.bad_files()))
     if metrics["data/bad_files"]:
         metrics["data/bad_files_list"] = "bad_files.tsv"  # split, path, reason of each
+    read = [*(("train", "val") if fit else ()), *(("test",) if test else ())]
+    metrics["data_fingerprint"] = fingerprints.write(out, datamodule.fingerprints(read=read))
     run.finish(metrics)
     if trainer.is_global_zero:
         loggers.log_summary(experiment_loggers, {k: metrics[k] for k in ("model/gflops", "model/params")})

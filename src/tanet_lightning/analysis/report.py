@@ -3,8 +3,9 @@
 Reads every job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``config_resolved.yaml``,
 ``metrics.json``; ``run.json`` says which job failed or was interrupted) and writes, into SWEEP_DIR:
 ``report.md`` (laid out like the paper's table, the paper's numbers beside ours when the experiment
-has them, FLOPs/params from the complexity counter), ``report.csv`` and ``report.png`` (top-1 per
-setting, error bars over seeds). Unfinished and failed jobs are listed as such.
+has them, FLOPs/params from the complexity counter, a short hash of the test videos each number is of),
+``report.csv`` and ``report.png`` (top-1 per setting, error bars over seeds). Unfinished and failed
+jobs are listed as such.
 ``--page experiments/NAME.md`` also writes the experiment's page for the repository.
 
 When the jobs logged to W&B (``logger=wandb``), the W&B comparison of the sweep is defined too
@@ -190,7 +191,7 @@ def fmt(x: float | None, std: float | None = None, digits: int = 1) -> str:
 def table_markdown(rows: list[Row], experiment: str) -> str:
     paper = TABLES[experiment].numbers if experiment in TABLES else {}
     head = ["setting", "top-1", "top-5", "mean class acc", "paper top-1", "paper top-5", "GFLOPs", "params (M)",
-            "seeds", "status"]
+            "test data", "seeds", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         p1, p5 = paper.get(r.setting, (None, None))
@@ -198,19 +199,42 @@ def table_markdown(rows: list[Row], experiment: str) -> str:
         lines.append("| " + " | ".join([
             r.setting, fmt(*r.mean_std("test/top1")), fmt(*r.mean_std("test/top5")),
             fmt(*r.mean_std("test/mean_class_acc")), fmt(p1, digits=2), fmt(p5, digits=2),
-            fmt(flops, digits=3), fmt(params / 1e6 if params else None, digits=3),
+            fmt(flops, digits=3), fmt(params / 1e6 if params else None, digits=3), data_cell(r.jobs),
             str(len(r.values("test/top1"))), r.status]) + " |")
     return "\n".join(lines)
+
+
+# --- split fingerprints (training/fingerprints.py): which test videos each number is of ---
+def split_fingerprint(job: Job, split: str = "test") -> dict:
+    return (job.metrics.get("data_fingerprint") or {}).get(split) or {}
+
+
+def data_cell(jobs: list[Job]) -> str:
+    """`3f2a9c1e` (1,000 videos) per distinct test split of a row's finished jobs: a short hash of the
+    sorted (video id, label) pairs, the videos found, and the unreadable ones when there were any."""
+    cells = []
+    for fp in (split_fingerprint(j) for j in jobs if j.status == "done"):
+        if not fp:
+            continue
+        bad = f", {fp['unreadable']:,} unreadable" if fp.get("unreadable") else ""
+        cell = f"`{fp['videos_sha256'][:8]}` ({fp['found']:,} videos{bad})"
+        if cell not in cells:
+            cells.append(cell)
+    return "<br>".join(cells) or "–"
+# ---
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params"])
+        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params", "test_videos",
+                    "test_videos_sha256"])
         for r in rows:
             for j in r.jobs:
+                fp = split_fingerprint(j)
                 w.writerow([r.setting, j.path.name, j.status, *(j.metrics.get(k, "") for k in METRICS),
-                            j.metrics.get("model/gflops", ""), j.metrics.get("model/params", "")])
+                            j.metrics.get("model/gflops", ""), j.metrics.get("model/params", ""),
+                            fp.get("found", ""), fp.get("videos_sha256", "")])
 
 
 def plot(rows: list[Row], experiment: str, path: Path) -> None:

@@ -5,6 +5,7 @@ LightningDataModule that ties them together."""
 from .datamodule import VideoDataModule
 from .datasets import TooManyBadFilesError, VideoClipDataset
 from .files import VIDEO_EXTENSIONS, find_videos
+from .fingerprint import SplitFingerprint
 from .formats import FORMATS, AnnotationError, DatasetNotFoundError, VideoRecord, read_video_list
 from .io import VideoDecodeError, probe_num_frames, read_video_frames
 from .protocol import TestProtocol
@@ -20,6 +21,7 @@ __all__ = [
     "ClipSampler",
     "ClipSettings",
     "DatasetNotFoundError",
+    "SplitFingerprint",
     "SyntheticSpec",
     "TestProtocol",
     "TooManyBadFilesError",

@@ -11,6 +11,8 @@ import math
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..base.errors import ConfigError, DataError
 from .datasets import BadFileLog, VideoClipDataset
+from .fingerprint import SplitFingerprint, fingerprint_split
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
 from .protocol import TestProtocol
 from .settings import ClipSettings
@@ -158,6 +161,8 @@ class VideoDataModule(L.LightningDataModule):
         self.flip_label_map = {**label_map, **{v: k for k, v in label_map.items()}}
         self.num_classes = len(self.class_names)
         self.datasets: dict[str, VideoClipDataset] = {}
+        self._fingerprints: dict[str, SplitFingerprint] = {}  # taken when a split's list is read
+        self._loaded: set[str] = set()  # splits this process made a loader for (their unreadable count is known)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -189,6 +194,7 @@ class VideoDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> VideoClipDataset:
         records = self._read_records(split)
         bad = BadFileLog(f"{self.bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
+        self._fingerprints[split] = fingerprint_split(records, self.root, self.class_names, self.flip_label_map)
         return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map)
 
     def _check_training_batches(self, world_size: int) -> None:
@@ -226,6 +232,7 @@ class VideoDataModule(L.LightningDataModule):
         workers = dict(persistent_workers=self.persistent_workers, prefetch_factor=self.prefetch_factor) \
             if self.num_workers > 0 else {}  # DataLoader rejects both without worker processes
         kind, extra = (ResumableLoader, {"datamodule": self}) if split == "train" else (DataLoader, {})
+        self._loaded.add(split)
         return kind(
             self.datasets[split],
             batch_size=self.test_batch_size if split == "test" else self.batch_size,
@@ -280,6 +287,22 @@ class VideoDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         return [r.path for r in self.datasets[split].records]
+
+    def fingerprint(self, split: str, read: bool = False) -> SplitFingerprint:
+        """The split's fingerprint (data/fingerprint.py: videos annotated, found, unreadable, hashes of the
+        videos, classes and flip map). ``unreadable`` counts the videos met so far once this process made the
+        split's loader, or when ``read`` (the caller knows it was read elsewhere: ddp_spawn's workers)."""
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        fp = self._fingerprints[split]
+        if read or split in self._loaded:
+            fp = replace(fp, unreadable=len(self.datasets[split].bad_files.paths()))
+        return fp
+
+    def fingerprints(self, read: Iterable[str] = ()) -> dict[str, SplitFingerprint]:
+        """{split: fingerprint} of the splits read so far (``read``: as in ``fingerprint``)."""
+        read = set(read)
+        return {s: self.fingerprint(s, read=s in read) for s in SPLITS if s in self.datasets}
 
     def test_views_per_video(self) -> int:
         return self.protocol.views.clips * self.protocol.views.crops

@@ -245,6 +245,10 @@ class VideoClassificationModule(L.LightningModule):
         if dm is not None and hasattr(dm, "test_protocol"):
             checkpoint["data_config"] = dm.test_protocol().to_dict()
             checkpoint["class_names"] = list(dm.class_names)
+        if dm is not None and hasattr(dm, "fingerprints"):  # which videos: eval compares them (data/fingerprint.py)
+            fingerprints = dm.fingerprints()
+            checkpoint["data_fingerprint"] = {s: fp.to_dict() for s, fp in fingerprints.items()}
+            checkpoint["data_video_ids"] = {s: fp.packed for s, fp in fingerprints.items()}
         # the global RNGs drive shuffling and augmentation: a resumed run continues the same streams
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]  # weights-only safe

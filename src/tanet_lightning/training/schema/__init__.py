@@ -42,7 +42,7 @@ APPS: dict[str, tuple[type, dict[str, tuple[type, bool]]]] = {
                         "callbacks": (g.Callback, True), "logger": (g.Logger, True), "paths": (g.Paths, False)}),
     "eval": (g.Eval, {"data": (g.Data, False), "trainer": (g.Trainer, True), "logger": (g.Logger, True),
                       "paths": (g.Paths, False)}),
-    "predict": (g.Predict, {"paths": (g.Paths, False)}),
+    "predict": (g.Predict, {"data": (g.Data, False), "paths": (g.Paths, False)}),  # +data=NAME: optional
     "export": (g.Export, {"paths": (g.Paths, False)}),
     "visualize": (g.Visualize, {"paths": (g.Paths, False)}),
 }
