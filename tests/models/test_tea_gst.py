@@ -1,17 +1,28 @@
 """TEA and GST (replace a ResNet block's 3x3 conv): the official formulations written out, their
-initialisation, isolation between videos, memory layout, bf16, torch.compile and ONNX."""
+initialisation and key names, isolation between videos, memory layout, bf16, torch.compile, ONNX, the
+complexity rows beside their papers and a short training of each in the main job."""
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
+import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.models.res2net import Bottle2neck
 
+from tanet_lightning.analysis.complexity import NEWER, measure
+from tanet_lightning.models import create_video_model
+from tanet_lightning.models.flops import count_exact
+from tanet_lightning.models.gst import OFFICIAL_KEYS as GST_KEYS
 from tanet_lightning.models.gst import GSTConv
+from tanet_lightning.models.tea import OFFICIAL_KEYS as TEA_KEYS
 from tanet_lightning.models.tea import MEModule, ShiftModule, TEAConv
+from tanet_lightning.models.video import VideoClassifier
+from tanet_lightning.training.module import VideoClassificationModule
 
 T = 4
 
@@ -169,7 +180,19 @@ def test_channels_last_and_bf16(name):
 
 @pytest.mark.parametrize("name", ["tea", "gst"])
 def test_compiles_as_one_graph(name):
-    """fullgraph=True fails on any graph break; aot_eager traces forward and backward without codegen."""
+    """fullgraph=True fails on any graph break (the eager backend: dynamo's capture without codegen)."""
+    torch.manual_seed(0)
+    m = make(name, 2).train()
+    x = torch.randn(2 * T, 32, 8, 8)
+    torch._dynamo.reset()
+    compiled = torch.compile(copy.deepcopy(m), backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), m(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_compiled_forward_and_backward_match_eager(name):
+    """aot_eager traces forward and backward as one graph each (TEA: ~5 s on 2 cores)."""
     torch.manual_seed(0)
     m = make(name, 2).train()
     x = torch.randn(2 * T, 32, 8, 8, requires_grad=True)
@@ -180,6 +203,25 @@ def test_compiles_as_one_graph(name):
     yc = compiled(x)
     torch.testing.assert_close(yc, y)
     torch.testing.assert_close(torch.autograd.grad(yc.square().sum(), x), g)
+
+
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_onnx_export_of_the_module_keeps_a_dynamic_batch(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    m = randomized(make(name, 2)).eval()
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the whole-clip check (constant for a given T)
+        torch.onnx.export(m, (torch.randn(2 * T, 32, 8, 8),), str(path), input_names=["frames"],
+                          output_names=["out"], dynamic_axes={"frames": {0: "batch"}, "out": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for videos in (1, 3):
+        x = torch.randn(videos * T, 32, 8, 8)
+        with torch.no_grad():
+            want = m(x).numpy()
+        got = session.run(None, {"frames": x.numpy()})[0]
+        assert got.shape == want.shape and abs(got - want).max() <= 1e-4 * abs(want).max()
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -205,3 +247,149 @@ def test_tea_refuses_what_it_cannot_replace():
         TEAConv(conv3x3(32, 64), T)
     with pytest.raises(ValueError, match="ResNeXt"):
         TEAConv(nn.Conv2d(32, 32, 3, padding=2, dilation=2, bias=False), T)
+
+
+# ------------------------------------------------------------------------------------------------
+# In the network: the registry, key names, complexity, ONNX, training
+
+
+def official_block_keys(name: str, block: nn.Module) -> list[str]:
+    """The state-dict keys of the official code's block of the same widths (from ops/tea50_8f.py, GST.py)."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = ["conv1.weight", *(f"bn1.{k}" for k in bn), "conv3.weight", *(f"bn3.{k}" for k in bn)]
+    if block.downsample is not None:
+        keys += ["downsample.0.weight", *(f"downsample.1.{k}" for k in bn)]
+    if name == "gst":
+        return keys + ["conv2.weight", "Tconv.weight", *(f"bn2.{k}" for k in bn)]
+    scale = block.conv2.scale
+    keys += ["me.conv1.weight", *(f"me.bn1.{k}" for k in bn), "me.conv2.weight", "me.conv3.weight",
+             *(f"me.bn3.{k}" for k in bn), *(f"shifts.{i}.conv.weight" for i in range(scale))]
+    # + the block's bn2 after the replaced conv: the official Res2Net block has none (see TEAConv)
+    return keys + [f"{p}.{i}.{k}" for i in range(scale - 1) for p, ks in (("convs", ("weight",)), ("bns", bn))
+                   for k in ks]
+
+
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_every_resnet_block_gets_one_and_official_keys_map_onto_ours(name):
+    with torch.device("meta"):
+        model = create_video_model("resnet50", name, 174, 8)
+    module = {"tea": TEAConv, "gst": GSTConv}[name]
+    blocks = [m for m in model.backbone.modules() if isinstance(getattr(m, "conv2", None), module)]
+    assert len(blocks) == 16
+    key_map = {"tea": TEA_KEYS, "gst": GST_KEYS}[name]
+    for block in (blocks[0], blocks[1]):  # a strided block with a shortcut conv, and a plain one
+        mapped = set()
+        for key in official_block_keys(name, block):
+            prefix = next((p for p in key_map if key.startswith(p)), None)
+            mapped.add(key_map[prefix] + key[len(prefix):] if prefix else key)
+        ours = set(block.state_dict())
+        assert mapped == ours - ({f"bn2.{k}" for k in ("weight", "bias", "running_mean", "running_var",
+                                                       "num_batches_tracked")} if name == "tea" else set())
+
+
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_small_network_trains_every_parameter(name):
+    torch.manual_seed(0)
+    model = create_video_model("resnet18", name, 5, T, dropout=0.0).train()
+    for m in model.modules():  # timm zero-inits each block's last BN gamma, which would block the gradients
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+    model(torch.randn(2, T, 3, 32, 32)).square().sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_model_channels_last_switch(name):
+    """`model.channels_last=true` converts every conv (GST's 3x3x3 to channels_last_3d): the same logits."""
+    kwargs = dict(num_classes=5, num_frames=T, backbone="resnet18", temporal={"name": name}, dropout=0.0)
+    torch.manual_seed(0)
+    plain = VideoClassificationModule(**kwargs).eval()
+    torch.manual_seed(0)
+    cl = VideoClassificationModule(**kwargs, channels_last=True).eval()
+    video = torch.randn(2, T, 3, 32, 32)
+    with torch.no_grad():
+        want = plain(video)
+        torch.testing.assert_close(cl(video), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+class OfficialTEABlock(nn.Module):
+    """The official TEA block (Res2Net-50 26w4s + ME + temporal convs, ops/tea50_8f.py) over a timm
+    Bottle2neck's children: only to count the paper's network."""
+
+    def __init__(self, b: Bottle2neck, num_frames: int):
+        super().__init__()
+        self.b, self.me = b, MEModule(b.conv1.out_channels, num_frames)
+        self.shifts = nn.ModuleList(ShiftModule(b.width, num_frames) for _ in range(b.scale))
+
+    def forward(self, x):
+        b = self.b
+        spx = torch.split(self.me(b.relu(b.bn1(b.conv1(x)))), b.width, 1)
+        out, sp = [], spx[0]
+        for i, (conv, bn) in enumerate(zip(b.convs, b.bns)):
+            sp = b.relu(bn(conv(self.shifts[i](spx[i] if i == 0 or b.is_first else sp + spx[i]))))
+            out.append(sp)
+        last = self.shifts[-1](spx[-1])
+        out.append(b.pool(last) if b.pool is not None else last)
+        y = b.bn3(b.conv3(torch.cat(out, 1)))
+        return b.relu(y + (b.downsample(x) if b.downsample is not None else x))
+
+
+def test_complexity_rows_beside_their_papers():
+    """ResNet-50, 8 x 224^2 (both papers count there), SSv1's 174 classes. GST: 29.18 GFLOPs against 29.5,
+    21.04M parameters against 21.0M. TEA: 21.09 GFLOPs against 35 (the paper's network is Res2Net-50:
+    the next test)."""
+    gst, tea = measure(["GST", "TEA"], num_classes=174)
+    assert (gst.size, gst.macs, gst.params) == (224, 29_178_388_480, 21_035_246)
+    assert abs(gst.flops_g - NEWER["GST"][1].gflops) / NEWER["GST"][1].gflops <= 0.02
+    assert abs(gst.params_m - NEWER["GST"][1].mparams) / NEWER["GST"][1].mparams <= 0.02
+    assert (tea.size, tea.macs, tea.params) == (224, 21_088_849_920, 14_853_618)
+
+
+@pytest.mark.slow
+def test_the_paper_counts_tea_on_res2net50():
+    """The official TEA network (Res2Net-50 26w4s with ME and temporal convs) counts 34.7 GFLOPs at
+    8 x 224^2, within 2 % of the paper's 35: the gap of the ResNet-50 row is the backbone, not the counting."""
+    with torch.device("meta"):
+        net = timm.create_model("res2net50_26w_4s", num_classes=0)
+        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+            for i, block in enumerate(layer):
+                layer[i] = OfficialTEABlock(block, 8)
+        macs, _, _ = count_exact(VideoClassifier(net, 174, 8, 0.0), (1, 8, 3, 224, 224))
+    assert round(macs / 1e9, 1) == 34.7
+    assert abs(macs / 1e9 - NEWER["TEA"][1].gflops) / NEWER["TEA"][1].gflops <= 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_onnx_export_of_the_network_keeps_a_dynamic_batch(name, tmp_path):
+    """ResNet-18 with the module in every block, as `export` writes it (3-8 s each on 2 cores)."""
+    ort = pytest.importorskip("onnxruntime")
+    model = randomized(create_video_model("resnet18", name, 5, T, dropout=0.0)).eval()
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the clip-length checks (constant for a given T)
+        torch.onnx.export(model, (torch.randn(2, T, 3, 32, 32),), str(path), input_names=["video"],
+                          output_names=["logits"], dynamic_axes={"video": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        video = torch.randn(batch, T, 3, 32, 32)
+        with torch.no_grad():
+            want = model(video).numpy()
+        got = session.run(None, {"video": video.numpy()})[0]
+        assert got.shape == (batch, 5) and abs(got - want).max() <= 1e-4 * abs(want).max()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tea", "gst"])
+def test_trains_in_the_main_job(name, make_cfg):
+    """`python -m tanet_lightning.train model/temporal=NAME`, two steps, on the tiny synthetic set."""
+    from tanet_lightning.train import train
+
+    cfg = make_cfg([f"model/temporal={name}", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                    "test=false", "torch_threads=1"])
+    metrics, objects = train(cfg)
+    net = objects["model"].net
+    assert sum(isinstance(m, {"tea": TEAConv, "gst": GSTConv}[name]) for m in net.modules()) == 8  # ResNet-18
+    assert "val/top1" in metrics and torch.isfinite(torch.as_tensor(float(metrics["train/loss_epoch"])))

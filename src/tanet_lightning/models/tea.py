@@ -1,7 +1,7 @@
 """TEA (Li et al., CVPR 2020): motion excitation (ME) + multiple temporal aggregation (MTA) in place of a
 ResNet block's 3x3 conv.
 
-``TEAConv(conv2, num_frames)`` takes the block's 3x3 conv (C -> C) and replaces it (placement
+``TEAConv(conv, num_frames)`` takes the block's 3x3 conv (C -> C) and replaces it (placement
 ``replace_conv``): ME excites the motion-sensitive channels of its input, then MTA splits the channels
 into ``scale`` fragments processed Res2Net-style, each a channel-wise temporal conv (K=3) and a 3x3
 spatial conv, every fragment adding the previous one's output before its own convs (the "hierarchical
@@ -25,15 +25,18 @@ import torch.nn.functional as F
 
 from .fit import check_frame_batch
 
-__all__ = ["MEModule", "ShiftModule", "TEAConv"]
+__all__ = ["MEModule", "ShiftModule", "TEAConv", "OFFICIAL_KEYS"]
+
+# official TEA block key (prefix of layerX.Y) -> ours; conv1/bn1/conv3/bn3/downsample keep their names
+OFFICIAL_KEYS = {"me.": "conv2.me.", "convs.": "conv2.convs.", "bns.": "conv2.bns.", "shifts.": "conv2.shifts."}
 
 
-def _check_conv(conv2: nn.Conv2d, what: str) -> None:
-    if not isinstance(conv2, nn.Conv2d) or conv2.kernel_size != (3, 3):
-        raise ValueError(f"{what} replaces a block's 3x3 Conv2d, got {conv2!r}")
-    if conv2.groups != 1 or conv2.dilation != (1, 1) or conv2.bias is not None or conv2.padding != (1, 1):
+def _check_conv(conv: nn.Conv2d, what: str) -> None:
+    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (3, 3):
+        raise ValueError(f"{what} replaces a block's 3x3 Conv2d, got {conv!r}")
+    if conv.groups != 1 or conv.dilation != (1, 1) or conv.bias is not None or conv.padding != (1, 1):
         raise ValueError(f"{what} replaces a plain 3x3 conv (no groups, dilation or bias, padding 1); got "
-                         f"{conv2!r}: ResNeXt and dilated ResNets are not supported")
+                         f"{conv!r}: ResNeXt and dilated ResNets are not supported")
 
 
 def _check_divides(name: str, divisor: int, channels: int) -> None:
@@ -109,28 +112,29 @@ class ShiftModule(nn.Module):
 
 
 class TEAConv(nn.Module):
-    """ME + MTA in place of a block's 3x3 conv ``conv2`` (C -> C, stride s).
+    """ME + MTA in place of a block's 3x3 conv ``conv`` (C -> C, stride s).
 
     MTA: the C channels are split into ``scale`` fragments of C/scale. Fragment i < scale-1 adds the
-    previous fragment's output (except in a strided block, where shapes differ: Res2Net's "stage"
-    type), then a temporal conv (identity at init), the 3x3 conv (stride s) and BN + ReLU; the last
-    fragment only gets the temporal conv (a TSM shift at init), average-pooled 3x3 when strided.
+    previous fragment's output (except in a strided block, where shapes differ: Res2Net's "stage" type;
+    Res2Net also counts res2's first block, stride 1, as one, which the conv alone cannot tell), then a
+    temporal conv (identity at init), the 3x3 conv (stride s) and BN + ReLU; the last fragment only gets
+    the temporal conv (a TSM shift at init), average-pooled 3x3 when strided.
 
-    The fragments' 3x3 convs start from the diagonal blocks of ``conv2``'s (ImageNet) weights, the way
+    The fragments' 3x3 convs start from the diagonal blocks of ``conv``'s (ImageNet) weights, the way
     GST slices its 2-D conv. The block's own BN + ReLU after conv2 stay (the official Res2Net block has
     none there): on the last fragment, which has no BN of its own, that is its only normalisation.
     """
 
-    def __init__(self, conv2: nn.Conv2d, num_frames: int, reduction: int = 16, scale: int = 4):
+    def __init__(self, conv: nn.Conv2d, num_frames: int, reduction: int = 16, scale: int = 4):
         super().__init__()
-        _check_conv(conv2, "TEA")
-        channels = conv2.in_channels
-        if conv2.out_channels != channels:
-            raise ValueError(f"TEA's hierarchical fragments need a C -> C conv, got {conv2!r}")
+        _check_conv(conv, "TEA")
+        channels = conv.in_channels
+        if conv.out_channels != channels:
+            raise ValueError(f"TEA's hierarchical fragments need a C -> C conv, got {conv!r}")
         _check_divides("scale", scale, channels)
         if scale < 2:
             raise ValueError(f"scale must be at least 2 (one convolved and one shifted fragment), got {scale}")
-        width, stride = channels // scale, conv2.stride
+        width, stride = channels // scale, conv.stride
         self.channels, self.num_frames, self.width, self.scale = channels, num_frames, width, scale
         self.stage = stride != (1, 1)  # Res2Net's 'stage' block: no hierarchy, pooled last fragment
         self.me = MEModule(channels, num_frames, reduction)
@@ -142,9 +146,9 @@ class TEAConv(nn.Module):
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if self.stage else None
         self.relu = nn.ReLU(inplace=True)
         with torch.no_grad():
-            for i, conv in enumerate(self.convs):
+            for i, c in enumerate(self.convs):
                 s = slice(i * width, (i + 1) * width)
-                conv.weight.copy_(conv2.weight[s, s])
+                c.weight.copy_(conv.weight[s, s])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spx = torch.split(self.me(x), self.width, dim=1)

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import register_flop_formula
 
 from .fit import check_frame_batch
+from .gst import GSTConv
 from .tada import tada
+from .tea import TEAConv
 
 __all__ = [
     "TAM",
@@ -636,6 +638,17 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
         gflops=43.0, mparams=None, results=(("K400", 76.7, 92.6), ("SSv2", 64.0, 88.0)), size=256,
         note="GFLOPs per view of the 8x256x256 test crop (the official config's TEST_CROP_SIZE 256); "
              "the paper gives no parameter count")),
+    TemporalSpec("tea", TEAConv, "replace_conv", paper_row="TEA", reported=Reported(
+        "Li et al., CVPR 2020 (TEA R50, SSv1 table, 1 clip, centre crop); official code "
+        "Phoenix1327/tea-action-recognition", gflops=35.0, mparams=None, results=(("SSv1", 48.9, None),),
+        note="the paper's network is Res2Net-50 26w4s (1x1 convs 104/208/416/832 wide, fragments 26-208): that "
+             "layout counts 34.7G here (tests/models/test_tea_gst.py builds it); on the ResNet-50 each fragment is "
+             "1/4 of the ResNet's own width, so its 3x3 convs cost 3/16 of the original ones: 21.1G")),
+    TemporalSpec("gst", GSTConv, "replace_conv", paper_row="GST", reported=Reported(
+        "Luo & Yuille, ICCV 2019 (GST R50, alpha=4 beta=2, SSv1 table); official README (chenxuluo/GST-video)",
+        gflops=29.5, mparams=21.0, results=(("SSv1", 47.0, None), ("SSv2", 61.6, None)),
+        note="the paper counts SSv1's 174 classes: at this table's 400 the classifier has 0.46M more parameters "
+             "(--classes 174: 21.04M)")),
 )}
 # name -> factory(channels, num_frames, **kwargs): the modules placed on a feature map (in a block or after it)
 TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {
