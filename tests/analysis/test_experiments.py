@@ -115,6 +115,13 @@ def assert_swept_value_in_module(net: torch.nn.Module, key: str, value, cfg) -> 
             assert not kinds and isinstance(net.backbone.layer1[0].conv1, TemporalConv)
         elif spec.placement == "after_block":
             assert len(patched(net)) == 5 and kinds == {NonLocalBlock}
+        elif spec.placement == "replace_conv":  # the 3x3 conv of every block, built as the job builds it
+            blocks = [m for m in net.modules() if type(m).__name__.startswith("ConvReplaced")]
+            kwargs = {k: v for k, v in cfg.model.temporal.items() if k != "name"}
+            made = spec.factory(torch.nn.Conv2d(64, 64, 3, padding=1, bias=False), net.num_frames, **kwargs)
+            assert not kinds and blocks and {type(b.conv2) for b in blocks} == {type(made)}
+            if arch_of(net) == "resnet50":
+                assert len(blocks) == 16
         else:
             name, first = patched(net)[0]  # the module this name stands for, built as the job builds it
             position = cfg.model.position or spec.position

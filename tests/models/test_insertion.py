@@ -12,7 +12,7 @@ import torch.nn as nn
 from tanet_lightning.analysis.complexity import TABLE2, measure
 from tanet_lightning.models import STAGE_NAMES, create_video_model
 from tanet_lightning.models.backbones import FAMILIES, create_backbone
-from tanet_lightning.models.insertion import blocks_by_stage, insert_temporal, stage_blocks
+from tanet_lightning.models.insertion import blocks_by_stage, insert_temporal, replace_convs, stage_blocks
 
 # (backbone, smallest convenient input side, positions that must work)
 BACKBONES = {
@@ -98,6 +98,29 @@ def test_patched_block_with_identity_equals_the_original_block(backbone):
             assert isinstance(patched.get_submodule(n).temporal, nn.Identity)
             assert torch.equal(outputs["plain", n], outputs["patched", n]), (position, n)
         assert torch.equal(*final), position
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", pytest.param("resnext50_32x4d", marks=pytest.mark.slow)])
+def test_conv_replaced_block_with_the_same_conv_equals_the_original_block(backbone):
+    """``replace_convs`` re-writes the blocks' forward (bn2 plus a replacement's ``norm_branch``): with the
+    original conv put back as its own replacement, every block and the network give the original output
+    bit for bit, so a timm change to a ResNet block's forward fails here."""
+    plain = plain_backbone(backbone)
+    patched = copy.deepcopy(plain)
+    names = replace_convs(patched, "resnet", lambda conv: conv)
+    assert len(names) == sum(BLOCKS_PER_STAGE[backbone])
+    assert all(type(patched.get_submodule(n)).__name__.startswith("ConvReplaced") for n in names)
+    assert patched.state_dict().keys() == plain.state_dict().keys()  # no key moved: ImageNet weights load
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(plain.forward_features(x), patched.forward_features(x))
+    assert blocks_by_stage(patched, "resnet").keys() == blocks_by_stage(plain, "resnet").keys()
+    assert [n for blocks in blocks_by_stage(patched, "resnet").values() for n, _ in blocks] == names
+
+
+def test_conv_replacement_needs_a_resnet():
+    with torch.device("meta"), pytest.raises(ValueError, match="need a ResNet backbone"):
+        create_video_model("mobilenetv2_100", "tada", 5, 4)
 
 
 HEAVY = ("resnet101", "resnext50_32x4d", "inception_v3")  # same code paths as lighter ones: `make test-all`

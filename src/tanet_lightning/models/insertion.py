@@ -9,6 +9,9 @@ Positions inside a residual block (paper supplementary Fig. 1, Table 5a):
 A patched block keeps every original child under its original name and adds one child,
 ``temporal``, so ImageNet weights load into the patched model and checkpoints read naturally
 (``layer1.0.conv1.weight``, ``layer1.0.temporal.G.net.0.weight``).
+
+Modules that replace a ResNet block's 3x3 conv (TAda2D, TEA, GST) go in with ``replace_convs``: the
+replacement owns the conv's weight under the conv's own name (``layer1.0.conv2.weight``).
 """
 
 from __future__ import annotations
@@ -30,21 +33,28 @@ POSITIONS = ("a", "b", "c", "d")
 TemporalFactory = Callable[[int], nn.Module]  # channels -> module (num_frames already bound)
 
 
-class PatchedBlock(nn.Module):
+class TakenOverBlock(nn.Module):
     """A block that takes over every child of the original under its own name (``named_children``) and
-    its plain attributes (flags such as ``has_skip``, absent parts such as ``se=None``), and adds
-    ``temporal``. Subclasses re-write the block's forward with the module at ``position``; a test runs
-    each with ``nn.Identity()`` against the original, so a timm change to a block's forward fails there."""
+    its plain attributes (flags such as ``has_skip``, absent parts such as ``se=None``). Subclasses re-write
+    the block's forward; a test runs each against the original, so a timm change to a forward fails there."""
 
-    positions: tuple[str, ...] = POSITIONS
-
-    def __init__(self, block: nn.Module, temporal: nn.Module, position: str):
+    def __init__(self, block: nn.Module):
         super().__init__()
         for name, child in block.named_children():
             self.add_module(name, child)
         for name, value in vars(block).items():
             if not name.startswith("_") and name != "training":
                 setattr(self, name, value)
+
+
+class PatchedBlock(TakenOverBlock):
+    """A taken-over block plus one child, ``temporal``, at ``position`` (the test: ``nn.Identity()`` there
+    gives the original block's output bit for bit)."""
+
+    positions: tuple[str, ...] = POSITIONS
+
+    def __init__(self, block: nn.Module, temporal: nn.Module, position: str):
+        super().__init__(block)
         self.temporal, self.position = temporal, position
 
 
@@ -98,6 +108,46 @@ class TemporalBasicBlock(PatchedBlock):
         x = self.bn2(self.conv2(x))
         if p == "d":
             x = self.temporal(x)
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        return self.act2(x + shortcut)
+
+
+def _conv2_bn2(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """bn2(conv2(x)), plus the replacement's branch on the conv output where it has one (``norm_branch``)."""
+    y = block.conv2(x)
+    branch = block.conv2.norm_branch(y) if hasattr(block.conv2, "norm_branch") else None
+    return block.bn2(y) if branch is None else block.bn2(y) + branch
+
+
+class ConvReplacedBottleneck(TakenOverBlock):
+    """timm ``Bottleneck`` whose ``conv2`` (the 3x3) is a replacement module (``replace_convs``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.aa(self.act2(self.drop_block(_conv2_bn2(self, x))))
+        x = self.bn3(self.conv3(x))
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        return self.act3(x + shortcut)
+
+
+class ConvReplacedBasicBlock(TakenOverBlock):
+    """timm ``BasicBlock`` whose ``conv2`` (its second 3x3) is a replacement module (``replace_convs``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
+        x = _conv2_bn2(self, x)
         if self.se is not None:
             x = self.se(x)
         if self.drop_path is not None:
@@ -190,7 +240,9 @@ _WRAPPERS: dict[type, type] = {
 _INPUT_ONLY = (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE)
 
 
-_BLOCKS = (*_WRAPPERS, *_INPUT_ONLY, PatchedBlock)  # the units a temporal module can enter (or entered)
+_BLOCKS = (*_WRAPPERS, *_INPUT_ONLY, TakenOverBlock)  # the units a temporal module can enter (or entered)
+_CONV_WRAPPERS: dict[type, type] = {Bottleneck: ConvReplacedBottleneck, BasicBlock: ConvReplacedBasicBlock}
+ConvFactory = Callable[[nn.Conv2d], nn.Module]  # the block's 3x3 conv -> its replacement (num_frames bound)
 
 
 def blocks_by_stage(model: nn.Module, family: str) -> dict[str, list[tuple[str, nn.Module]]]:
@@ -291,6 +343,31 @@ def insert_after_blocks(
             block.register_forward_hook(_temporal_post_hook)
             patched.append(name)
     return patched
+
+
+def replace_convs(model: nn.Module, family: str, factory: ConvFactory, stages: Sequence[str] = STAGE_NAMES
+                  ) -> list[str]:
+    """Replace the 3x3 conv (``conv2``) of every ResNet block of ``stages`` with ``factory(conv2)``.
+
+    The replacement receives the original ``nn.Conv2d`` (it owns its weight, stride, dilation, groups) and
+    maps the conv's input to an output of the conv's shape. A replacement with a branch that joins after
+    the conv's BatchNorm (TAda2D's average pooling) has a method ``norm_branch(y)`` of the conv output ``y``:
+    the block computes ``bn2(y) + norm_branch(y)`` (None: no branch). Basic blocks (ResNet-18/34) replace
+    their second 3x3. Returns the names of the blocks changed.
+    """
+    if family != "resnet":
+        raise ValueError("modules that replace the 3x3 conv of ResNet blocks (TAda2D, TEA, GST) need a ResNet "
+                         f"backbone (resnet18/34/50/101, resnext50_32x4d); {family} is not supported")
+    targets = stage_blocks(model, family, stages)
+    for name, block in targets:  # validate everything before changing anything
+        if type(block) not in _CONV_WRAPPERS:
+            raise ValueError(f"{name} is a {type(block).__name__}, not a ResNet BasicBlock / Bottleneck whose "
+                             "3x3 conv can be replaced")
+    for name, block in targets:
+        block.conv2 = factory(block.conv2)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, _CONV_WRAPPERS[type(block)](block))
+    return [n for n, _ in targets]
 
 
 def inflate_first_convs(model: nn.Module, family: str, num_frames: int, stages: Sequence[str]) -> list[str]:

@@ -10,8 +10,8 @@ import torch.nn as nn
 
 from .backbones import STAGE_NAMES, backbone_family, create_backbone
 from .fit import check_clip_length
-from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal
-from .temporal import create_temporal, temporal_spec
+from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal, replace_convs
+from .temporal import create_conv_temporal, create_temporal, temporal_spec
 
 # The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
 # ResNet-50 (the indices of the TAM/TSM code), 5 blocks in all.
@@ -100,8 +100,9 @@ def create_video_model(
     ``temporal`` is a name of the registry ``temporal.TEMPORAL`` or the ``model.temporal`` node (its
     ``name`` plus module options; ``blocks`` for non-local placement); ``tam`` holds the paper's TAM
     sweep keys, merged in by ``temporal_options``. ``position=None`` puts an in-block module at its own
-    place (TAM: b, TSM: a). ImageNet weights are loaded into the plain backbone before it is patched, so
-    temporal modules keep their own initialisation.
+    place (TAM: b, TSM: a); modules that replace the 3x3 conv (TAda2D, TEA, GST) have none. ImageNet
+    weights are loaded into the plain backbone before it is patched, so temporal modules keep their own
+    initialisation.
     """
     family = backbone_family(backbone)  # unknown names fail here, before any weights are loaded
     name, kwargs, nl_blocks = temporal_options(temporal, tam)
@@ -116,6 +117,8 @@ def create_video_model(
     elif spec.placement == "after_block":
         factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_after_blocks(net, family, factory, dict(nl_blocks or NL_BLOCKS))
+    elif spec.placement == "replace_conv":
+        replace_convs(net, family, partial(create_conv_temporal, name, num_frames=num_frames, **kwargs), stages)
     else:
         factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_temporal(net, family, factory, position or spec.position, stages)

@@ -72,8 +72,10 @@ class VideoClassificationModule(L.LightningModule):
         if freeze_bn:  # TSN's partial BN: every BatchNorm2d but the first keeps its ImageNet/pretrained statistics
             for bn in frozen_batchnorms(self.net):
                 bn.requires_grad_(False)
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        if channels_last:  # per conv: Module.to(memory_format=channels_last) refuses the 5-D weights of a Conv3d
+            for m in self.net.modules():
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)):
+                    m.to(memory_format=torch.channels_last if m.weight.dim() == 4 else torch.channels_last_3d)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.train_metrics = accuracy_metrics(num_classes, "train/")
         self.val_metrics = accuracy_metrics(num_classes, "val/")

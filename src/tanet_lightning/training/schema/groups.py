@@ -304,8 +304,9 @@ class EnsembleArgs:
 class ComplexityArgs:
     backbone: str = spec(check=_backbone)
     frames: int = spec(ge=1)
-    size: int = spec(ge=1)
+    size: int | None = spec(ge=1)
     position: str | None = spec(choices=POSITIONS)
     stages: list[str] = spec(choices=STAGE_NAMES, nonempty=True)
     classes: int = spec(ge=1)
-    rows: list[str] = spec(choices=tuple(s.paper_row for s in TEMPORAL.values() if s.paper), nonempty=True)
+    rows: list[str] = spec(choices=tuple(s.paper_row for s in TEMPORAL.values() if s.paper or s.reported),
+                           nonempty=True)
