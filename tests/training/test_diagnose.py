@@ -92,7 +92,7 @@ SHORT_MAIN_JOB = ["data.synthetic.train_per_class=40", "trainer.max_epochs=4", "
                   "callbacks.model_summary=null", "+diagnose=time"]
 
 
-@pytest.mark.slow  # two trainings of 4 epochs on 320 videos: ~40 s of CPU each, 1-3 min wall on 2 shared cores
+@pytest.mark.slow  # two 4-epoch trainings on 320 videos (~40 s CPU each) + their data: 3.8 min wall, busy 2 cores
 def test_a_trained_tanet_reads_the_direction_and_c2d_cannot(make_cfg):
     tanet, _ = train(make_cfg(SHORT_MAIN_JOB, tiny=False))
     c2d, _ = train(make_cfg([*SHORT_MAIN_JOB, "model/temporal=c2d"], tiny=False))
