@@ -6,6 +6,8 @@ same names in another order are scored in the data's order). Writes ``metrics.js
 (video_idx, labels, view-averaged scores, and the video paths when the dataset knows them) so runs can
 be ensembled with ``tanet_lightning.ensemble``, and the test split's fingerprint (``fingerprint.json``, in
 metrics.json too); what differs from the checkpoint's is a warning (training/fingerprints.py).
+``+diagnose=time`` also scores the test clips reversed, shuffled and frozen (``time/*`` in metrics.json:
+training/diagnose.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         ckpt, num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
         protocol=datamodule.test_protocol().to_dict(), **mechanics)
     loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=runner.instantiate_diagnostics(cfg))
     resolved = run_files.save_resolved_config(cfg, out)
     log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"

@@ -6,7 +6,8 @@ it was trained or released with (sampler, clip length, short side, crop, clips x
 so a Kinetics model is read with dense 8x8 clips and a Something-Something model with TSN segments.
 With ``+data=NAME`` (a conf/data config), what differs between that data's test split and the one of the
 checkpoint's run (videos, class list, flip map) is a warning, as in eval.
-Python: ``Predictor.from_checkpoint(path).predict("a.mp4")``.
+Python: ``Predictor.from_checkpoint(path).predict("a.mp4")``. ``+diagnose=time`` adds each video's top class
+with its frames reversed, shuffled and frozen (``time`` in the JSON lines: training/diagnose.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 from tqdm import tqdm
 
@@ -32,6 +34,7 @@ from .data.protocol import TestProtocol
 from .models.load import Checkpoint
 from .models.video import VideoClassifier
 from .training import fingerprints, runner, schema
+from .training.diagnose import time_table, video_orders
 
 log = logging.getLogger("tanet_lightning")
 
@@ -42,6 +45,7 @@ class Prediction:
     classes: list[str]  # best first
     probs: list[float]
     indices: list[int]
+    time: dict | None = None  # +diagnose=time: the top class under each frame order
 
 
 class Predictor:
@@ -87,9 +91,12 @@ class Predictor:
         return self.protocol.read_views(path)
 
     @torch.no_grad()
-    def scores(self, views: torch.Tensor) -> torch.Tensor:
-        """(num_classes,) probabilities of one video from its uint8 views, averaged like the checkpoint's test."""
+    def scores(self, views: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """(num_classes,) probabilities of one video from its uint8 views, averaged like the checkpoint's test;
+        ``frames`` reorders every view's frames after normalisation (the diagnostic's orders)."""
         x = self.protocol.normalize(views.to(self.device))
+        if frames is not None:
+            x = x[:, frames.to(self.device)]
         logits = self.model(x).float()
         if self.view_average == "prob":
             return logits.softmax(-1).mean(0)
@@ -148,17 +155,25 @@ def predict(cfg: DictConfig) -> list[Prediction]:
         ckpt = Checkpoint.read(cfg.ckpt_path)
         fingerprints.check_against_checkpoint(ckpt.raw, runner.instantiate_data(cfg).fingerprint("test"), "test",
                                               out.parent, ckpt.where)
+    diagnostic = instantiate(cfg.diagnose) if cfg.get("diagnose") else None
+    orders = diagnostic.indices(int(predictor.protocol.num_frames)) if diagnostic else {}
     preds, failed = [], [(m, "no such file or folder") for m in missing]
     for path in tqdm(videos, desc="videos", disable=not cfg.get("progress", True)):
         try:
-            preds.append(predictor._rank(path, predictor.scores(predictor.clip_views(path)), int(cfg.topk)))
+            views = predictor.clip_views(path)
+            probs = {order: predictor.scores(views, idx) for order, idx in orders.items()}  # +diagnose=time
+            pred = predictor._rank(path, probs["ordered"] if probs else predictor.scores(views), int(cfg.topk))
+            pred.time = video_orders(probs, predictor.class_names) if probs else None
+            preds.append(pred)
         except (VideoDecodeError, OSError, IndexError) as e:  # one bad file does not stop the others
             failed.append((path, f"{type(e).__name__}: {e}"))
     with open(out, "w") as f:
         for pr in preds:
-            f.write(json.dumps(asdict(pr)) + "\n")
+            f.write(json.dumps({k: v for k, v in asdict(pr).items() if v is not None}) + "\n")
     if preds:
         print(format_table(preds))
+        if diagnostic:
+            print(time_table([(pr.path, pr.time) for pr in preds]))
     if failed:
         print(f"{len(failed)} input(s) could not be read:", file=sys.stderr)
         for path, why in failed:

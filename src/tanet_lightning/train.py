@@ -88,7 +88,7 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
     checks.check_pretrained(cfg.model)
     model = instantiate_model(cfg.model, num_classes=datamodule.num_classes,
                               optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
-    callbacks = runner.instantiate_dict(cfg.get("callbacks"), "callbacks")
+    callbacks = [*runner.instantiate_dict(cfg.get("callbacks"), "callbacks"), *runner.instantiate_diagnostics(cfg)]
     experiment_loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=experiment_loggers or False)
     if ckpt_path is not None:

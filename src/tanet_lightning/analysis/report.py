@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from ..training.diagnose import metric_names
 from . import wandb_report
 from .paper import RECIPES, TABLES, sweep_params
 
@@ -182,6 +183,16 @@ def group_rows(jobs: list[Job], experiment: str) -> list[Row]:
     return sorted(rows.values(), key=lambda r: order.index(r.setting) if r.setting in order else len(order))
 
 
+def time_columns(rows: list[Row], csv: bool = False) -> dict[str, str]:
+    """The temporal-reliance diagnostic's columns (``+diagnose=time``, training/diagnose.py) that some job
+    logged, key -> header: in the table the other orders' top-1 and how many predictions changed (the
+    ordered top-1 is the top-1 column, a drop is the difference); in the CSV every time/* key."""
+    keys = [k for k in metric_names() if csv or (k.startswith(("time/top1_", "time/changed_"))
+                                                 and k != "time/top1_ordered")]
+    return {k: k if csv else k.removeprefix("time/").replace("top1_", "top-1 ").replace("_", " ")
+            for k in keys if any(r.values(k) for r in rows)}
+
+
 def fmt(x: float | None, std: float | None = None, digits: int = 1) -> str:
     if x is None:
         return "–"
@@ -190,8 +201,9 @@ def fmt(x: float | None, std: float | None = None, digits: int = 1) -> str:
 
 def table_markdown(rows: list[Row], experiment: str) -> str:
     paper = TABLES[experiment].numbers if experiment in TABLES else {}
+    time = time_columns(rows)
     head = ["setting", "top-1", "top-5", "mean class acc", "paper top-1", "paper top-5", "GFLOPs", "params (M)",
-            "test data", "seeds", "status"]
+            *time.values(), "test data", "seeds", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         p1, p5 = paper.get(r.setting, (None, None))
@@ -199,8 +211,8 @@ def table_markdown(rows: list[Row], experiment: str) -> str:
         lines.append("| " + " | ".join([
             r.setting, fmt(*r.mean_std("test/top1")), fmt(*r.mean_std("test/top5")),
             fmt(*r.mean_std("test/mean_class_acc")), fmt(p1, digits=2), fmt(p5, digits=2),
-            fmt(flops, digits=3), fmt(params / 1e6 if params else None, digits=3), data_cell(r.jobs),
-            str(len(r.values("test/top1"))), r.status]) + " |")
+            fmt(flops, digits=3), fmt(params / 1e6 if params else None, digits=3),
+            *(fmt(*r.mean_std(k)) for k in time), data_cell(r.jobs), str(len(r.values("test/top1"))), r.status]) + " |")
     return "\n".join(lines)
 
 
@@ -227,14 +239,15 @@ def data_cell(jobs: list[Job]) -> str:
 def write_csv(rows: list[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params", "test_videos",
+        time = list(time_columns(rows, csv=True))
+        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params", *time, "test_videos",
                     "test_videos_sha256"])
         for r in rows:
             for j in r.jobs:
                 fp = split_fingerprint(j)
                 w.writerow([r.setting, j.path.name, j.status, *(j.metrics.get(k, "") for k in METRICS),
                             j.metrics.get("model/gflops", ""), j.metrics.get("model/params", ""),
-                            fp.get("found", ""), fp.get("videos_sha256", "")])
+                            *(j.metrics.get(k, "") for k in time), fp.get("found", ""), fp.get("videos_sha256", "")])
 
 
 def plot(rows: list[Row], experiment: str, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Instantiation from the config: the DataModule, callback/logger groups, seeding, and the network's
+"""Instantiation from the config: the DataModule, callback/logger groups, diagnostics, seeding, and the network's
 size (the LightningModule is built by ``training.module.instantiate_model``)."""
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def instantiate_dict(node: DictConfig | None, what: str) -> list[Any]:
             raise ConfigError(f"{what}.{key} has no _target_; every {what} entry must be instantiable")
         out.append(instantiate(entry))
     return out
+
+
+def instantiate_diagnostics(cfg: DictConfig) -> list[L.Callback]:
+    """The test-time diagnostic callbacks a command asked for (``+diagnose=time``); none by default."""
+    return [instantiate(cfg.diagnose)] if cfg.get("diagnose") else []
 
 
 def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:

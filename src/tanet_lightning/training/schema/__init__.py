@@ -22,12 +22,13 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ...base.errors import ConfigError, handle_user_errors
 from ...models.fit import check_clip_length
 from ...models.temporal import TEMPORAL
+from ..diagnose import orders_problem
 from . import groups as g
 from .fields import Missing, check_node, check_target_keys, check_value, read, unknown_key
 
@@ -39,10 +40,12 @@ MONITORABLE = g.MONITORABLE
 APPS: dict[str, tuple[type, dict[str, tuple[type, bool]]]] = {
     "train": (g.Train, {"data": (g.Data, False), "model": (g.Model, False), "optimizer": (g.Optimizer, True),
                         "scheduler": (g.Scheduler, True), "trainer": (g.Trainer, True),
-                        "callbacks": (g.Callback, True), "logger": (g.Logger, True), "paths": (g.Paths, False)}),
+                        "callbacks": (g.Callback, True), "logger": (g.Logger, True), "paths": (g.Paths, False),
+                        "diagnose": (g.Diagnose, False)}),
     "eval": (g.Eval, {"data": (g.Data, False), "trainer": (g.Trainer, True), "logger": (g.Logger, True),
-                      "paths": (g.Paths, False)}),
-    "predict": (g.Predict, {"data": (g.Data, False), "paths": (g.Paths, False)}),  # +data=NAME: optional
+                      "paths": (g.Paths, False), "diagnose": (g.Diagnose, False)}),
+    "predict": (g.Predict, {"data": (g.Data, False), "paths": (g.Paths, False),  # +data=NAME: optional
+                            "diagnose": (g.Diagnose, False)}),
     "export": (g.Export, {"paths": (g.Paths, False)}),
     "visualize": (g.Visualize, {"paths": (g.Paths, False)}),
 }
@@ -224,6 +227,16 @@ def _under_file_text(path: Path) -> str:
     return ""
 
 
+def rule_diagnose_frames(cfg: DictConfig, app: str) -> list[str]:
+    """+diagnose=time's orders must exist at the clip length (a shuffle needs 3 frames); predict's T
+    comes from the checkpoint and is checked when the first video is read."""
+    orders, frames = _get(cfg, "diagnose.orders"), _get(cfg, "data.num_frames")
+    if not isinstance(frames, int) or not isinstance(orders, ListConfig):
+        return []
+    problem = orders_problem(list(orders), frames)
+    return [f"data.num_frames={frames}, +diagnose=time: {problem}"] if problem else []
+
+
 def rule_clip_length(cfg: DictConfig, app: str) -> list[str]:
     """model.num_frames == data.num_frames, by the one clip-length rule (models/fit.py)."""
     clip, model = _get(cfg, "data.num_frames"), _get(cfg, "model.num_frames")
@@ -239,7 +252,7 @@ def rule_clip_length(cfg: DictConfig, app: str) -> list[str]:
 
 RULES: tuple[Callable[[DictConfig, str], list[str]], ...] = (
     rule_something_to_do, rule_epochs, rule_monitor_mode, rule_crop_fits, rule_temporal_options, rule_paths,
-    rule_clip_length,
+    rule_clip_length, rule_diagnose_frames,
 )
 
 

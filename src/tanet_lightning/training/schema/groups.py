@@ -17,6 +17,7 @@ from ...data.settings import parse_views
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
 from ...models.temporal import TEMPORAL
+from ..diagnose import ORDERS
 from ..module import accuracy_metrics
 from .fields import spec
 
@@ -215,6 +216,12 @@ class Paths:
     data_dir: str = spec()
     log_dir: str = spec()
     output_dir: str = spec()
+
+
+@dataclass
+class Diagnose:  # +diagnose=time: TimeDiagnostic's arguments
+    orders: list[str] = spec(choices=ORDERS[1:], why="`ordered` is always scored: the reference")
+    shuffle_seed: int = spec(ge=0)
 
 
 # ------------------------------------------------------------------------------------------------
