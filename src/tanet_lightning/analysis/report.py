@@ -240,14 +240,14 @@ def write_csv(rows: list[Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         time = list(time_columns(rows, csv=True))
-        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params", *time, "test_videos",
-                    "test_videos_sha256"])
+        w.writerow(["setting", "job_dir", "status", *METRICS, "model/gflops", "model/params", "test_videos",
+                    "test_videos_sha256", *time])
         for r in rows:
             for j in r.jobs:
                 fp = split_fingerprint(j)
                 w.writerow([r.setting, j.path.name, j.status, *(j.metrics.get(k, "") for k in METRICS),
                             j.metrics.get("model/gflops", ""), j.metrics.get("model/params", ""),
-                            *(j.metrics.get(k, "") for k in time), fp.get("found", ""), fp.get("videos_sha256", "")])
+                            fp.get("found", ""), fp.get("videos_sha256", ""), *(j.metrics.get(k, "") for k in time)])
 
 
 def plot(rows: list[Row], experiment: str, path: Path) -> None:
