@@ -9,9 +9,13 @@ import hashlib
 import os
 import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .analysis.paper import sweep_params
 from .base.errors import ConfigError
@@ -26,6 +30,20 @@ def config_dir() -> str:
     if source.is_dir():
         return str(source)
     raise FileNotFoundError(f"Hydra configs not found in {packaged} or {source}; reinstall the package")
+
+
+def compose_app(app: str, overrides: Sequence[str], output_dir: str | os.PathLike | None = None) -> DictConfig:
+    """``app``'s config as ``python -m tanet_lightning.<app> OVERRIDES`` composes it, for an application that
+    runs another's code path (zoo runs eval's): the run directory is ``output_dir``, else the one Hydra would
+    make (``hydra.run.dir``); nothing is created."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(app, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # `hydra:` interpolations (the run name) resolve
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(output_dir or cfg.hydra.run.dir).resolve())
+        del cfg.hydra
+    return cfg
 
 
 def run_name(overrides: str, seed) -> str:

@@ -33,8 +33,9 @@ DEFAULT_DATA = {400: "kinetics400", 174: "sthv2"}
 MM_MEAN, MM_STD = (123.675 / 255, 116.28 / 255, 103.5 / 255), (58.395 / 255, 57.12 / 255, 57.375 / 255)
 
 
-def data_config(name: str, num_frames: int, source: str) -> dict:
-    """The test protocol of conf/data/<name>.yaml, as training saves it (``VideoDataModule.test_protocol``)."""
+def data_config(name: str, num_frames: int, source: str, **settings) -> dict:
+    """The test protocol of conf/data/<name>.yaml, as training saves it (``VideoDataModule.test_protocol``);
+    ``settings``: clip settings that replace the file's (``test_views``, ``test_crop_size``, ...)."""
     path = Path(config.config_dir()) / "data" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
@@ -42,7 +43,7 @@ def data_config(name: str, num_frames: int, source: str) -> dict:
     mmaction2 = source == "mmaction2"
     protocol = TestProtocol.from_data_config(OmegaConf.load(path), num_frames=num_frames,
                                              mean=MM_MEAN if mmaction2 else IMAGENET_MEAN,
-                                             std=MM_STD if mmaction2 else IMAGENET_STD)
+                                             std=MM_STD if mmaction2 else IMAGENET_STD, **settings)
     return {**protocol.to_dict(), "dataset": name}
 
 

@@ -1,8 +1,9 @@
 """Multi-view evaluation of a checkpoint: ``python -m tanet_lightning.eval ckpt_path=PATH [data.test_views=10x3]``.
 
-The model (architecture and weights) comes from the checkpoint; the data config chooses the test
-protocol. The checkpoint must fit the data (``models.fit.check_fits``: T, and the classes by name: the
-same names in another order are scored in the data's order). Writes ``metrics.json`` and ``scores.npz``
+The model (architecture and weights) comes from the checkpoint (a file, or a save_pretrained folder:
+``export format=hf``); the data config chooses the test protocol. The checkpoint must fit the data
+(``models.fit.check_fits``: T, and the classes by name: the same names in another order are scored in
+the data's order). Writes ``metrics.json`` and ``scores.npz``
 (video_idx, labels, view-averaged scores, and the video paths when the dataset knows them) so runs can
 be ensembled with ``tanet_lightning.ensemble``, and the test split's fingerprint (``fingerprint.json``, in
 metrics.json too); what differs from the checkpoint's is a warning (training/fingerprints.py).

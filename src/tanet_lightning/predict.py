@@ -5,9 +5,11 @@ Everything comes from the checkpoint: the network, the class names and the test 
 it was trained or released with (sampler, clip length, short side, crop, clips x crops, normalisation),
 so a Kinetics model is read with dense 8x8 clips and a Something-Something model with TSN segments.
 With ``+data=NAME`` (a conf/data config), what differs between that data's test split and the one of the
-checkpoint's run (videos, class list, flip map) is a warning, as in eval.
-Python: ``Predictor.from_checkpoint(path).predict("a.mp4")``. ``+diagnose=time`` adds each video's top class
-with its frames reversed, shuffled and frozen (``time`` in the JSON lines: training/diagnose.py).
+checkpoint's run (videos, class list, flip map) is a warning, as in eval. ``+diagnose=time`` adds each
+video's top class with its frames reversed, shuffled and frozen (``time`` in the JSON lines:
+training/diagnose.py). ``ckpt_path`` may also be a save_pretrained folder (``export format=hf``). Python:
+``Predictor.from_checkpoint(path).predict("a.mp4")``; ``Predictor.from_pretrained(dir_or_repo)``,
+``predictor.save_pretrained(dir)`` and ``predictor.push_to_hub(repo_id)`` for the Hub layout.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .base.errors import CheckpointError, ConfigError, handle_user_errors
 from .data.files import find_videos
 from .data.io import VideoDecodeError
 from .data.protocol import TestProtocol
+from .models.hub import push_to_hub, resolve_pretrained
 from .models.load import Checkpoint
 from .models.video import VideoClassifier
 from .training import fingerprints, runner, schema
@@ -51,15 +54,17 @@ class Prediction:
 class Predictor:
     """A checkpoint's network in eval mode plus what it needs to read a video the way it was tested.
 
-    ``model`` maps a normalised clip batch (B, T, 3, H, W) to logits (B, num_classes).
+    ``model`` maps a normalised clip batch (B, T, 3, H, W) to logits (B, num_classes). ``info`` is what the
+    checkpoint says about its data, results and training (``models.hub.INFO_KEYS``), for a model card.
     """
 
     def __init__(self, model: VideoClassifier, class_names: Sequence[str], data_config: dict,
-                 view_average: str = "logits", device: str | torch.device = "cpu"):
+                 view_average: str = "logits", device: str | torch.device = "cpu", info: dict | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.class_names = list(class_names)
         self.view_average = view_average
+        self.info = dict(info or {})
         self.protocol = TestProtocol.from_dict(data_config)
         if len(self.class_names) != model.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for a {model.num_classes}-class model")
@@ -69,20 +74,41 @@ class Predictor:
         return self.protocol.to_dict()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+    def from_checkpoint(cls, path: str | os.PathLike | Checkpoint, device: str | torch.device = "cpu",
                         views: str | None = None) -> Predictor:
-        """A project checkpoint (trained, or written by ``tanet_lightning.convert``); ``views`` overrides
-        the saved clips x crops (e.g. "1x1" for speed)."""
-        ckpt = Checkpoint.read(path)
+        """A project checkpoint (trained, or written by ``tanet_lightning.convert``; a file, a save_pretrained
+        folder or an opened ``Checkpoint``); ``views`` overrides the saved clips x crops (e.g. "1x1")."""
+        ckpt = path if isinstance(path, Checkpoint) else Checkpoint.read(path)
         data = ckpt.data_config
         if data is None:
             raise CheckpointError(
                 f"{ckpt.where}: the checkpoint has no saved data config (it predates predict); re-save it with "
-                f"`python -m tanet_lightning.convert {path} --out NEW.ckpt --data NAME`")
+                f"`python -m tanet_lightning.convert {ckpt.path} --out NEW.ckpt --data NAME`")
         if views is not None:
             data = {**data, "test_views": views}
         names = ckpt.class_names or [str(i) for i in range(ckpt.num_classes)]
-        return cls(ckpt.build(), names, data, ckpt.hparams.get("view_average", "logits"), device)
+        return cls(ckpt.build(), names, data, ckpt.hparams.get("view_average", "logits"), device, ckpt.info)
+
+    @classmethod
+    def from_pretrained(cls, dir_or_repo: str | os.PathLike, device: str | torch.device = "cpu",
+                        views: str | None = None, **download) -> Predictor:
+        """A save_pretrained folder, or a Hub repo id (downloaded; ``download``: revision, cache_dir, token)."""
+        return cls.from_checkpoint(resolve_pretrained(dir_or_repo, **download), device, views)
+
+    def save_pretrained(self, directory: str | os.PathLike, info: dict | None = None) -> Path:
+        """model.safetensors + config.json (network, test protocol, class names) + the model card README.md;
+        ``info`` adds to (or replaces keys of) ``self.info``."""
+        model = self.model.to("cpu")
+        try:
+            return model.save_pretrained(directory, class_names=self.class_names, protocol=self.data_config,
+                                         view_average=self.view_average, info={**self.info, **(info or {})})
+        finally:
+            self.model.to(self.device)
+
+    def push_to_hub(self, repo_id: str, directory: str | os.PathLike, info: dict | None = None,
+                    private: bool | None = None, token: str | None = None) -> str:
+        """save_pretrained into ``directory``, then upload it (``models.hub.push_to_hub``); the commit URL."""
+        return push_to_hub(self.save_pretrained(directory, info), repo_id, private=private, token=token)
 
     # ------------------------------------------------------------------------------------------------
 

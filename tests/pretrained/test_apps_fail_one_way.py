@@ -26,15 +26,16 @@ def cases(tmp, bare):
     return {
         "eval": ([f"ckpt_path={bare}", run], "not a checkpoint of this project"),
         "predict": ([f"ckpt_path={bare}", f"inputs=[{tmp}]", run], "not a checkpoint of this project"),
-        "export": ([f"ckpt_path={CKPT}", "format=tflite", run], "format='tflite' must be one of ['onnx']"),
+        "export": ([f"ckpt_path={CKPT}", "format=tflite", run], "format='tflite' must be one of ['onnx', 'hf']"),
         "visualize": ([f"ckpt_path={CKPT}", f"videos=[{tmp / 'none.mp4'}]", run], "does not exist"),
         "convert": ([str(CKPT), "--out", str(tmp / "x.ckpt"), "--classes", str(tmp / "none.txt")],
                     "--classes"),
         "ensemble": ([str(tmp / "none.npz")], "no such scores file"),
+        "zoo": (["eval", "official_sthv1_8f", f"ckpt={tmp / 'none.pth.tar'}"], "no such file"),
     }
 
 
-@pytest.mark.parametrize("app", ["eval", "predict", "export", "visualize", "convert", "ensemble"])
+@pytest.mark.parametrize("app", ["eval", "predict", "export", "visualize", "convert", "ensemble", "zoo"])
 def test_a_refused_input_is_one_message_and_exit_2(app, tmp_path, bare, monkeypatch, capsys, caplog):
     args, message = cases(tmp_path, bare)[app]
     main = importlib.import_module(f"tanet_lightning.{app}").main
@@ -52,7 +53,7 @@ def test_a_refused_input_is_one_message_and_exit_2(app, tmp_path, bare, monkeypa
 
 def test_every_application_is_a_console_script_and_a_module():
     scripts = (ROOT / "pyproject.toml").read_text().split("[project.scripts]")[1].split("\n[")[0]
-    for app in ("eval", "predict", "export", "visualize", "convert", "ensemble"):
+    for app in ("eval", "predict", "export", "visualize", "convert", "ensemble", "zoo"):
         assert f'tanet-{app} = "tanet_lightning.{app}:main"' in scripts.splitlines()
         source = (ROOT / "src" / "tanet_lightning" / f"{app}.py").read_text()
         assert 'if __name__ == "__main__":\n    main()' in source

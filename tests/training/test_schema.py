@@ -126,7 +126,7 @@ def test_eval_predict_export_check_their_own_keys(make_cfg, tmp_path):
             predict(make_cfg(["ckpt_path=x.ckpt", "inputs=[a.mp4]", *bad], name="predict", tiny=False))
     with pytest.raises(ConfigError, match=r"inputs is required .*give inputs=\[a.mp4,videos/\] \(video files"):
         predict(make_cfg(["ckpt_path=x.ckpt"], name="predict", tiny=False))
-    with pytest.raises(ConfigError, match=r"format='tflite' must be one of \['onnx'\]"):
+    with pytest.raises(ConfigError, match=r"format='tflite' must be one of \['onnx', 'hf'\]"):
         export(make_cfg(["ckpt_path=x.ckpt", "format=tflite"], name="export", tiny=False))
 
 

@@ -31,7 +31,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .fit import check_clip_length, check_fits
-from .load import net_kwargs
+from .load import net_kwargs, read_checkpoint
 from .video import create_video_model
 
 __all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
@@ -252,7 +252,7 @@ def convert(
     ``num_frames``/``num_classes``: what you expect; a checkpoint that disagrees is an error that says
     what it holds (None = take it from the weights).
     """
-    obj = load_checkpoint_file(src) if isinstance(src, (str, os.PathLike)) else dict(src)
+    obj = read_checkpoint(src) if isinstance(src, (str, os.PathLike)) else dict(src)  # a file or a hub folder
     state, extra = _split_container(obj)
     if source == "auto":
         source = detect_source(state)

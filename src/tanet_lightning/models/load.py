@@ -2,9 +2,11 @@
 
 A project checkpoint (written by training or by ``tanet_lightning.convert``) holds the weights
 (``state_dict``, the LightningModule's: the network under ``net.``), the ``model.*`` settings that built
-them (``hyper_parameters``, flat), the class names and the test protocol (``data_config``).
-``Checkpoint.read`` decides whether a file is one; ``load_model(path)`` is the network, in eval mode,
-with every weight loaded; ``models.fit.check_fits`` says whether it fits a run's data.
+them (``hyper_parameters``, flat), the class names and the test protocol (``data_config``). A
+save_pretrained folder (models/hub.py: ``config.json`` + ``model.safetensors``) is read into the same
+dict (``read_checkpoint``), so every application takes either. ``Checkpoint.read`` decides whether a
+path is one; ``load_model(path)`` is the network, in eval mode, with every weight loaded;
+``models.fit.check_fits`` says whether it fits a run's data.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import torch
 
 from ..base.errors import CheckpointError
-from .checkpoint import load_checkpoint_file
+from .checkpoint import load_checkpoint_file, load_pretrained_folder
+from .hub import INFO_KEYS
 from .video import VideoClassifier, create_video_model
 
 NET_ARGS = inspect.signature(create_video_model).parameters  # which hyper-parameters build the network
@@ -32,6 +35,21 @@ def net_kwargs(hparams: dict) -> dict:
             "pretrained": False, "pretrained_path": None}
 
 
+def read_checkpoint(path: str | os.PathLike, key: str | None = None) -> dict:
+    """A checkpoint file's top-level dict; a save_pretrained folder as the same dict (its config.json under
+    ``pretrained_config``)."""
+    if not Path(path).is_dir():
+        return load_checkpoint_file(path, key)
+    config, state = load_pretrained_folder(path, key)
+    raw = {"state_dict": {f"net.{k}": v for k, v in state.items()},
+           "hyper_parameters": {**config["model"], "view_average": config.get("view_average", "logits")},
+           "class_names": config.get("class_names"), "data_config": config.get("test_protocol"),
+           "pretrained_config": config}
+    if config.get("data_fingerprint"):
+        raw["data_fingerprint"] = config["data_fingerprint"]
+    return raw
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     path: Path
@@ -40,8 +58,9 @@ class Checkpoint:
 
     @classmethod
     def read(cls, path: str | os.PathLike, key: str = "ckpt_path") -> Checkpoint:
-        """Open ``path``; a file that is not a project checkpoint is refused for what it is."""
-        raw = load_checkpoint_file(path, key)
+        """Open ``path`` (a file or a save_pretrained folder); one that is not a project checkpoint is refused
+        for what it is."""
+        raw = read_checkpoint(path, key)
         if not isinstance(raw.get("state_dict"), dict) or not isinstance(raw.get("hyper_parameters"), dict):
             raise CheckpointError(
                 f"{key}={path} is not a checkpoint of this project (a bare weights file: it has no saved model "
@@ -83,6 +102,18 @@ class Checkpoint:
         """The saved test protocol (``TestProtocol.to_dict()``); None for checkpoints saved without it."""
         data = self.raw.get("data_config")
         return dict(data) if data else None
+
+    @property
+    def info(self) -> dict:
+        """What it says about its data, results and training (models.hub.INFO_KEYS), for a model card."""
+        info = {k: v for k, v in (self.raw.get("pretrained_config") or {}).items() if k in INFO_KEYS and v}
+        if self.raw.get("data_fingerprint"):
+            info["data_fingerprint"] = self.raw["data_fingerprint"]
+        if (self.data_config or {}).get("dataset"):
+            info.setdefault("dataset", self.data_config["dataset"])
+        if self.raw.get("converted_from"):
+            info["training"] = {**info.get("training", {}), "converted_from": dict(self.raw["converted_from"])}
+        return info
 
     @cached_property
     def net_state(self) -> dict[str, torch.Tensor]:

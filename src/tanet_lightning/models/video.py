@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -10,20 +11,26 @@ import torch.nn as nn
 
 from .backbones import STAGE_NAMES, backbone_family, create_backbone
 from .fit import check_clip_length
+from .hub import HubMixin, plain
 from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal, replace_convs
-from .temporal import create_conv_temporal, create_temporal, temporal_spec
+from .temporal import TemporalSpec, create_conv_temporal, create_temporal, temporal_spec
 
 # The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
 # ResNet-50 (the indices of the TAM/TSM code), 5 blocks in all.
 NL_BLOCKS = {"res3": "every_other", "res4": "every_other"}
 
 
-class VideoClassifier(nn.Module):
+class VideoClassifier(HubMixin, nn.Module):
     """Input (N, T, 3, H, W) float; output (N, num_classes) logits averaged over the T frames.
 
     There is no temporal downsampling anywhere, so the clip length is fixed at construction: a clip of
     another length is an error here, where it can still be told apart from a batch of shorter clips.
+    ``create_video_model`` records its arguments (``model_args``) and what the network is
+    (``architecture``), so ``save_pretrained`` / ``from_pretrained`` (models/hub.py) can rebuild it.
     """
+
+    model_args: dict | None = None  # create_video_model's arguments (JSON types), pretrained weights aside
+    architecture: dict | None = None  # the temporal module's effective options and place, for the model card
 
     def __init__(self, backbone: nn.Module, num_classes: int, num_frames: int, dropout: float = 0.5,
                  init_std: float = 0.001):
@@ -64,6 +71,11 @@ class VideoClassifier(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.frame_logits(video).mean(dim=1)
+
+    @classmethod
+    def from_model_args(cls, args: Mapping) -> VideoClassifier:
+        """The network of recorded ``model_args`` (every weight to be loaded by the caller)."""
+        return create_video_model(**{**args, "pretrained": False, "pretrained_path": None})
 
 
 def temporal_options(temporal: str | Mapping | None = None,
@@ -122,4 +134,27 @@ def create_video_model(
     else:
         factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_temporal(net, family, factory, position or spec.position, stages)
-    return VideoClassifier(net, num_classes, num_frames, dropout)
+    model = VideoClassifier(net, num_classes, num_frames, dropout)
+    model.model_args = plain({"backbone": backbone, "temporal": temporal, "num_classes": num_classes,
+                              "num_frames": num_frames, "tam": tam, "position": position, "stages": stages,
+                              "dropout": dropout, "backbone_kwargs": backbone_kwargs})
+    model.architecture = _architecture(backbone, spec, kwargs, position, stages, nl_blocks)
+    return model
+
+
+def _architecture(backbone: str, spec: TemporalSpec, options: Mapping, position: str | None,
+                  stages: Sequence[str], nl_blocks: Mapping | None) -> dict:
+    """The temporal module with its effective options (its own defaults filled in) and where it stands."""
+    effective = {}
+    if spec.factory is not None:
+        effective = {p.name: p.default for p in inspect.signature(spec.factory).parameters.values()
+                     if p.default is not inspect.Parameter.empty}
+    arch = {"backbone": backbone, "temporal": spec.name, "options": {**effective, **options},
+            "placement": spec.placement}
+    if spec.placement == "in_block":
+        arch.update(position=position or spec.position, stages=list(stages))
+    elif spec.placement in ("inflate", "replace_conv"):
+        arch["stages"] = list(stages)
+    elif spec.placement == "after_block":
+        arch["blocks"] = dict(nl_blocks or NL_BLOCKS)
+    return plain(arch)

@@ -137,7 +137,8 @@ class Model:  # VideoClassificationModule's arguments
     label_smoothing: float = spec(ge=0, lt=1)
     compile: bool = spec()
     channels_last: bool = spec()
-    init_from: str | None = spec(give="CKPT", why="a project, converted, official TAM or MMAction2 checkpoint")
+    init_from: str | None = spec(give="CKPT", why="a project, converted, official TAM or MMAction2 checkpoint, "
+                                                 "or a save_pretrained folder")
     freeze_bn: bool = spec()
     sync_bn: bool = spec()
 
@@ -248,13 +249,13 @@ class Train(Common):
 
 @dataclass
 class Eval(Common):
-    ckpt_path: str = spec(give="PATH", why="a checkpoint written by train or convert")
+    ckpt_path: str = spec(give="PATH", why="a checkpoint written by train or convert, or a save_pretrained folder")
     view_average: str | None = spec(choices=("logits", "prob"))
 
 
 @dataclass
 class Predict(Common):
-    ckpt_path: str = spec(give="PATH", why="a project checkpoint: train, or python -m tanet_lightning.convert")
+    ckpt_path: str = spec(give="PATH", why="a project checkpoint (train, convert) or a save_pretrained folder")
     inputs: str | list[str] = spec(give="[a.mp4,videos/]", why="video files and/or folders", nonempty=True)
     topk: int = spec(ge=1, give="5")
     out: str = spec()
@@ -265,13 +266,14 @@ class Predict(Common):
 
 @dataclass
 class Export(Common):
-    ckpt_path: str = spec(give="PATH", why="a project checkpoint: train, or python -m tanet_lightning.convert")
-    format: str = spec(choices=("onnx",))
-    out: str = spec()
+    ckpt_path: str = spec(give="PATH", why="a project checkpoint (train, convert) or a save_pretrained folder")
+    format: str = spec(choices=("onnx", "hf"))
+    out: str | None = spec(give="PATH", why="null: model.onnx / hf in the run directory")
     opset: int = spec(ge=7)
     video: str | None = spec()
     check: bool = spec()
     tolerance: float = spec(gt=0)
+    repo_id: str | None = spec(give="OWNER/NAME", why="format=hf: upload the folder to the Hugging Face Hub")
 
 
 @dataclass
