@@ -34,7 +34,7 @@ from pathlib import Path
 
 PRELOAD = ["torch", "torchvision", "lightning", "hydra", "omegaconf", "timm", "av"] + [
     f"tanet_lightning.{app}" for app in
-    ("train", "eval", "predict", "export", "convert", "visualize", "ensemble", "report", "complexity")]
+    ("train", "eval", "predict", "export", "convert", "visualize", "ensemble", "report", "complexity", "prepare")]
 
 
 def threads() -> int:

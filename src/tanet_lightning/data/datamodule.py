@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..base.errors import ConfigError, DataError
 from .datasets import BadFileLog, VideoClipDataset
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
+from .index import VideoIndex
 from .protocol import TestProtocol
 from .settings import ClipSettings
 from .synthetic import SyntheticSpec
@@ -158,6 +159,7 @@ class VideoDataModule(L.LightningDataModule):
         self.flip_label_map = {**label_map, **{v: k for k, v in label_map.items()}}
         self.num_classes = len(self.class_names)
         self.datasets: dict[str, VideoClipDataset] = {}
+        self.video_index: VideoIndex | None = None  # <root>/video_index.npz of a prepared dataset, read at setup
 
     # ------------------------------------------------------------------------------------------------
 
@@ -189,7 +191,10 @@ class VideoDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> VideoClipDataset:
         records = self._read_records(split)
         bad = BadFileLog(f"{self.bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
-        return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map)
+        if self.video_index is None:  # a prepared dataset's sidecar (python -m tanet_lightning.prepare)
+            self.video_index = VideoIndex.load(self.root)
+        return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map,
+                                index=self.video_index)
 
     def _check_training_batches(self, world_size: int) -> None:
         """Zero training steps (fewer videos than one batch on every device, drop_last) is refused, not run."""
