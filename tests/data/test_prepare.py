@@ -20,9 +20,9 @@ from tanet_lightning.base.errors import ConfigError, DataError
 from tanet_lightning.data import io
 from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset
 from tanet_lightning.data.formats import VideoRecord
-from tanet_lightning.data.index import INDEX_NAME, VideoIndex
+from tanet_lightning.data.index import INDEX_NAME, VideoIndex, write_index
 from tanet_lightning.data.io import probe_num_frames, read_video_frames
-from tanet_lightning.data.prepare import output_size
+from tanet_lightning.data.prepare import index_file, output_size
 from tanet_lightning.data.prepare_dataset import FAILED, TMP
 from tanet_lightning.data.sampling import ClipSampler
 from tanet_lightning.data.settings import ClipSettings
@@ -133,7 +133,7 @@ def test_prepare_refuses_what_cannot_work_before_writing(prepared, tmp_path):
         run_app(prepare, k400.parent, tmp_path, ["data=kinetics400"])
     with pytest.raises(ConfigError, match=r"gop=0 must be >= 1"):
         run_app(prepare, k400.parent, tmp_path, ["data=kinetics400", "out=x", "gop=0"])
-    with pytest.raises(DataError, match=r"out=.*/videos/copy is inside the dataset it prepares"):
+    with pytest.raises(DataError, match=r"out=.*/videos/copy and the dataset it prepares .* overlap"):
         run_app(prepare, k400.parent, tmp_path, ["data=kinetics400", f"out={k400 / 'videos' / 'copy'}", *KEYS])
     assert not (k400 / "videos" / "copy").exists() and not (tmp_path / "x").exists()
 
@@ -173,6 +173,25 @@ def test_the_loader_uses_the_sidecar_and_demuxes_a_stale_file(prepared, tmp_path
     assert index.lookup(records[0].path) is None
     assert np.array_equal(data[0]["video"], first) and demuxed == [1]
     assert VideoIndex.load(tmp_path) is None  # no sidecar: the loader demuxes as before
+
+
+def test_an_index_of_any_timestamps_reads_as_a_demux(videos, tmp_path):
+    """Variable frame rate and B-frames: the sidecar keeps the pts table; reading with it is frame-exact."""
+    entries = {}
+    for name in ("vfr", "mp4_gop5", "webm"):
+        shutil.copy2(videos[name], tmp_path / videos[name].name)
+        entries[videos[name].name] = index_file(tmp_path / videos[name].name)
+    assert entries["vfr.mp4"].pts_step == 0 and entries["gop5.mp4"].pts_step > 0
+    write_index(tmp_path, entries)
+    index = VideoIndex.load(tmp_path)
+    for rel, want in entries.items():
+        got = index.lookup(tmp_path / rel)
+        assert np.array_equal(got.pts, want.pts) and np.array_equal(got.keys, want.keys)
+        assert (got.num_frames, got.fps, got.time_base, got.width) == (want.num_frames, want.fps, want.time_base,
+                                                                       want.width)
+        idx = np.random.default_rng(0).integers(0, got.num_frames, 12)
+        assert np.array_equal(read_video_frames(tmp_path / rel, idx, index_entry=got),
+                              read_video_frames(tmp_path / rel, idx))
 
 
 def test_a_second_run_keeps_finished_videos_and_redoes_missing_or_truncated(prepared, tmp_path):

@@ -32,11 +32,14 @@ _SCALARS = ("num_frames", "width", "height", "fps_num", "fps_den", "tb_num", "tb
 
 @dataclass(frozen=True, eq=False)
 class IndexEntry:
-    """One video's index: what ``io._demux_index`` would find in it, and the file it was found in."""
+    """One video's index: what ``io._demux_index`` would find in it, and the file it was found in. Kept
+    compact (a constant-rate file's pts as start + step), so that 250k of them fit in memory."""
 
     num_frames: int
-    pts: np.ndarray  # int64, sorted: frame i has pts[i]
-    keys: np.ndarray  # int64, the keyframes' pts (a subset of pts, pts[0] first)
+    pts_start: int
+    pts_step: int  # > 0: frame i has pts start + step * i; 0: the pts are in pts_table
+    pts_table: np.ndarray | None  # int64, sorted; only for files whose rate is not constant
+    key_frames: np.ndarray  # int64 frame indices of the keyframes (0 first)
     width: int
     height: int
     fps: Fraction
@@ -45,6 +48,30 @@ class IndexEntry:
     mtime_ns: int
     source_size: int = -1  # the file it was prepared from (prepare's resume check); -1 = unknown
     source_mtime_ns: int = -1
+
+    @classmethod
+    def from_pts(cls, pts: np.ndarray, keys: np.ndarray, **fields) -> IndexEntry:
+        """From sorted frame pts and keyframe pts (``io._demux_index``'s)."""
+        pts, keys = np.asarray(pts, dtype=np.int64), np.asarray(keys, dtype=np.int64)
+        key_frames = np.searchsorted(pts, keys)
+        if len(keys) and (key_frames.max() >= len(pts) or not np.array_equal(pts[key_frames], keys)):
+            raise ValueError("keyframe pts that are not frame pts")
+        step = int(pts[1] - pts[0]) if len(pts) > 1 else 1
+        regular = len(pts) > 0 and step > 0 and np.array_equal(pts, pts[0] + step * np.arange(len(pts)))
+        return cls(num_frames=len(pts), pts_start=int(pts[0]) if regular else 0, pts_step=step if regular else 0,
+                   pts_table=None if regular else pts, key_frames=key_frames.astype(np.int64), **fields)
+
+    @property
+    def pts(self) -> np.ndarray:
+        """Every frame's pts (int64, sorted): frame i has pts[i]."""
+        if self.pts_step > 0:
+            return self.pts_start + self.pts_step * np.arange(self.num_frames, dtype=np.int64)
+        return self.pts_table
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The keyframes' pts."""
+        return self.pts[self.key_frames]
 
     def describes(self, stat: os.stat_result) -> bool:
         """Still the file it was made from (same size and modification time)."""
@@ -72,8 +99,9 @@ class VideoIndex:
         try:
             with np.load(path, allow_pickle=False) as z:
                 cols = {k: z[k] for k in z.files}
-            if int(cols.pop("version")) != VERSION:
-                raise ValueError(f"version {cols.get('version')} is not {VERSION}")
+            version = int(cols.pop("version"))
+            if version != VERSION:
+                raise ValueError(f"version {version}, not {VERSION}")
             names = bytes(cols.pop("paths")).decode("utf-8")
             paths = names.split("\0") if names else []
             if any(len(cols[k]) != len(paths) for k in _SCALARS):
@@ -82,6 +110,7 @@ class VideoIndex:
             log.warning("%s cannot be read (%s): videos are indexed on every open instead; run "
                         "python -m tanet_lightning.prepare again to rewrite it", path, e)
             return None
+        log.info("%s: the frame index of %d videos, read instead of demuxing them", path, len(paths))
         return cls(root, paths, cols)
 
     def _relative(self, path: str | os.PathLike) -> str:
@@ -93,14 +122,11 @@ class VideoIndex:
         if i is None:
             return None
         c = self._cols
-        n = int(c["num_frames"][i])
-        if c["pts_step"][i] > 0:  # constant rate: start + step * i
-            pts = c["pts_start"][i] + c["pts_step"][i] * np.arange(n, dtype=np.int64)
-        else:
-            pts = c["pts"][c["pts_offsets"][i]:c["pts_offsets"][i + 1]]
-        keys = pts[c["keys"][c["key_offsets"][i]:c["key_offsets"][i + 1]]]
+        table = None if c["pts_step"][i] > 0 else c["pts"][c["pts_offsets"][i]:c["pts_offsets"][i + 1]]
         return IndexEntry(
-            num_frames=n, pts=pts, keys=keys, width=int(c["width"][i]), height=int(c["height"][i]),
+            num_frames=int(c["num_frames"][i]), pts_start=int(c["pts_start"][i]), pts_step=int(c["pts_step"][i]),
+            pts_table=table, key_frames=c["keys"][c["key_offsets"][i]:c["key_offsets"][i + 1]],
+            width=int(c["width"][i]), height=int(c["height"][i]),
             fps=Fraction(int(c["fps_num"][i]), int(c["fps_den"][i])),
             time_base=Fraction(int(c["tb_num"][i]), int(c["tb_den"][i])),
             size=int(c["size"][i]), mtime_ns=int(c["mtime_ns"][i]),
@@ -124,31 +150,24 @@ class VideoIndex:
 def write_index(root: str | os.PathLike, entries: Mapping[str, IndexEntry]) -> Path:
     """Write ``<root>/video_index.npz`` for ``entries`` ({root-relative path: entry}), atomically."""
     paths = sorted(entries)
-    if any("\0" in p for p in paths):
+    if any("\0" in p for p in paths):  # the separator of the paths column
         raise ValueError("a path with a NUL character cannot be indexed")
     cols: dict[str, list] = {k: [] for k in _SCALARS}
     pts_parts, key_parts, pts_offsets, key_offsets = [], [], [0], [0]
     for p in paths:
         e = entries[p]
-        pts = np.asarray(e.pts, dtype=np.int64)
-        step = int(pts[1] - pts[0]) if len(pts) > 1 else 1
-        regular = step > 0 and np.array_equal(pts, pts[0] + step * np.arange(len(pts), dtype=np.int64)) \
-            if len(pts) else False
-        keys = np.searchsorted(pts, np.asarray(e.keys, dtype=np.int64)).astype(np.int64)
-        if len(keys) and (keys.max() >= len(pts) or not np.array_equal(pts[keys], e.keys)):
-            raise ValueError(f"{p}: keyframe pts that are not frame pts")
         values = dict(num_frames=e.num_frames, width=e.width, height=e.height,
                       fps_num=e.fps.numerator, fps_den=e.fps.denominator,
                       tb_num=e.time_base.numerator, tb_den=e.time_base.denominator, size=e.size,
                       mtime_ns=e.mtime_ns, source_size=e.source_size, source_mtime_ns=e.source_mtime_ns,
-                      pts_start=int(pts[0]) if regular else 0, pts_step=step if regular else 0)
+                      pts_start=e.pts_start, pts_step=e.pts_step)
         for k, v in values.items():
             cols[k].append(v)
-        if not regular:
-            pts_parts.append(pts)
-        pts_offsets.append(pts_offsets[-1] + (0 if regular else len(pts)))
-        key_parts.append(keys)
-        key_offsets.append(key_offsets[-1] + len(keys))
+        if e.pts_step <= 0:
+            pts_parts.append(np.asarray(e.pts_table, dtype=np.int64))
+        pts_offsets.append(pts_offsets[-1] + (0 if e.pts_step > 0 else e.num_frames))
+        key_parts.append(np.asarray(e.key_frames, dtype=np.int64))
+        key_offsets.append(key_offsets[-1] + len(e.key_frames))
     flat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
     arrays = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
     arrays.update(pts=flat(pts_parts), keys=flat(key_parts), pts_offsets=np.asarray(pts_offsets, np.int64),

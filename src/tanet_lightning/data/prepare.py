@@ -96,8 +96,9 @@ def index_file(path: str | os.PathLike, source: os.stat_result | None = None) ->
         height, width, fps, tb = stream.codec_context.height, stream.codec_context.width, _rate(stream), \
             Fraction(stream.time_base)
     st = os.stat(path)
-    return IndexEntry(n, pts, keys, width, height, fps, tb, st.st_size, st.st_mtime_ns,
-                      source.st_size if source else -1, source.st_mtime_ns if source else -1)
+    return IndexEntry.from_pts(pts, keys, width=width, height=height, fps=fps, time_base=tb, size=st.st_size,
+                               mtime_ns=st.st_mtime_ns, source_size=source.st_size if source else -1,
+                               source_mtime_ns=source.st_mtime_ns if source else -1)
 
 
 def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE,
@@ -109,10 +110,10 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP
     check out; nothing is left at ``dst`` or ``tmp`` then.
     """
     src, dst = os.fspath(src), Path(dst)
-    source = os.stat(src)
     tmp = Path(tmp) if tmp is not None else dst.with_name(f".{dst.name}.{os.getpid()}.part")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
+        source = os.stat(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
         n = _count_frames(src)
         kept = _encode(src, tmp, container_format(dst), n, gop, short_side, crf)
         entry = index_file(tmp, source)
@@ -142,7 +143,7 @@ def _count_frames(src: str) -> int:
 def _verify(src: str, tmp: Path, entry: IndexEntry, n: int, gop: int, kept: dict[int, np.ndarray]) -> None:
     if entry.num_frames != n:
         raise VideoDecodeError(f"{src}: the re-encoded copy has {entry.num_frames} frames, the source {n}")
-    key_idx = np.searchsorted(entry.pts, entry.keys)
+    key_idx = entry.key_frames
     gaps = np.diff(np.append(key_idx, n))
     if key_idx[0] != 0 or gaps.max() > gop:
         raise VideoDecodeError(f"{src}: the copy has a keyframe interval of {int(gaps.max())} frames, not <= {gop}")

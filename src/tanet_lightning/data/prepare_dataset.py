@@ -82,8 +82,9 @@ class Result:
 def plan(reader: Reader, source: Source, class_names: list[str], out: str | os.PathLike) -> Plan:
     """The jobs and the prepared dataset's ``Source`` for ``source`` (as located by its reader) copied to ``out``."""
     out, root = Path(os.path.abspath(out)), Path(os.path.abspath(source.root))
-    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
-        raise DataError(f"out={out} is inside the dataset it prepares ({root}): give out=DIR elsewhere")
+    a, b = out.resolve(), root.resolve()
+    if a == b or b in a.parents or a in b.parents:  # a copy could land on a source video
+        raise DataError(f"out={out} and the dataset it prepares ({root}) overlap: give out=DIR elsewhere")
     prepared = reader.locate(replace(source, root=out))
     folders_by_seed = source.format == "video_folder" and not (root / "train").is_dir()
     records, jobs, seen = {}, {}, {}
