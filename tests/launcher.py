@@ -34,7 +34,8 @@ from pathlib import Path
 
 PRELOAD = ["torch", "torchvision", "lightning", "hydra", "omegaconf", "timm", "av"] + [
     f"tanet_lightning.{app}" for app in
-    ("train", "eval", "predict", "export", "convert", "visualize", "ensemble", "report", "complexity", "zoo")]
+    ("train", "eval", "predict", "export", "convert", "visualize", "ensemble", "report", "complexity", "zoo",
+     "prepare")]
 
 
 def threads() -> int:

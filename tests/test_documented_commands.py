@@ -79,6 +79,7 @@ LIMITS = {  # appended to the command line, per entry point
     "tanet_lightning.eval": ["trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", *SMALL_BATCHES],
     "tanet_lightning.visualize": ["size=32"],
     "tanet_lightning.predict": ["views=1x1", "progress=false"],
+    "tanet_lightning.prepare": ["progress=false"],
 }
 NOT_RUN = {"make test": "it is this test suite (running it here would recurse)"}
 

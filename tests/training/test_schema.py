@@ -180,7 +180,7 @@ def _documented(app: str):
                 yield pytest.param(words[3:], id=f"{page.name}:{line}")
 
 
-@pytest.mark.parametrize("app", ["train", "eval", "predict", "export", "visualize"])
+@pytest.mark.parametrize("app", ["train", "eval", "predict", "export", "visualize", "prepare"])
 def test_documented_commands_validate(make_cfg, tmp_path, app):
     commands = list(_documented(app))
     if app == "train":

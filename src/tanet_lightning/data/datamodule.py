@@ -23,6 +23,7 @@ from ..base.errors import ConfigError, DataError
 from .datasets import BadFileLog, VideoClipDataset
 from .fingerprint import SplitFingerprint, fingerprint_split
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
+from .index import VideoIndex
 from .protocol import TestProtocol
 from .settings import ClipSettings
 from .synthetic import SyntheticSpec
@@ -163,6 +164,7 @@ class VideoDataModule(L.LightningDataModule):
         self.datasets: dict[str, VideoClipDataset] = {}
         self._fingerprints: dict[str, SplitFingerprint] = {}  # taken when a split's list is read
         self._loaded: set[str] = set()  # splits this process made a loader for (their unreadable count is known)
+        self.video_index: VideoIndex | None = None  # <root>/video_index.npz of a prepared dataset, read at setup
 
     # ------------------------------------------------------------------------------------------------
 
@@ -195,7 +197,10 @@ class VideoDataModule(L.LightningDataModule):
         records = self._read_records(split)
         bad = BadFileLog(f"{self.bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
         self._fingerprints[split] = fingerprint_split(records, self.root, self.class_names, self.flip_label_map)
-        return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map)
+        if self.video_index is None:  # a prepared dataset's sidecar (python -m tanet_lightning.prepare)
+            self.video_index = VideoIndex.load(self.root)
+        return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map,
+                                index=self.video_index)
 
     def _check_training_batches(self, world_size: int) -> None:
         """Zero training steps (fewer videos than one batch on every device, drop_last) is refused, not run."""

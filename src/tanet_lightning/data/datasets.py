@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ..base.errors import DataError
 from .formats import VideoRecord
+from .index import VideoIndex
 from .io import VideoDecodeError, read_video_frames
 from .protocol import TestProtocol
 from .settings import ClipSettings
@@ -87,6 +88,7 @@ class VideoClipDataset(Dataset):
         protocol: TestProtocol | None = None,
         flip_label_map: dict[int, int] | None = None,
         max_retries: int = 10,
+        index: VideoIndex | None = None,
     ):
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be train/val/test, got {mode!r}")
@@ -99,6 +101,7 @@ class VideoClipDataset(Dataset):
         self.views = self.protocol.views.clips * self.protocol.views.crops if mode == "test" else 1
         self.crop_size = self.protocol.crop_size if mode == "test" else settings.crop_size
         self.max_retries = max_retries
+        self.index = index  # a prepared dataset's sidecar: frame pts and keyframes without a demux per open
         self._cache: tuple[int, torch.Tensor] | None = None  # the last test video's views (read at once)
 
     def __len__(self) -> int:
@@ -107,14 +110,15 @@ class VideoClipDataset(Dataset):
     def _load(self, video_idx: int, view: int, rng: np.random.Generator) -> dict:
         rec, s = self.records[video_idx], self.settings
         label = rec.label
+        entry = self.index.lookup(rec.path) if self.index is not None else None  # None: stale or not indexed
         if self.mode == "test":
             if self._cache is None or self._cache[0] != video_idx:
-                self._cache = (video_idx, self.protocol.read_views(rec.path, rec.num_frames))
+                self._cache = (video_idx, self.protocol.read_views(rec.path, rec.num_frames, entry))
             video = self._cache[1][view]
         else:
             indices = (lambda n: self.sampler.train(n, rng)) if self.mode == "train" else self.sampler.val
             frames = read_video_frames(rec.path, indices, s.short_side, frame_template=s.frame_template,
-                                       start_index=s.start_index, num_frames=rec.num_frames)
+                                       start_index=s.start_index, num_frames=rec.num_frames, index_entry=entry)
             if self.mode == "train":
                 video, flipped = train_transform(frames, rng, s.crop_size, s.scales, s.max_distort, s.flip)
                 if flipped:

@@ -27,6 +27,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from .index import IndexEntry
 from .settings import ClipSettings
 
 Indices = Sequence[int] | np.ndarray | torch.Tensor
@@ -170,10 +171,13 @@ def _open_video(path: str):
         container.close()
 
 
-def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None) -> torch.Tensor:
+def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None,
+                  entry: IndexEntry | None = None) -> torch.Tensor:
     frames = None
     with _open_video(path) as (container, stream):
-        pts, keys, num_frames = _demux_index(container, stream)
+        # a prepared dataset's sidecar (index.py) saves the demux pass; the caller checked it is not stale
+        pts, keys, num_frames = (entry.pts, entry.keys, entry.num_frames) if entry is not None \
+            else _demux_index(container, stream)
         idx = _as_index_array(indices, num_frames)
         wanted = np.unique(idx)
         size = short_side_size(stream.codec_context.height, stream.codec_context.width, short_side)
@@ -240,6 +244,7 @@ def read_video_frames(
     frame_template: str = FRAME_TEMPLATE,
     start_index: int = START_INDEX,
     num_frames: int | None = None,
+    index_entry: IndexEntry | None = None,
 ) -> torch.Tensor:
     """RGB frames at 0-based `indices` as uint8 (T, H, W, 3), identical to a sequential decode.
 
@@ -247,14 +252,15 @@ def read_video_frames(
     `num_frames` skips counting the folder). `indices` may repeat and be unordered, or be a callable
     `num_frames -> indices` so the sampler sees the true frame count without a second open.
     `short_side` resizes inside the decoder (swscale, bilinear) so full-size RGB is never built.
-    Raises VideoDecodeError for missing/corrupt inputs, IndexError for out-of-range indices.
+    `index_entry` (``VideoIndex.lookup(path)``, index.py) gives the frame pts and keyframes of a video file
+    instead of demuxing it. Raises VideoDecodeError for missing/corrupt inputs, IndexError for out-of-range indices.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         return _read_folder(path, indices, short_side, frame_template, start_index, num_frames)
     if not os.path.exists(path):
         raise VideoDecodeError(f"video file not found: {path}")
-    return _read_encoded(path, indices, short_side)
+    return _read_encoded(path, indices, short_side, index_entry)
 
 
 def probe_num_frames(path: str | Path, frame_template: str = FRAME_TEMPLATE) -> int:

@@ -48,12 +48,13 @@ APPS: dict[str, tuple[type, dict[str, tuple[type, bool]]]] = {
                             "diagnose": (g.Diagnose, False)}),
     "export": (g.Export, {"paths": (g.Paths, False)}),
     "visualize": (g.Visualize, {"paths": (g.Paths, False)}),
+    "prepare": (g.Prepare, {"data": (g.Data, False), "paths": (g.Paths, False)}),
 }
 ENTRY_GROUPS = ("callbacks", "logger")  # a mapping of named entries, each its own instantiated node
 
 
 def validate(cfg: DictConfig, app: str) -> None:
-    """Refuse ``cfg`` (the composed config of ``app``: train, eval, predict, export, visualize) with one
+    """Refuse ``cfg`` (the composed config of ``app``: train, eval, predict, export, visualize, prepare) with one
     ConfigError listing every problem, before the application reads data or writes a file."""
     own, groups = APPS[app]
     errors: list[str] = []
@@ -203,9 +204,10 @@ def rule_paths(cfg: DictConfig, app: str) -> list[str]:
             env = f"TANET_{key.split('.')[1].split('_')[0].upper()}_DIR"
             out.append(f"{key}={path} is not a writable directory{_under_file_text(Path(path))}; point it "
                        f"elsewhere ({key}=DIR or {env}=DIR)")
-    for key in {"predict": ("out",), "export": ("out",), "visualize": ("out_dir",)}.get(app, ()):
+    for key in {"predict": ("out",), "export": ("out",), "visualize": ("out_dir",), "prepare": ("out",)}.get(app, ()):
         path = _get(cfg, key)
-        if isinstance(path, str) and not _writable(Path(path).parent if key == "out" else Path(path)):
+        is_file = key == "out" and app != "prepare"  # prepare's out is a folder
+        if isinstance(path, str) and not _writable(Path(path).parent if is_file else Path(path)):
             out.append(f"{key}={path} cannot be written{_under_file_text(Path(path))}; give {key}=PATH in a "
                        "writable directory")
     return out

@@ -288,6 +288,16 @@ class Visualize(Common):
     out_dir: str = spec()
 
 
+@dataclass
+class Prepare(Common):
+    out: str = spec(give="DIR", why="the folder the prepared copy goes to")
+    gop: int = spec(ge=1, why="a keyframe at least every gop frames")
+    short_side: int | None = spec(ge=2, why="null: the source's size")
+    crf: int = spec(ge=0, le=51, why="x264 quality: lower is better and bigger")
+    workers: int | None = spec(ge=1, why="processes; null: one per core")
+    progress: bool = spec()
+
+
 # ------------------------------------------------------------------------------------------------
 # argparse applications: the same fields, named by their flags
 

@@ -1,0 +1,368 @@
+"""A prepared copy of a whole dataset: every video re-encoded (prepare.py), the annotation files rewritten,
+one index sidecar (index.py). The library of ``python -m tanet_lightning.prepare``.
+
+Layout: a video keeps its path relative to the dataset root (``<out>/<same relative path>``), so the
+annotation files keep theirs; they are rewritten into ``<out>/annotations/`` without the videos that could
+not be read (those are listed in ``<out>/prepare_failed.tsv``). Synthetic data keeps its own layout
+(``<out>/<variant>/``); class folders get ``train``/``val`` split folders, so a split that was drawn by
+seed stays the same split. Frame folders (Something-Something V1, rawframe lists) stay frames: linked.
+
+Resuming: an output whose sidecar entry still describes it (size, mtime) and whose source is unchanged
+is kept; anything else is redone. Outputs appear under their final names only once verified (a
+temporary name, then a rename), and the sidecar is rewritten every minute or so and when the run ends or
+is stopped, so a killed run loses at most that minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..base.errors import DataError
+from .files import read_text
+from .formats import SPLITS, Reader, Source, VideoRecord, text_lines
+from .index import INDEX_NAME, IndexEntry, VideoIndex, write_index
+from .prepare import CRF, GOP, SHORT_SIDE, prepare_video
+
+log = logging.getLogger(__name__)
+
+ANNOTATIONS = "annotations"
+FAILED = "prepare_failed.tsv"
+TMP = ".prepare_tmp"  # temporary outputs, renamed into place once verified (same file system as <out>)
+LOCK = ".prepare.lock"
+SAVE_EVERY_S = 60.0
+LIST_FIELDS = {"video_list": 1, "synthetic": 1, "rawframes": 2}  # lists whose lines start with the path
+
+
+@dataclass(frozen=True)
+class Job:
+    rel: str  # path under the prepared root
+    src: str
+    splits: tuple[str, ...]
+    frames: bool = False  # a frame folder: linked, not re-encoded
+
+
+@dataclass
+class Plan:
+    source: Source  # the dataset as the DataModule reads it
+    prepared: Source  # the same format, reading the prepared copy
+    class_names: list[str]
+    records: dict[str, list[tuple[VideoRecord, str]]]  # split -> (record, its path under the prepared root)
+    jobs: list[Job]
+
+
+@dataclass
+class Result:
+    entries: dict[str, IndexEntry] = field(default_factory=dict)  # rel -> entry of every prepared video
+    failed: dict[str, str] = field(default_factory=dict)  # rel -> why
+    done_before: int = 0  # kept from an earlier run
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# what to write where
+
+
+def plan(reader: Reader, source: Source, class_names: list[str], out: str | os.PathLike) -> Plan:
+    """The jobs and the prepared dataset's ``Source`` for ``source`` (as located by its reader) copied to ``out``."""
+    out, root = Path(os.path.abspath(out)), Path(os.path.abspath(source.root))
+    a, b = out.resolve(), root.resolve()
+    if a == b or b in a.parents or a in b.parents:  # a copy could land on a source video
+        raise DataError(f"out={out} and the dataset it prepares ({root}) overlap: give out=DIR elsewhere")
+    prepared = reader.locate(replace(source, root=out))
+    folders_by_seed = source.format == "video_folder" and not (root / "train").is_dir()
+    records, jobs, seen = {}, {}, {}
+    for split in SPLITS:
+        rows = reader.records(source, split, class_names)
+        if split == "test" and [r.path for r in rows] == [r.path for r, _ in records.get("val", [])]:
+            records[split] = records["val"]  # the test split is the val split (no test annotations)
+            continue
+        records[split] = []
+        for rec in rows:
+            rel = _relative(rec.path, root, split if folders_by_seed else None)
+            records[split].append((rec, rel))
+            if rel in seen:
+                jobs[rel] = replace(jobs[rel], splits=(*jobs[rel].splits, split))
+                continue
+            seen[rel] = rec.path
+            jobs[rel] = Job(rel, rec.path, (split,), frames=os.path.isdir(rec.path))
+    if reader.annotated:
+        used = {}
+        ann = {}
+        for split in SPLITS:
+            src = source.ann.get(split)
+            name = Path(src).name
+            if used.get(name, src) != src:
+                name = f"{split}_{name}"
+            used[name] = src
+            ann[split] = str(out / ANNOTATIONS / name)
+        classes = str(out / ANNOTATIONS / Path(source.classes).name) if source.classes else None
+        prepared = replace(prepared, ann=ann, classes=classes)
+    return Plan(source, prepared, list(class_names), records, list(jobs.values()))
+
+
+def _relative(path: str, root: Path, split: str | None) -> str:
+    """A video's path under the prepared root: its path under the dataset root (under ``split``/ when the
+    split was drawn by seed); a video outside the root gets a folder of its own."""
+    rel = os.path.relpath(os.path.abspath(path), root)
+    if rel.startswith(".."):
+        parent = os.path.dirname(os.path.abspath(path))
+        digest = hashlib.sha1(parent.encode()).hexdigest()[:10]  # the same folder on every run
+        rel = os.path.join("_outside", digest, os.path.basename(path))
+    return os.path.join(split, rel) if split else rel
+
+
+# ----------------------------------------------------------------------------------------------------
+# running the jobs
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """One prepare at a time per output folder (a second would rename over the first's files)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"another prepare is writing {out}: wait for it, or give out=DIR elsewhere") from None
+        yield
+
+
+def run(p: Plan, out: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE, crf: int = CRF,
+        workers: int = 1, progress: bool = True) -> Result:
+    """Prepare every video of the plan (resuming an earlier run), write the sidecar, the annotation files and
+    ``prepare_failed.tsv``. Stopping (an exception, a signal turned into one) keeps what is finished."""
+    out, root = Path(os.path.abspath(out)), Path(p.prepared.root)
+    with locked(out):
+        shutil.rmtree(out / TMP, ignore_errors=True)  # a killed run's temporary files
+        (out / TMP).mkdir()
+        root.mkdir(parents=True, exist_ok=True)
+        result = Result(entries=_reusable(p.jobs, root))
+        result.done_before = len(result.entries)
+        todo = [j for j in p.jobs if not j.frames and j.rel not in result.entries]
+        for job in p.jobs:
+            if job.frames:
+                _link(job.src, root / job.rel)
+        check_space(todo, out)
+        start, saved = time.perf_counter(), [time.perf_counter(), 0.0]
+        bar = tqdm(total=sum(not j.frames for j in p.jobs), initial=result.done_before, unit="video",
+                   desc="prepare", disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+        try:
+            args = [(j.src, str(root / j.rel), str(out / TMP / f"{i}{Path(j.rel).suffix}"), gop, short_side, crf)
+                    for i, j in enumerate(todo)]
+            for i, (ok, value) in _results(args, workers):
+                job = todo[i]
+                if ok:
+                    result.entries[job.rel] = value
+                else:
+                    result.failed[job.rel] = value
+                    bar.set_postfix(failed=len(result.failed), refresh=False)
+                bar.update()
+                now = time.perf_counter()
+                if now - saved[0] > max(SAVE_EVERY_S, 20 * saved[1]):  # the sidecar is the resume point
+                    write_index(root, result.entries)
+                    saved[:] = [time.perf_counter(), time.perf_counter() - now]
+        finally:
+            bar.close()
+            result.seconds = time.perf_counter() - start
+            write_index(root, result.entries)
+            write_failed(out, p, result.failed)
+            shutil.rmtree(out / TMP, ignore_errors=True)
+        write_annotations(p, result.failed)
+        return result
+
+
+def _reusable(jobs: list[Job], root: Path) -> dict[str, IndexEntry]:
+    """Entries of an earlier run whose output still is what it wrote and whose source has not changed."""
+    index = VideoIndex.load(root)
+    if index is None:
+        return {}
+    kept = {}
+    for job in jobs:
+        entry = index.entry(job.rel)
+        if entry is None or job.frames:
+            continue
+        try:
+            src = os.stat(job.src)
+            ok = entry.describes(os.stat(root / job.rel)) and (src.st_size, src.st_mtime_ns) == (
+                entry.source_size, entry.source_mtime_ns)
+        except OSError:
+            ok = False
+        if ok:
+            kept[job.rel] = entry
+    return kept
+
+
+def _link(src: str, dst: Path) -> None:
+    if dst.is_symlink() and os.readlink(dst) == os.path.abspath(src):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    dst.symlink_to(os.path.abspath(src), target_is_directory=True)
+
+
+def check_space(todo: list[Job], out: Path) -> None:
+    """Refuse to start when the disk cannot hold the outputs: a re-encoded video takes about as many bytes
+    as its source (a smaller picture, but 8x the keyframes of a GOP-250 file)."""
+    need = sum(os.path.getsize(j.src) for j in todo if os.path.isfile(j.src))
+    free = shutil.disk_usage(out).free
+    if need > free:
+        raise DataError(f"out={out}: about {need / 1e9:.1f} GB are needed for {len(todo)} videos (as much as "
+                        f"their sources), {free / 1e9:.1f} GB are free. Free some space, or give out=DIR on a "
+                        f"larger disk")
+
+
+def _results(args: list[tuple], workers: int) -> Iterator[tuple[int, tuple[bool, object]]]:
+    """(job number, (ok, entry or reason)) as the jobs finish; in this process, or one process per worker."""
+    if workers <= 1 or len(args) <= 1:
+        for i, a in enumerate(args):
+            yield i, _checked(_work(i, *a))
+        return
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    # `with` terminates the workers (SIGTERM: each deletes its temporary file) when the loop is left early
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+        for i, result in pool.imap_unordered(_work_star, list(enumerate(args))):
+            yield i, _checked(result)
+
+
+def _checked(result: tuple[bool, object]) -> tuple[bool, object]:
+    ok, value = result
+    if not ok and isinstance(value, tuple):  # a full disk: every later video would fail the same way
+        raise DataError(f"the disk of the output is full ({value[1]}): free some space and run the same command "
+                        f"again (it resumes)")
+    return ok, value
+
+
+def _work_star(item):
+    i, a = item
+    return i, _work(i, *a)
+
+
+def _work(i: int, src: str, dst: str, tmp: str, gop: int, short_side: int | None, crf: int):
+    """(True, entry) or (False, reason): a video that cannot be prepared is reported, never fatal."""
+    try:
+        return True, prepare_video(src, dst, gop, short_side, crf, tmp=tmp)
+    except Exception as e:  # noqa: BLE001 -- whatever the file does to the decoder, the run goes on
+        cause = e
+        while cause is not None:
+            if getattr(cause, "errno", None) == errno.ENOSPC:
+                return False, ("disk full", str(e))
+            cause = cause.__cause__
+        return False, f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+
+
+def _worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # unwinds: temp files go
+    if sys.platform.startswith("linux"):  # a worker ends with its parent, even a killed one
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the files beside the videos
+
+
+def write_failed(out: Path, p: Plan, failed: dict[str, str]) -> Path | None:
+    """``prepare_failed.tsv``: split, source path, reason of every video that could not be prepared (removed
+    when there are none)."""
+    path = out / FAILED
+    if not failed:
+        path.unlink(missing_ok=True)
+        return None
+    jobs = {j.rel: j for j in p.jobs}
+    rows = [f"{','.join(jobs[rel].splits)}\t{jobs[rel].src}\t{why}" for rel, why in sorted(failed.items())]
+    path.write_text("split\tpath\treason\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def write_annotations(p: Plan, failed: dict[str, str]) -> None:
+    """The annotation files of the prepared copy: the same format and labels, without the failed videos."""
+    written = set()
+    for split in SPLITS:
+        src, dst = p.source.ann.get(split), p.prepared.ann.get(split)
+        if src is None or dst is None or dst in written:
+            continue
+        keep = [rel not in failed for _, rel in p.records[split]]
+        rels = [rel for _, rel in p.records[split]]
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        Path(dst).write_text(_filtered(p.source.format, Path(src), keep, rels))
+        written.add(dst)
+    if p.source.classes and p.prepared.classes:
+        shutil.copyfile(p.source.classes, p.prepared.classes)
+    if p.source.format == "synthetic":  # the manifest last: it marks the folder complete (synthetic.py)
+        for name in ("classes.txt", "manifest.json"):
+            shutil.copyfile(Path(p.source.root) / name, Path(p.prepared.root) / name)
+
+
+def _filtered(fmt: str, ann: Path, keep: list[bool], rels: list[str]) -> str:
+    """The annotation file without the entries of failed videos; a list's path is rewritten where the
+    video moved (it was outside the dataset root)."""
+    if fmt == "sthv2_json":
+        items = json.loads(read_text(ann))
+        _same_count(ann, len(items), keep)
+        return json.dumps([item for item, k in zip(items, keep) if k]) + "\n"
+    lines = [line for _, line in text_lines(ann)]
+    header = lines[:1] if fmt == "kinetics_csv" else []
+    rows = lines[len(header):]
+    _same_count(ann, len(rows), keep)
+    fields = LIST_FIELDS.get(fmt)  # the columns after the path: the path may contain spaces
+    if fields:
+        for i, (row, rel) in enumerate(zip(rows, rels)):
+            path = row.rsplit(None, fields)[0]
+            if os.path.normpath(path) != rel:
+                rows[i] = rel + row[len(path):]
+    return "\n".join([*header, *(row for row, k in zip(rows, keep) if k)]) + "\n"
+
+
+def _same_count(ann: Path, n: int, keep: list[bool]) -> None:
+    if n != len(keep):
+        raise DataError(f"{ann}: {n} entries but {len(keep)} videos were read from it; was it changed meanwhile?")
+
+
+def check_prepared(reader: Reader, p: Plan, failed: dict[str, str]) -> None:
+    """Read the prepared copy back through its format: the same class names, and every prepared video with
+    its label (what training on it will see)."""
+    names = reader.class_names(p.prepared)
+    if names != p.class_names:
+        raise DataError(f"the prepared copy's classes differ from the dataset's ({len(names)} vs "
+                        f"{len(p.class_names)}): every video of a class failed? See {FAILED}")
+    for split in SPLITS:
+        got = {os.path.relpath(os.path.abspath(r.path), os.path.abspath(p.prepared.root)): r.label
+               for r in reader.records(p.prepared, split, names)}
+        want = {rel: r.label for r, rel in p.records[split] if rel not in failed}
+        if got != want:
+            wrong = sorted(set(got.items()) ^ set(want.items()))[:3]
+            raise DataError(f"the prepared {split} split does not read back as written: {wrong}")
+
+
+def training_overrides(p: Plan, out: str | os.PathLike) -> list[str]:
+    """The ``data.*`` keys that make the same data config read the prepared copy."""
+    keys = [f"data.root={out}"]
+    if p.source.format != "synthetic":
+        keys += [f"{p.source.ann_keys[s]}={p.prepared.ann[s]}" for s in SPLITS
+                 if p.prepared.ann.get(s) and p.source.ann_keys.get(s) == f"data.{s}_ann"]
+        if p.prepared.classes:
+            keys.append(f"data.classes={p.prepared.classes}")
+    return keys
+
+
+__all__ = ["INDEX_NAME", "Job", "Plan", "Result", "check_prepared", "plan", "run", "training_overrides"]

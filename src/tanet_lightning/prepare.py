@@ -1,0 +1,78 @@
+"""A dataset copy that loads fast: ``python -m tanet_lightning.prepare data=<config> [data.* keys] out=DIR
+[gop=30] [short_side=320] [workers=N]``.
+
+Reads any dataset the DataModule reads (the same ``data=`` configs and keys), re-encodes every video with
+a keyframe at least every ``gop`` frames (data/prepare.py), rewrites the annotation files, writes the index
+sidecar the loader uses instead of demuxing each file (data/index.py), and prints the ``data.*`` keys that
+train on the copy. Unreadable videos are listed in ``<out>/prepare_failed.tsv``, never fatal. A second run
+resumes; SIGTERM or Ctrl-C stops it cleanly (exit 143 or 130) with every finished video kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from . import config
+from .base.errors import handle_user_errors
+from .data import prepare_dataset
+from .training import runner, schema, signals
+
+log = logging.getLogger("tanet_lightning")
+
+
+def prepare(cfg: DictConfig) -> dict:
+    """Prepare ``cfg.data``'s dataset into ``cfg.out``. Returns {"plan", "result", "overrides"} (the
+    ``data.*`` keys that read the copy)."""
+    schema.validate(cfg, "prepare")
+    datamodule = runner.instantiate_data(cfg)
+    datamodule.prepare_data()  # synthetic data is generated on first use
+    out = Path(os.path.abspath(cfg.out))
+    plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)
+    workers = cfg.get("workers") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                     else os.cpu_count() or 1)
+    videos = sum(not j.frames for j in plan.jobs)
+    log.info("preparing %d videos%s of %s into %s (gop %d, short side %s, %d workers)", videos,
+             f" and linking {len(plan.jobs) - videos} frame folders" if videos < len(plan.jobs) else "",
+             datamodule.source.root, out, cfg.gop, cfg.short_side, workers)
+    try:
+        with signals.stop_on_signals():
+            result = prepare_dataset.run(plan, out, cfg.gop, cfg.short_side, cfg.crf, workers, cfg.progress)
+    except signals.Stopped as e:
+        log.error("stopped by %s: the finished videos are kept; the same command prepares the rest", e.name)
+        raise
+    prepare_dataset.check_prepared(datamodule.reader, plan, result.failed)
+    made = len(result.entries) - result.done_before
+    log.info("prepared %d videos in %.0f s (%.1f videos/s)%s", made, result.seconds,
+             made / max(result.seconds, 1e-9), f"; {result.done_before} were done already" if result.done_before
+             else "")
+    if result.failed:
+        shown = "\n  ".join(f"{rel}: {why}" for rel, why in list(sorted(result.failed.items()))[:10])
+        log.warning("%d videos could not be prepared and are left out of the copy's annotations (all listed in "
+                    "%s):\n  %s", len(result.failed), out / prepare_dataset.FAILED, shown)
+    overrides = prepare_dataset.training_overrides(plan, out)
+    log.info("train on the copy: python -m tanet_lightning.train %s", " ".join([*_data_choice(), *overrides]))
+    return {"plan": plan, "result": result, "overrides": overrides}
+
+
+def _data_choice() -> list[str]:
+    """``data=<config>`` as it was chosen (empty outside a Hydra run)."""
+    try:
+        return [f"data={HydraConfig.get().runtime.choices['data']}"]
+    except (ValueError, KeyError, AttributeError):
+        return []
+
+
+@hydra.main(version_base="1.3", config_path=config.config_dir(), config_name="prepare")
+@handle_user_errors
+def main(cfg: DictConfig) -> None:
+    prepare(cfg)
+
+
+if __name__ == "__main__":
+    main()
