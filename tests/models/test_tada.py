@@ -15,6 +15,8 @@ from tanet_lightning.analysis.complexity import NEWER, measure
 from tanet_lightning.models import create_video_model
 from tanet_lightning.models.insertion import ConvReplacedBasicBlock, ConvReplacedBottleneck, replace_convs
 from tanet_lightning.models.tada import TAdaConv2d, tada
+from tanet_lightning.training.module import frozen_batchnorms
+from tanet_lightning.training.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
 
 T = 4
 
@@ -58,6 +60,22 @@ def test_tada_at_init_is_the_2d_network_bit_for_bit(backbone, mode):
     x = torch.randn(2 * T, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(plain.forward_features(x), patched.forward_features(x))
+
+
+def test_partial_bn_and_sync_bn_keep_the_branch():
+    """``model.freeze_bn`` freezes pretrained BatchNorm2d layers, not TAda2D's new zero-initialised ones;
+    ``model.sync_bn`` converts them and the network computes the same."""
+    net = copy.deepcopy(random_backbone("bottleneck"))
+    replace_convs(net, "resnet", functools.partial(tada, num_frames=T))
+    randomized(net).eval()
+    new = [m for m in net.modules() if isinstance(m, TAdaConv2d)]
+    frozen = {id(b) for b in frozen_batchnorms(net)}
+    assert new and not any(id(b) in frozen for m in new for b in (m.avgpool_bn, m.rf.bn))
+    synced = convert_sync_batchnorm(copy.deepcopy(net), "cpu")
+    assert all(isinstance(m.avgpool_bn, CPUSyncBatchNorm) for m in synced.modules() if isinstance(m, TAdaConv2d))
+    x = torch.randn(2 * T, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(synced.eval().forward_features(x), net.forward_features(x))
 
 
 @pytest.mark.parametrize("cal_dim", ["cin", "cout"])
@@ -203,14 +221,16 @@ def test_compiled_fullgraph_matches_eager_forward_and_backward():
     torch._dynamo.reset()
     model = randomized(create_video_model("resnet18", "tada", 5, T, dropout=0.0)).train()
     compiled = torch.compile(copy.deepcopy(model), fullgraph=True)
-    video = torch.randn(2, T, 3, 32, 32)
+    video = torch.randn(2, T, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     loss, loss_c = model(video).square().mean(), compiled(video).square().mean()
     loss.backward()
     loss_c.backward()
     torch.testing.assert_close(loss_c, loss, rtol=1e-4, atol=1e-6)
+    largest = max(p.grad.abs().max() for p in model.parameters())
     for (name, p), pc in zip(model.named_parameters(), compiled.parameters()):
-        # + 1e-6: rf.a.bias feeds a train-mode BN, so its gradient is 0 up to rounding (~1e-7) in both
-        assert (pc.grad - p.grad).abs().max() <= 1e-3 * p.grad.abs().max() + 1e-6, name
+        # + 1e-5 of the largest gradient: rf.a.bias feeds a train-mode BN, so its gradient is 0 up to
+        # rounding in both (measured: differences up to 1.3e-6 of the largest gradient over 4 inputs)
+        assert (pc.grad - p.grad).abs().max() <= 1e-3 * p.grad.abs().max() + 1e-5 * largest, name
 
 
 def test_complexity_row_beside_its_paper():

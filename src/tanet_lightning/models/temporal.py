@@ -634,8 +634,8 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
     TemporalSpec("tada", tada, "replace_conv", paper_row="TAda2D", reported=Reported(
         "Huang et al., ICLR 2022 (TAda2D R50, K400 table); official README (alibaba-mmai-research/TAdaConv)",
         gflops=43.0, mparams=None, results=(("K400", 76.7, 92.6), ("SSv2", 64.0, 88.0)), size=256,
-        note="GFLOPs per view of the 8x256x256 test crop (the official config's TEST_CROP_SIZE 256); "
-             "the paper gives no parameter count")),
+        note="43 GFLOPs is per 8x256x256 view (the official test crop, TEST_CROP_SIZE 256; at 224 a ResNet-50 "
+             "is 33 GFLOPs alone); no parameter count in the sources read (official README and configs)")),
 )}
 # name -> factory(channels, num_frames, **kwargs): the modules placed on a feature map (in a block or after it)
 TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {
