@@ -41,12 +41,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     side = f"{a.size}x{a.size}" if a.size else "S x S (S: each row's paper's)"
     print(f"{a.backbone}, {a.frames}x3x{side}, {a.classes} classes, stages {'/'.join(a.stages)}"
           + ("" if paper_setting else "  (not the papers' setting: paper columns shown for reference only)"))
-    print(f"{'model':<20}{'S':>5}{'GFLOPs':>9}{'paper':>8}{'Mparams':>10}{'paper':>8}{'params':>12}{'GFLOPs+attn':>13}")
+    print(f"{'model':<20}{'S':>5}{'GFLOPs':>9}{'paper':>11}{'Mparams':>10}{'paper':>8}{'params':>12}{'GFLOPs+attn':>13}")
     for r in results:
         pf, pp, ps = reference(r.model)
         pf_s = "-" if pf is None else f"{pf:.2f}" + ("" if ps == r.size else f"@{ps}")
         pp_s = "-" if pp is None else f"{pp:.2f}"
-        print(f"{r.model:<20}{r.size:>5}{r.flops_g:>9.2f}{pf_s:>8}{r.params_m:>10.2f}{pp_s:>8}{r.params:>12,}"
+        print(f"{r.model:<20}{r.size:>5}{r.flops_g:>9.2f}{pf_s:>11}{r.params_m:>10.2f}{pp_s:>8}{r.params:>12,}"
               f"{r.flops_full_g:>13.2f}")
     newer = [r.model for r in results if r.model in NEWER]
     if newer:

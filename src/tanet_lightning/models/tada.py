@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .fit import check_frame_batch
 
-__all__ = ["RouteFuncMLP", "TAdaConv2d", "tada", "OFFICIAL_KEYS"]
+__all__ = ["RouteFuncMLP", "FrameBatchNorm3d", "TAdaConv2d", "tada", "OFFICIAL_KEYS"]
 
 # official TAda2D bottleneck key (prefix of layerX.Y) -> ours (b: the 3x3 conv, a / c: the 1x1 convs)
 OFFICIAL_KEYS = {
@@ -69,6 +69,16 @@ class RouteFuncMLP(nn.Module):
         return self.b(self.relu(self.bn(x))) + 1
 
 
+class FrameBatchNorm3d(nn.BatchNorm3d):
+    """The official block's BatchNorm3d, run on the (N*T, C, H, W) frame batch: per channel over N, T, H, W,
+    the same statistics without a transpose. A BatchNorm3d, not 2d, so TSN's partial BN (``freeze_bn``:
+    every BatchNorm2d but the first keeps its pretrained state) leaves this new, zero-initialised one free."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() not in (4, 5):
+            raise ValueError(f"expected a 4-D frame batch or a 5-D clip batch, got {input.dim()}-D input")
+
+
 class TAdaConv2d(nn.Module):
     """The temporally adaptive 3x3 conv of TAda2D, built from (and owning) a block's ``nn.Conv2d``.
 
@@ -97,7 +107,7 @@ class TAdaConv2d(nn.Module):
         self.weight, self.bias = conv.weight, conv.bias
         self.rf = RouteFuncMLP(conv.in_channels, ratio, kernels)
         if pool_kernel_size is not None:
-            self.avgpool_bn = nn.BatchNorm2d(conv.out_channels)
+            self.avgpool_bn = FrameBatchNorm3d(conv.out_channels)
             nn.init.zeros_(self.avgpool_bn.weight)  # the branch adds 0 at step 0
             nn.init.zeros_(self.avgpool_bn.bias)
 

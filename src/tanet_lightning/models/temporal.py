@@ -636,8 +636,8 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
     TemporalSpec("tada", tada, "replace_conv", paper_row="TAda2D", reported=Reported(
         "Huang et al., ICLR 2022 (TAda2D R50, K400 table); official README (alibaba-mmai-research/TAdaConv)",
         gflops=43.0, mparams=None, results=(("K400", 76.7, 92.6), ("SSv2", 64.0, 88.0)), size=256,
-        note="GFLOPs per view of the 8x256x256 test crop (the official config's TEST_CROP_SIZE 256); "
-             "the paper gives no parameter count")),
+        note="43 GFLOPs is per 8x256x256 view (the official test crop, TEST_CROP_SIZE 256; at 224 a ResNet-50 "
+             "is 33 GFLOPs alone); no parameter count in the sources read (official README and configs)")),
     TemporalSpec("tea", TEAConv, "replace_conv", paper_row="TEA", reported=Reported(
         "Li et al., CVPR 2020 (TEA R50, SSv1 table, 1 clip, centre crop); official code "
         "Phoenix1327/tea-action-recognition", gflops=35.0, mparams=None, results=(("SSv1", 48.9, None),),
