@@ -3,11 +3,14 @@
 `read_video_frames(path, indices)` returns the RGB frames a sequential decode would give at those
 0-based indices, but decodes only what the clip needs:
 
-1. demux the packets once (no decoding, ~ms) to get every frame's pts and the keyframe pts;
+1. open from the container header alone (FFmpeg's probe would decode the first frames on every open);
+2. demux the packets once (no decoding, ~ms) to get every frame's pts and the keyframe pts;
    sorted pts -> frame index, which stays correct for variable frame rate (pts*fps does not);
-2. seek backwards to the keyframe before the first wanted frame and decode forward, re-seeking only
-   when the next wanted frame lies beyond a keyframe we have not reached yet;
-3. convert only the wanted frames to RGB, with one reused swscale context per process (PyAV's
+3. decode forward from the keyframe before the first wanted frame, out of the packets the index pass
+   kept (no seek, no second read: a single-keyframe webm is one pass), starting a new run only when the
+   next wanted frame lies beyond a keyframe not reached yet; frames nobody wants and nothing refers to
+   (most B-frames) are skipped by the decoder;
+4. convert only the wanted frames to RGB, with one reused swscale context per process (PyAV's
    `frame.to_ndarray` builds a new SwsContext with its own thread pool for every frame: 4-10x slower).
 
 Containers are opened inside the call (never in a Dataset's __init__: a container inherited by forked
@@ -92,8 +95,8 @@ def _as_index_array(indices: Indices | IndexFn, num_frames: int) -> np.ndarray:
 # opened the usual way, and so is the retry after a timestamp mismatch.
 _HEADER_ONLY = [{"codec_whitelist": "none (header only)"}] * 8
 # Packets kept from the indexing pass, so decoding needs neither a seek nor a second read of the file:
-# up to this many bytes (a 10 s 340x256 clip is ~0.5 MB); beyond it, runs seek in the file instead.
-KEEP_PACKET_BYTES = 64 << 20
+# up to this many bytes per open video (a 10 s 340x256 clip is ~0.5 MB); beyond it, runs seek in the file.
+KEEP_PACKET_BYTES = 16 << 20
 
 
 class _Demuxed(NamedTuple):
