@@ -8,8 +8,9 @@ Generates (once, cached in --dir) videos with panning texture, moving shapes and
 Kinetics-like H.264 (x264 crf 23, medium, B-frames) at 340x256 (MMAction's resized Kinetics) and
 640x360 (YouTube 360p), 30 fps, 10 s, a keyframe every 250 frames; a Something-Something-V2-like
 427x240 12 fps VP9 webm (one keyframe, 48 frames). The two GOP-250 files are also re-encoded as `prepare`
-does (`tanet_lightning.data.prepare.prepare_video` where this checkout has it, else the same settings
-here with PyAV: H.264 yuv420p, keyframe every 30 frames, no B-frames, short side 320, never upscaled).
+does (`tanet_lightning.data.prepare.prepare_video` where this checkout has it, else its settings here with
+PyAV: H.264 yuv420p crf 23 veryfast, tune fastdecode, a keyframe every 30 frames, short side 320, never
+upscaled).
 
 Backends, each given the same clip indices (dense 8x8 and TSN 8 segments, seeded per run):
 
@@ -106,9 +107,8 @@ def generate(path: Path, w: int, h: int, fps: int, n: int, codec: str, gop: int)
     tmp.rename(path)
 
 
-def _reencode(src: Path, dst: Path, gop: int, short_side: int, crf: int = 18, bframes: int = 0) -> None:
-    """prepare's re-encode with PyAV (its settings by default), for checkouts without
-    tanet_lightning.data.prepare, and for the variant with B-frames."""
+def _reencode(src: Path, dst: Path, gop: int, short_side: int) -> None:
+    """prepare's re-encode with PyAV and its settings, for checkouts without tanet_lightning.data.prepare."""
     tmp = dst.with_suffix(".tmp" + dst.suffix)
     with av.open(str(src)) as inp, av.open(str(tmp), "w") as out:
         vs = inp.streams.video[0]
@@ -119,8 +119,8 @@ def _reencode(src: Path, dst: Path, gop: int, short_side: int, crf: int = 18, bf
         s = out.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.codec_context.thread_count = 1
-        s.options = {"crf": str(crf), "preset": "veryfast",
-                     "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"}
+        s.options = {"crf": "23", "preset": "veryfast", "tune": "fastdecode",
+                     "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         for i, frame in enumerate(inp.decode(vs)):
             small = frame.reformat(width=w, height=h, format="yuv420p", interpolation="BICUBIC")
             small.pts, small.time_base = i, 1 / fps
@@ -129,20 +129,12 @@ def _reencode(src: Path, dst: Path, gop: int, short_side: int, crf: int = 18, bf
     tmp.rename(dst)
 
 
-def bframes_copy(src: Path) -> Path:
-    """The variant: prepare's keyframe spacing and size at x264's default quality (crf 23) with B-frames."""
-    dst = src.with_name(src.stem + ".prepared_crf23_b3.mp4")
-    if not dst.exists():
-        _reencode(src, dst, PREPARED_GOP, PREPARED_SHORT_SIDE, crf=23, bframes=3)
-    return dst
-
-
 def prepared_copy(src: Path) -> tuple[Path, str]:
     dst = src.with_name(src.stem + ".prepared.mp4")
     try:
         from tanet_lightning.data.prepare import prepare_video
     except ImportError:
-        how = "re-encoded here with PyAV (prepare's settings; tanet_lightning.data.prepare is not in this checkout)"
+        how = "re-encoded here with PyAV (prepare's settings: tanet_lightning.data.prepare is not in this checkout)"
         if not dst.exists():
             _reencode(src, dst, PREPARED_GOP, PREPARED_SHORT_SIDE)
     else:
@@ -358,12 +350,11 @@ def main() -> None:
     else:
         print(f"skipping torchcodec: {problem} (`pip install -e .[bench]` and FFmpeg shared libraries)")
 
-    prepared, variant, how = {}, {}, None
+    prepared, how = {}, None
     for name in ("k340x256_g250.mp4", "k640x360_g250.mp4"):
         t = time.perf_counter()
         made = not d.joinpath(Path(name).stem + ".prepared.mp4").exists()
         prepared[name], how = prepared_copy(d / name)
-        variant[name] = bframes_copy(d / name)
         if made:
             print(f"prepared {name} in {time.perf_counter() - t:.1f} s")
     print(f"prepared copies: {how}")
@@ -391,8 +382,6 @@ def main() -> None:
             rows[label, kind] = timed({b: fns[b] for b in backends}, args.runs, sets)
             print(".", end="", flush=True)
     print()
-    for name, path in variant.items():
-        describe(f"{name} crf23+B", path)
 
     print("\nfiles: " + "; ".join(f"{k}: {w}x{h}, {n} frames, longest keyframe interval {g}, {kbps:.0f} kb/s"
                                   for k, (w, h, _, n, g, kbps) in info.items()))
@@ -403,26 +392,24 @@ def main() -> None:
            for (label, kind), r in rows.items()])
 
     print(f"\nbefore vs after prepare (a keyframe every {PREPARED_GOP} frames, short side <= {PREPARED_SHORT_SIDE}): "
-          "gain = after/before clips per CPU-second; `crf23+B`: the same copy at x264's default quality with B-frames")
+          "gain = after/before clips per CPU-second")
     prep_rows = []
     for name in prepared:
         if args.only and args.only not in name:
             continue
         for kind in KINDS:
             sets = clip_sets(kind, info[name][3], args.clips, args.runs)
-            versions = {"before": d / name, "after": prepared[name], "crf23+B": variant[name]}
-            labels = {"before": name, "after": f"{name} prepared", "crf23+B": f"{name} crf23+B"}
+            versions = {"before": (d / name, name), "after": (prepared[name], f"{name} prepared")}
             fns = {}
-            for v, path in versions.items():
+            for v, (path, label) in versions.items():
                 fns["ours", v] = partial(run_ours, str(path))
-                fns["pyav", v] = partial(run_pyav, str(path), index=indexes[labels[v]])
+                fns["pyav", v] = partial(run_pyav, str(path), index=indexes[label])
             r = timed(fns, args.runs, sets)
-            gain = {(b, v): r[b, v] / r[b, "before"] for b in ("ours", "pyav") for v in ("after", "crf23+B")}
-            prep_rows.append([name, KINDS[kind], r["ours", "before"], r["ours", "after"], gain["ours", "after"],
-                              gain["pyav", "after"], gain["ours", "after"] / gain["pyav", "after"],
-                              r["ours", "crf23+B"], gain["ours", "crf23+B"], gain["pyav", "crf23+B"]])
-    table(["source", "clips", "ours before", "ours after", "ours gain", "pyav gain", "ours gain/pyav gain",
-           "ours crf23+B", "ours gain crf23+B", "pyav gain crf23+B"], prep_rows)
+            gain = {b: r[b, "after"] / r[b, "before"] for b in ("ours", "pyav")}
+            prep_rows.append([name, KINDS[kind], r["ours", "before"], r["ours", "after"], gain["ours"],
+                              r["pyav", "before"], r["pyav", "after"], gain["pyav"], gain["ours"] / gain["pyav"]])
+    table(["source", "clips", "ours before", "ours after", "ours gain", "pyav before", "pyav after", "pyav gain",
+           "ours gain/pyav gain"], prep_rows)
 
     print("\nsidecar index vs a demux pass on every open (CPU ms per open; clips: frames only, no transform)")
     side_rows = []
