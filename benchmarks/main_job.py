@@ -150,6 +150,7 @@ def main(overrides: list[str]) -> None:
 
     # per clip, in this process: decoding (PyAV, seeking to the sampled frames) and augmentation
     data = dm.datasets["train"]
+    s = data.settings
     rng = np.random.default_rng(0)
     records = data.records[:64]
     clips = []
@@ -157,11 +158,11 @@ def main(overrides: list[str]) -> None:
     def decode():
         clips.clear()
         for rec in records:
-            clips.append(read_video_frames(rec.path, lambda n: data.sampler.train(n, rng), data.short_side))
+            clips.append(read_video_frames(rec.path, lambda n: data.sampler.train(n, rng)))  # native, as the dataset
 
     decode_ms = per_clip_ms(decode, len(records))
-    augment_ms = per_clip_ms(lambda: [train_transform(c, rng, data.crop_size, data.scales, data.max_distort,
-                                                      data.flip) for c in clips], len(records))
+    augment_ms = per_clip_ms(lambda: [train_transform(c, rng, s.crop_size, s.scales, s.max_distort, s.flip,
+                                                      s.short_side) for c in clips], len(records))
 
     video, label = normalize_on_device(batches[0]["video"]), batches[0]["label"]
     name = cfg.model.temporal.name

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
+import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -50,3 +52,31 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         cfg.paths.output_dir = str(Path(cfg.hydra.run.dir).resolve())
         del cfg.hydra
     return cfg
+
+
+def write_gop_video(path, gop: int, frames: int = 100, size: int = 32) -> str:
+    """A noise video with a keyframe every `gop` frames (H.264)."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        s.options = {"preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        for _ in range(frames):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(rng.integers(0, 256, (size, size, 3), np.uint8), "rgb24")))
+        out.mux(s.encode(None))
+    return str(path)
+
+
+def video_set(root, gop: int, videos: int = 4, repeat: int = 1, frames: int = 100):
+    """A video_list dataset of 32x32 noise (train = the videos `repeat` times, val = the first two): the
+    DataModule keys that read it."""
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"v{i}.mp4" for i in range(videos)]
+    for name in names:
+        write_gop_video(root / name, gop, frames)
+    (root / "train.txt").write_text("".join(f"{n} {i % 2}\n" for n in names * repeat for i in [names.index(n)]))
+    (root / "val.txt").write_text(f"{names[0]} 0\n{names[1]} 1\n")
+    return dict(format="video_list", root=str(root), train_ann=str(root / "train.txt"),
+                val_ann=str(root / "val.txt"), num_frames=4, short_side=32, crop_size=32, batch_size=2,
+                num_workers=0)

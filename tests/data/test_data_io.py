@@ -9,7 +9,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from av.video.codeccontext import VideoCodecContext
 
+from tanet_lightning.data import io
 from tanet_lightning.data.io import VideoDecodeError, probe_num_frames, read_video_frames
 
 ENCODED = ["mp4_rgb", "mp4_gop5", "mp4_gop1000", "webm", "vfr"]
@@ -116,41 +118,94 @@ def test_containers_closed_and_memory_flat(videos):
     assert fds() == before
 
 
+def _count_decoded(monkeypatch) -> list:
+    """pts of every frame the decoder puts out (skipped non-reference frames put out none)."""
+    decoded = []
+    real_decode = VideoCodecContext.decode
+
+    def counting_decode(self, packet=None):
+        frames = real_decode(self, packet)
+        decoded.extend(f.pts for f in frames)
+        return frames
+
+    monkeypatch.setattr(VideoCodecContext, "decode", counting_decode)
+    return decoded
+
+
 def test_decodes_only_what_the_clip_needs(vt, tmp_path, source_frames, monkeypatch):
     # GOP 4 over 40 frames: a clip of the last two frames must start at the last keyframe, not frame 0
     path = vt.write_video(tmp_path / "g4.mp4", source_frames, "libx264rgb", gop=4)
-    decoded = []
-    real_decode = av.container.InputContainer.decode
-
-    def counting_decode(self, *args, **kwargs):
-        for frame in real_decode(self, *args, **kwargs):
-            decoded.append(frame.pts)
-            yield frame
-
-    monkeypatch.setattr(av.container.InputContainer, "decode", counting_decode)
+    decoded = _count_decoded(monkeypatch)
     read_video_frames(path, [38, 39])
     assert 2 <= len(decoded) <= 4 + 3  # one GOP (+ decoder delay), instead of 40
     decoded.clear()
-    read_video_frames(path, [1, 37])  # far apart: two seeks, not a 37-frame walk
+    read_video_frames(path, [1, 37])  # far apart: two runs, not a 37-frame walk
     assert 2 <= len(decoded) <= 2 * (4 + 3)
 
 
-def test_video_shorter_than_the_clip_wraps_through_the_sampler(vt, videos):
-    from tanet_lightning.data.sampling import ClipSampler
-
-    ref = vt.decode_all(videos["short"])
-    assert len(ref) == 5
-    dense = ClipSampler("dense", 8)
-    got = read_video_frames(videos["short"], lambda n: dense.train(n, np.random.default_rng(0)))
-    np.testing.assert_array_equal(got.numpy(), ref[(8 * np.arange(8)) % 5])
-    got = read_video_frames(videos["short"], ClipSampler("uniform", 8).val)
-    assert got.shape[0] == 8 and (np.diff(ClipSampler("uniform", 8).val(5)) >= 0).all()
+@pytest.mark.parametrize("name", ENCODED)
+def test_frame_exact_when_runs_seek_in_the_file(vt, videos, name, monkeypatch):
+    # videos over KEEP_PACKET_BYTES (and indexes from a sidecar) seek in the file instead of the kept packets
+    monkeypatch.setattr(io, "KEEP_PACKET_BYTES", 0)
+    ref = vt.decode_all(videos[name])
+    for idx in _index_sets(len(ref), np.random.default_rng(1))[:8]:
+        np.testing.assert_array_equal(read_video_frames(videos[name], idx).numpy(), ref[idx])
 
 
-def test_raw_stream_without_timestamps_falls_back_to_decode_order(vt, tmp_path, source_frames):
-    path = vt.write_video(tmp_path / "raw.h264", source_frames[:20], "libx264rgb", gop=6)
-    with av.open(str(path)) as c:
-        assert any(p.pts is None for p in c.demux(video=0) if p.size)  # no pts: the index cannot be built
+def test_one_pass_without_seeks_inside_one_keyframe_interval(vt, videos, monkeypatch):
+    # a single-keyframe clip (Something-Something's webm: one keyframe, ~48 frames) is one forward pass: no
+    # seek with the kept packets, and none from an unread container when its keyframe is the stream start
+    seeks = []
+    real_seek = av.container.InputContainer.seek
+    monkeypatch.setattr(av.container.InputContainer, "seek",
+                        lambda self, *a, **k: seeks.append(a) or real_seek(self, *a, **k))
+    ref = vt.decode_all(videos["mp4_gop1000"])
+    idx = np.array([3, 11, 19, 27, 35, 39, 0])
+    np.testing.assert_array_equal(read_video_frames(videos["mp4_gop1000"], idx).numpy(), ref[idx])
+    with io._open_video(str(videos["mp4_gop1000"])) as (c, s):
+        full = io._demux(c, s)
+    index_only = io._Demuxed(full.pts, full.keys, full.num_frames)  # as from a sidecar: nothing read yet
+    with io._open_video(str(videos["mp4_gop1000"])) as (c, s):
+        got = io._decode_runs(c, s, index_only, np.unique(idx), (48, 64))
+    np.testing.assert_array_equal(np.stack([got[i] for i in idx]), ref[idx])
+    assert seeks == []
+
+
+def test_frames_nobody_wants_skip_the_decoder_when_nothing_refers_to_them(vt, tmp_path, source_frames,
+                                                                          monkeypatch):
+    # B-frames that are no reference are not decoded unless wanted; the wanted ones are still exact
+    path = tmp_path / "b.mp4"
+    with av.open(str(path), "w") as out:  # lossy: x264 makes no B-frames when lossless
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"crf": "23", "preset": "fast", "x264-params": "keyint=40:bframes=3:b-pyramid=normal:scenecut=0"}
+        for f in source_frames:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(s.encode(None))
     ref = vt.decode_all(path)
-    for idx in ([0, 19, 7], [12], [5, 5, 2]):
+    decoded = _count_decoded(monkeypatch)
+    for idx in (np.array([39, 1, 2, 21]), np.array([30, 36]), np.arange(40)):
+        decoded.clear()
         np.testing.assert_array_equal(read_video_frames(path, idx).numpy(), ref[idx])
+    assert len(decoded) == 40  # all wanted: all decoded
+    decoded.clear()
+    read_video_frames(path, [30, 36])
+    assert len(decoded) < 30  # of the 37 frames from the keyframe to frame 36
+
+
+def test_header_only_open_skips_the_probe_decode_and_falls_back_where_streams_need_it(vt, videos, tmp_path):
+    # mp4/webm: the stream parameters come from the header (no pixel format: nothing was decoded at open)
+    with io._open_video(str(videos["mp4_gop5"])) as (_, stream):
+        assert stream.codec_context.pix_fmt is None and stream.codec_context.width == 64
+    # MPEG-PS announces its streams only after probing (PyAV refuses stream options): opened the usual way
+    path = tmp_path / "v.mpg"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mpeg2video", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for f in vt.random_frames(12):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(s.encode(None))
+    with pytest.raises(ValueError, match="stream_options"):
+        av.open(str(path), stream_options=io._HEADER_ONLY)
+    ref = vt.decode_all(path)
+    np.testing.assert_array_equal(read_video_frames(path, [0, 11, 5]).numpy(), ref[[0, 11, 5]])

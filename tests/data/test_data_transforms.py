@@ -107,3 +107,24 @@ def test_parse_views():
 def test_rejects_non_uint8_clips():
     with pytest.raises(ValueError, match="uint8"):
         eval_transform(torch.zeros(8, 32, 32, 3), 32)
+
+
+@pytest.mark.parametrize("native", [(60, 107), (90, 160), (64, 85), (107, 60)])  # SSv2, 360p, K400, portrait
+def test_crops_cut_from_the_native_frame_match_resize_then_crop(native):
+    # short_side given: the crop is chosen on the frame resized to it and cut from the native frame (one
+    # resampling instead of two); the picture is the one a resize to the short side and a crop would give
+    h, w = native
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    frame = torch.stack([255 * yy, 255 * xx, 127 + 100 * torch.sin(6 * xx + 4 * yy)], -1)  # smooth: resampling-safe
+    clip = frame.round().to(torch.uint8)[None].expand(2, h, w, 3).contiguous()
+    vh, vw = (64, round(w * 64 / h)) if h <= w else (round(h * 64 / w), 64)
+    resized = torch.nn.functional.interpolate(clip.permute(0, 3, 1, 2).float(), size=(vh, vw), mode="bilinear",
+                                              antialias=True).round().clamp(0, 255).to(torch.uint8)
+    resized = resized.permute(0, 2, 3, 1).contiguous()
+    for seed in range(6):
+        a, fa = train_transform(clip, np.random.default_rng(seed), 56, (1, 0.875, 0.75, 0.66), 1, True, 64)
+        b, fb = train_transform(resized, np.random.default_rng(seed), 56, (1, 0.875, 0.75, 0.66), 1, True)
+        assert fa == fb and a.shape == b.shape == (2, 3, 56, 56)
+        assert (a.float() - b.float()).abs().mean() < 2.5, seed
+    a, b = eval_transform(clip, 56, short_side=64), eval_transform(resized, 56)
+    assert a.shape == b.shape and (a.float() - b.float()).abs().mean() < 2.5

@@ -7,6 +7,7 @@ DistributedSampler (and calls set_epoch) by itself; the test split has one item 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from ..base.errors import ConfigError, DataError
@@ -24,10 +26,12 @@ from .datasets import BadFileLog, VideoClipDataset
 from .fingerprint import SplitFingerprint, fingerprint_split
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
 from .index import VideoIndex
+from .probe import FORMAT_CONFIGS, prepare_command, probe_spacing, spacing_message
 from .protocol import TestProtocol
 from .settings import ClipSettings
 from .synthetic import SyntheticSpec
 
+log = logging.getLogger(__name__)
 
 class ResumableLoader(DataLoader):
     """The training loader, resumable mid-epoch (SLURM requeue / preemption checkpoints) with the same
@@ -149,6 +153,9 @@ class VideoDataModule(L.LightningDataModule):
         self.prefetch_factor, self.max_bad_fraction = prefetch_factor, max_bad_fraction
         # set by train() to the run directory (bad_files.<split>.tsv there); a temporary file otherwise
         self.bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"
+        # set by the applications to the launch's `data=NAME data.*=...` (None: composed from this module)
+        self.prepare_args: list[str] | None = None
+        self._probed = False
 
         if self.reader.annotated:  # fail at instantiation, before any training starts
             for split in SPLITS:
@@ -230,6 +237,27 @@ class VideoDataModule(L.LightningDataModule):
         if "train" in splits.get(stage, SPLITS):
             trainer = getattr(self, "trainer", None)
             self._check_training_batches(world_size or (trainer.world_size if trainer is not None else 1))
+            if not self._probed:
+                self._probed = True
+                self._probe_keyframes()
+
+    @rank_zero_only
+    def _probe_keyframes(self) -> None:
+        """Log the training videos' keyframe spacing; when long, the `prepare` command (probe.py)."""
+        probe = probe_spacing([r.path for r in self.datasets["train"].records])
+        if probe is not None:
+            (log.warning if probe.long else log.info)(spacing_message(probe, self.prepare_command()))
+
+    def prepare_command(self) -> str:
+        """The ``python -m tanet_lightning.prepare ...`` command that writes a fast-loading copy of this
+        dataset (a keyframe every 30 frames, an index sidecar)."""
+        args = self.prepare_args
+        if args is None:  # not launched by an application: the files this module reads, spelled out
+            args = [f"data={FORMAT_CONFIGS.get(self.format, self.format)}"]
+            keys = {self.source.ann_keys[s]: self.source.ann[s] for s in SPLITS if self.source.ann.get(s)}
+            keys.update({"data.classes": self.source.classes, "data.path_template": self.source.path_template})
+            args += [f"{k}={v}" for k, v in keys.items() if v is not None]
+        return prepare_command(args, str(self.root))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:

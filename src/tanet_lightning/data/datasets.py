@@ -117,14 +117,18 @@ class VideoClipDataset(Dataset):
             video = self._cache[1][view]
         else:
             indices = (lambda n: self.sampler.train(n, rng)) if self.mode == "train" else self.sampler.val
-            frames = read_video_frames(rec.path, indices, s.short_side, frame_template=s.frame_template,
+            # encoded videos come at native size and the transform cuts its crop from them (one resampling
+            # instead of swscale's whole-frame resize + the crop's); frame folders downscale in libjpeg
+            decode_side = s.short_side if os.path.isdir(rec.path) else None
+            frames = read_video_frames(rec.path, indices, decode_side, frame_template=s.frame_template,
                                        start_index=s.start_index, num_frames=rec.num_frames, index_entry=entry)
             if self.mode == "train":
-                video, flipped = train_transform(frames, rng, s.crop_size, s.scales, s.max_distort, s.flip)
+                video, flipped = train_transform(frames, rng, s.crop_size, s.scales, s.max_distort, s.flip,
+                                                 s.short_side)
                 if flipped:
                     label = self.flip_label_map.get(label, label)
             else:
-                video = eval_transform(frames, s.crop_size)
+                video = eval_transform(frames, s.crop_size, short_side=s.short_side)
         return {"video": video, "label": label, "video_idx": video_idx, "view_idx": view}
 
     def __getitem__(self, i: int) -> dict:

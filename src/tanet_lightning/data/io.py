@@ -3,11 +3,14 @@
 `read_video_frames(path, indices)` returns the RGB frames a sequential decode would give at those
 0-based indices, but decodes only what the clip needs:
 
-1. demux the packets once (no decoding, ~ms) to get every frame's pts and the keyframe pts;
+1. open from the container header alone (FFmpeg's probe would decode the first frames on every open);
+2. demux the packets once (no decoding, ~ms) to get every frame's pts and the keyframe pts;
    sorted pts -> frame index, which stays correct for variable frame rate (pts*fps does not);
-2. seek backwards to the keyframe before the first wanted frame and decode forward, re-seeking only
-   when the next wanted frame lies beyond a keyframe we have not reached yet;
-3. convert only the wanted frames to RGB, with one reused swscale context per process (PyAV's
+3. decode forward from the keyframe before the first wanted frame, out of the packets the index pass
+   kept (no seek, no second read: a single-keyframe webm is one pass), starting a new run only when the
+   next wanted frame lies beyond a keyframe not reached yet; frames nobody wants and nothing refers to
+   (most B-frames) are skipped by the decoder;
+4. convert only the wanted frames to RGB, with one reused swscale context per process (PyAV's
    `frame.to_ndarray` builds a new SwsContext with its own thread pool for every frame: 4-10x slower).
 
 Containers are opened inside the call (never in a Dataset's __init__: a container inherited by forked
@@ -20,6 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -83,60 +87,141 @@ def _as_index_array(indices: Indices | IndexFn, num_frames: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 # encoded videos
 
+# av.open runs FFmpeg's find_stream_info, which opens a decoder and decodes the first frames of the file
+# (H.264: up to 7, to guess the B-frame delay; VP9: the keyframe, for the pixel format): 1-5 ms on every
+# open, for frames the clip then decodes again. A decoder whitelist naming no decoder makes that probe
+# decoder fail to open, so the stream parameters come from the container header alone (mp4, mkv/webm and
+# avi carry them); our own decoder context is set up from those and opened on the first packet. Streams
+# known only after probing (MPEG-TS/PS: PyAV refuses stream options) or without a size in the header are
+# opened the usual way, and so is the retry after a timestamp mismatch.
+_HEADER_ONLY = [{"codec_whitelist": "none (header only)"}] * 8
+# Packets kept from the indexing pass, so decoding needs neither a seek nor a second read of the file:
+# up to this many bytes per open video (a 10 s 340x256 clip is ~0.5 MB); beyond it, runs seek in the file.
+KEEP_PACKET_BYTES = 16 << 20
 
-def _demux_index(container: av.container.InputContainer, stream: av.video.VideoStream):
-    """(sorted frame pts, keyframe pts, frame count) from the packets alone (no decoding).
-    pts and keys are None when the timestamps cannot index frames (raw streams, duplicates)."""
-    pts, key = [], []
+
+class _Demuxed(NamedTuple):
+    """The indexing pass over a video's packets (no decoding).
+
+    pts: every frame's pts, sorted (frame index -> pts); keys: keyframe pts, sorted; both None when the
+    timestamps cannot index frames (raw streams, duplicates). packets: all packets in decode order
+    (None when over KEEP_PACKET_BYTES or not kept); key_pos: keyframe pts -> its position in `packets`;
+    consumed: the pass read the container to its end (an index from elsewhere, e.g. a sidecar: False).
+    """
+
+    pts: np.ndarray | None
+    keys: np.ndarray | None
+    num_frames: int
+    packets: list | None = None
+    key_pos: dict | None = None
+    consumed: bool = False
+
+
+def _demux(container, stream, keep_bytes: int = 0) -> _Demuxed:
+    pts, key, packets, key_pos, kept = [], [], [] if keep_bytes > 0 else None, {}, 0
     for packet in container.demux(stream):
-        if packet.size == 0 or packet.is_discard:  # flush packet / frames cut by an edit list
+        if packet.size == 0:  # the flush packet at the end
+            continue
+        if packets is not None:
+            kept += packet.size
+            packets = packets if kept <= keep_bytes else None
+        if packets is not None:
+            packets.append(packet)
+        if packet.is_discard:  # frames cut by an edit list: decoded (they may be references), never output
             continue
         t = packet.pts if packet.pts is not None else packet.dts
         pts.append(t)
         if packet.is_keyframe:
             key.append(t)
+            if packets is not None:
+                key_pos[t] = len(packets) - 1
     if None in pts or None in key:
-        return None, None, len(pts)
+        return _Demuxed(None, None, len(pts), consumed=True)
     pts = np.sort(np.asarray(pts, dtype=np.int64))
     if pts.size and (np.diff(pts) <= 0).any():  # duplicate timestamps: cannot map pts -> index
-        return None, None, len(pts)
+        return _Demuxed(None, None, len(pts), consumed=True)
     keys = np.sort(np.asarray(key, dtype=np.int64))
     if pts.size and (keys.size == 0 or keys[0] > pts[0]):
         keys = np.concatenate([pts[:1], keys])  # a seek to the first packet always works
-    return pts, keys, len(pts)
+        key_pos.setdefault(int(pts[0]), 0)
+    return _Demuxed(pts, keys, len(pts), packets, key_pos if packets is not None else None, consumed=True)
+
+
+def _demux_index(container: av.container.InputContainer, stream: av.video.VideoStream):
+    """(sorted frame pts, keyframe pts, frame count) from the packets alone (no decoding).
+    pts and keys are None when the timestamps cannot index frames (raw streams, duplicates)."""
+    return _demux(container, stream)[:3]
 
 
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     h, w = size
+    if (h, w) == (frame.height, frame.width):  # no scaling: swscale's plain colour conversion
+        return _get_reformatter().reformat(frame, format="rgb24", threads=1).to_ndarray()
     out = _get_reformatter().reformat(
         frame, format="rgb24", width=w, height=h, interpolation="BILINEAR", threads=1
     )
     return out.to_ndarray()
 
 
-def _decode_runs(container, stream, pts: np.ndarray, keys: np.ndarray, wanted: np.ndarray, size) -> dict:
-    """Decode the sorted unique frame indices `wanted`; returns {index: rgb array}."""
+def _run_packets(container, stream, demuxed: _Demuxed, key_pts: int, first: bool):
+    """Packets from the keyframe `key_pts` on, then None (drain the decoder).
+
+    From the kept packets when there are any (no seek, no read); else from the file, seeking unless this
+    is the first run of an unread container and the keyframe is the stream's first frame."""
+    if demuxed.packets is not None:
+        if not first:
+            stream.codec_context.flush_buffers()
+        yield from demuxed.packets[demuxed.key_pos[key_pts]:]
+    else:
+        if not (first and not demuxed.consumed and key_pts == demuxed.pts[0]):
+            container.seek(key_pts, stream=stream, backward=True, any_frame=False)  # flushes the decoder
+        for packet in container.demux(stream):
+            if packet.size:
+                yield packet
+    yield None
+
+
+def _decode_runs(container, stream, demuxed: _Demuxed, wanted: np.ndarray, size) -> dict:
+    """Decode the sorted unique frame indices `wanted`; returns {index: rgb array}.
+
+    Runs start at the keyframe before a wanted frame and go forward; a new run (a seek) starts only when
+    the next wanted frame lies beyond a keyframe not reached yet. Packets of frames nobody wants are
+    decoded with skip_frame=NONREF: a frame no other frame refers to (most B-frames) is then skipped
+    entirely, and reference frames decode as usual, so the wanted frames are bit-identical."""
+    pts = demuxed.pts
+    frame_of = dict(zip(pts.tolist(), range(len(pts))))
+    wanted_pts = set(pts[wanted].tolist())
+    # index of the keyframe at or before each wanted frame: where a run for it starts
+    key_idx = np.searchsorted(pts, demuxed.keys[np.searchsorted(demuxed.keys, pts[wanted], side="right") - 1])
+    cc = stream.codec_context
     frames: dict[int, np.ndarray] = {}
-    # index of the keyframe at or before each wanted frame: where a seek for it lands
-    key_idx = np.searchsorted(pts, keys[np.searchsorted(keys, pts[wanted], side="right") - 1])
-    i = 0
+    i, skipping = 0, False
     while i < len(wanted):
-        container.seek(int(pts[key_idx[i]]), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            f = int(np.searchsorted(pts, frame.pts)) if frame.pts is not None else -1
-            if f < 0 or f >= len(pts) or pts[f] != frame.pts:
-                raise _PtsMismatch(f"decoder returned a frame with unknown pts {frame.pts}")
-            if f < wanted[i]:
-                continue  # on the way from the keyframe to the wanted frame: decoded, never converted
-            if f > wanted[i]:
-                raise _PtsMismatch(f"frame {int(wanted[i])} never came out of the decoder")
-            frames[f] = _to_rgb(frame, size)
-            i += 1
-            # stop here when done, or when a seek skips more than decoding the gap would cost
-            if i == len(wanted) or key_idx[i] - f > SEEK_MIN_GAP:
+        target = int(wanted[i])
+        for packet in _run_packets(container, stream, demuxed, int(pts[key_idx[i]]), first=not frames):
+            skip = packet is not None and (packet.pts if packet.pts is not None else packet.dts) not in wanted_pts
+            if skip != skipping:
+                cc.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+            done = False
+            for frame in cc.decode(packet):
+                f = frame_of.get(frame.pts, -1)
+                if f < 0:
+                    raise _PtsMismatch(f"decoder returned a frame with unknown pts {frame.pts}")
+                if f < target:
+                    continue  # on the way from the keyframe to the wanted frame: decoded, never converted
+                if f > target:
+                    raise _PtsMismatch(f"frame {target} never came out of the decoder")
+                frames[f] = _to_rgb(frame, size)
+                i += 1
+                # stop here when done, or when a new run skips more than decoding the gap would cost
+                if i == len(wanted) or key_idx[i] - f > SEEK_MIN_GAP:
+                    done = True
+                    break
+                target = int(wanted[i])
+            if done:
                 break
         else:
-            raise VideoDecodeError(f"stream ended before frame {int(wanted[i])} ({len(pts)} frames demuxed)")
+            raise VideoDecodeError(f"stream ended before frame {target} ({len(pts)} frames demuxed)")
     return frames
 
 
@@ -151,11 +236,25 @@ def _decode_sequential(container, stream, wanted: np.ndarray, size) -> dict:
     return frames
 
 
+def _open_container(path: str, header_only: bool) -> av.container.InputContainer:
+    if header_only:
+        try:
+            container = av.open(path, stream_options=_HEADER_ONLY)
+        except ValueError:  # streams known only after probing (MPEG-TS/PS)
+            return av.open(path)
+        streams = container.streams.video
+        if not streams or (streams[0].codec_context.width and streams[0].codec_context.height):
+            return container
+        container.close()  # no size in the header: let FFmpeg probe the stream
+    return av.open(path)
+
+
 @contextmanager
-def _open_video(path: str):
-    """(container, first video stream), single-threaded; always closed; FFmpeg errors -> VideoDecodeError."""
+def _open_video(path: str, header_only: bool = True):
+    """(container, first video stream), single-threaded; always closed; FFmpeg errors -> VideoDecodeError.
+    header_only: skip FFmpeg's probe decode (see _HEADER_ONLY)."""
     try:
-        container = av.open(path)
+        container = _open_container(path, header_only)
     except (av.FFmpegError, OSError) as e:
         raise VideoDecodeError(f"cannot open video {path}: {e}") from e
     try:
@@ -173,25 +272,33 @@ def _open_video(path: str):
 
 def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None,
                   entry: IndexEntry | None = None) -> torch.Tensor:
-    frames = None
-    with _open_video(path) as (container, stream):
-        # a prepared dataset's sidecar (index.py) saves the demux pass; the caller checked it is not stale
-        pts, keys, num_frames = (entry.pts, entry.keys, entry.num_frames) if entry is not None \
-            else _demux_index(container, stream)
-        idx = _as_index_array(indices, num_frames)
-        wanted = np.unique(idx)
-        size = short_side_size(stream.codec_context.height, stream.codec_context.width, short_side)
-        if pts is not None:
-            try:
-                frames = _decode_runs(container, stream, pts, keys, wanted, size)
-            except _PtsMismatch:
-                frames = None
+    frames, idx = None, None
+    # a header-only open first; on any failure (e.g. an H.264 stream whose B-frame delay only the probe
+    # finds: a timestamp mismatch) once more with FFmpeg's probe; without usable timestamps, in decode order
+    for header_only in (True, False):
+        try:
+            with _open_video(path, header_only) as (container, stream):
+                # a prepared dataset's sidecar (index.py) saves the demux pass; the caller checked it is not stale
+                demuxed = _Demuxed(entry.pts, entry.keys, entry.num_frames) if entry is not None \
+                    else _demux(container, stream, KEEP_PACKET_BYTES)
+                if idx is None:
+                    idx = _as_index_array(indices, demuxed.num_frames)
+                    wanted = np.unique(idx)
+                size = short_side_size(stream.codec_context.height, stream.codec_context.width, short_side)
+                if demuxed.pts is not None:
+                    frames = _decode_runs(container, stream, demuxed, wanted, size)
+            break
+        except _PtsMismatch:
+            frames = None
+        except VideoDecodeError:
+            if not header_only:
+                raise
     if frames is None:  # no usable timestamps: decode in order from a fresh open (raw streams cannot seek)
-        with _open_video(path) as (container, stream):
+        with _open_video(path, header_only=False) as (container, stream):
             frames = _decode_sequential(container, stream, wanted, size)
     missing = [int(f) for f in wanted if int(f) not in frames]
     if missing:
-        raise VideoDecodeError(f"{path}: frames {missing[:8]} could not be decoded ({num_frames} expected)")
+        raise VideoDecodeError(f"{path}: frames {missing[:8]} could not be decoded ({demuxed.num_frames} expected)")
     return torch.from_numpy(np.stack([frames[int(f)] for f in idx]))
 
 

@@ -9,7 +9,10 @@ improvement), so with a monitor it can lag epochs behind; and its CSV logger del
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import time
+from collections import deque
 from pathlib import Path
 
 import lightning as L
@@ -18,9 +21,11 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics import Metric
 
 LAST = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 class LastCheckpoint(Checkpoint):
@@ -156,3 +161,63 @@ def _metrics(module: L.LightningModule) -> list[tuple[str, Metric]]:
     """The module's torchmetrics whose state is tensors (sum/max/min reductions: the ones that can be saved)."""
     return [(name, m) for name, m in module.named_modules() if isinstance(m, Metric) and name
             and all(isinstance(v, torch.Tensor) for v in m.metric_state.values())]
+
+
+class DataWaitMonitor(L.Callback):
+    """Is the run data-bound? Logs the fraction of training time spent waiting for the next batch
+    (``perf/data_wait_frac``) and the clips per second the loop gets (``perf/clips_per_s``), over the last
+    ``window`` steps, and says once when more than ``warn_fraction`` of the time went to waiting.
+
+    The wait is the time from the end of one step (``on_train_batch_end``) to the start of the next: the
+    DataLoader's ``next()`` (Lightning fetches one batch ahead, so it is the wait for the batch after), the
+    host-to-device copy and the other callbacks' batch-end hooks. The first ``warmup_steps`` steps of a run
+    and the first step of every epoch (worker start-up, after validation) are left out.
+    """
+
+    def __init__(self, warn_fraction: float = 0.2, warmup_steps: int = 20, window: int = 50):
+        self.warn_fraction, self.warmup_steps, self.window = warn_fraction, warmup_steps, window
+        self._steps: deque[tuple[float, float, int]] = deque(maxlen=window)  # (wait, step, clips)
+        self._seen, self._warned = 0, False
+        self._last_end: float | None = None
+        self._start: float | None = None
+        self._wait = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_end = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._start = time.perf_counter()
+        self._wait = self._start - self._last_end if self._last_end is not None else -1.0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        end = time.perf_counter()
+        counted = self._wait >= 0 and self._start is not None
+        self._last_end, self._seen = end, self._seen + 1
+        if not counted or self._seen <= self.warmup_steps:
+            return
+        self._steps.append((self._wait, end - self._start, _batch_size(batch)))
+        wait, total = sum(w for w, _, _ in self._steps), sum(w + s for w, s, _ in self._steps)
+        frac, rate = wait / total, sum(n for _, _, n in self._steps) / total
+        pl_module.log("perf/data_wait_frac", frac, on_step=True, on_epoch=False, batch_size=1)
+        pl_module.log("perf/clips_per_s", rate, on_step=True, on_epoch=False, batch_size=1)
+        if not self._warned and len(self._steps) >= min(self.window, 10) and frac > self.warn_fraction:
+            self._warned = True
+            self._warn(trainer, frac, rate)
+
+    @rank_zero_only
+    def _warn(self, trainer: L.Trainer, frac: float, rate: float) -> None:
+        dm = trainer.datamodule
+        workers = getattr(dm, "num_workers", getattr(trainer.train_dataloader, "num_workers", None))
+        command = dm.prepare_command() if hasattr(dm, "prepare_command") else "python -m tanet_lightning.prepare ..."
+        log.warning(
+            "the run is data-bound: %.0f %% of the last %d steps' time went to waiting for the next batch "
+            "(%.1f clips/s per process). More DataLoader workers help while there are idle cores "
+            "(data.num_workers=%s; this machine has %d cores), and a copy of the videos with a keyframe every "
+            "30 frames decodes 2-3x faster per clip: %s",
+            100 * frac, len(self._steps), rate, workers if workers is not None else "?", len(os.sched_getaffinity(0)),
+            command)
+
+
+def _batch_size(batch) -> int:
+    video = batch.get("video") if isinstance(batch, dict) else batch[0] if isinstance(batch, (list, tuple)) else batch
+    return int(video.shape[0]) if hasattr(video, "shape") else 1

@@ -4,10 +4,12 @@ size (the LightningModule is built by ``training.module.instantiate_model``)."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -25,7 +27,7 @@ NO_DATASET_HINT = (
 def instantiate_data(cfg: DictConfig):
     """The DataModule of ``cfg.data``; a missing or malformed dataset is a ConfigError that says what to set."""
     try:
-        return instantiate(cfg.data)
+        datamodule = instantiate(cfg.data)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, DatasetNotFoundError) and cfg.data.get("format") != "synthetic":
@@ -33,6 +35,22 @@ def instantiate_data(cfg: DictConfig):
         if isinstance(cause, ValueError):  # AnnotationError, or a value the DataModule refuses
             raise ConfigError(str(cause)) from None
         raise
+    if hasattr(datamodule, "prepare_args"):  # the `prepare` command it suggests names this launch's data
+        datamodule.prepare_args = launch_data_args()
+    return datamodule
+
+
+def launch_data_args() -> list[str] | None:
+    """``data=NAME`` and the ``data.*``/``paths.*`` overrides of this Hydra launch (None outside one): what
+    another application (``prepare``) needs to read the same dataset."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    choice = hc.runtime.choices.get("data")
+    if not choice:
+        return None
+    given = [o for o in hc.overrides.task if re.match(r"[+~]*(data|paths)\.", o)]
+    return [f"data={choice}", *given]
 
 
 def seed(cfg: DictConfig) -> None:
