@@ -161,8 +161,8 @@ def test_the_loader_uses_the_sidecar_and_demuxes_a_stale_file(prepared, tmp_path
     shutil.copytree(out, copy)  # copy2 keeps mtimes: the sidecar still describes the copies
     index = VideoIndex.load(copy)
     demuxed = []
-    real = io._demux_index
-    monkeypatch.setattr(io, "_demux_index", lambda c, s: demuxed.append(1) or real(c, s))
+    real = io._demux
+    monkeypatch.setattr(io, "_demux", lambda c, s, *a: demuxed.append(1) or real(c, s, *a))
     records = [VideoRecord(str(copy / rel), 0) for rel in index.paths]
     settings = ClipSettings(num_frames=4, short_side=48, crop_size=48)
     data = VideoClipDataset(records, "val", BadFileLog(tmp_path / "bad.tsv", 0.0, 8), settings, index=index)
