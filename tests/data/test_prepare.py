@@ -226,7 +226,8 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt):
     """Real workers: a stopped run leaves only whole files under final names; the rerun keeps them."""
     src = tmp_path / "videos"
     src.mkdir()
-    one = vt.write_video(src / "v00.mp4", smooth_frames(80, 180, 240, 0), "libx264", gop=250)
+    # long enough (~0.1 s each per worker) that the signal lands while videos are still being prepared
+    one = vt.write_video(src / "v00.mp4", smooth_frames(240, 180, 240, 0), "libx264", gop=250)
     for i in range(1, 12):
         shutil.copy(one, src / f"v{i:02d}.mp4")
     (tmp_path / "train.txt").write_text("".join(f"v{i:02d}.mp4 {i % 2}\n" for i in range(12)))
@@ -240,14 +241,14 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt):
     deadline = time.time() + 120
     while len(list(out.glob("v*.mp4"))) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    time.sleep(0.3)  # the finished videos' results reach the parent
+    time.sleep(0.1)  # the finished videos' results reach the parent
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 143, output[-3000:]
     assert "stopped by SIGTERM" in output and not (out / TMP).exists()
     finished = sorted(p.name for p in out.glob("v*.mp4"))
     assert len(finished) < 12, output[-3000:]
-    assert all(probe_num_frames(out / name) == 80 for name in finished)  # whole files only, under final names
+    assert all(probe_num_frames(out / name) == 240 for name in finished)  # whole files only, under final names
     kept = VideoIndex.load(out).paths  # the sidecar written on the way out: the resume point
     assert kept and set(kept) <= set(finished)
     before = {name: os.stat(out / name).st_mtime_ns for name in kept}
