@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from launcher import Launcher
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -34,6 +35,29 @@ def shared_dir(tmp_path_factory) -> Path:
     whatever several workers make there must be made under a file lock (ensure_synthetic takes one)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def default_data_dir(shared_dir) -> Path:
+    """The data directory of the documented commands and of the tests of the default synthetic set (800
+    videos, ~7 s of CPU to generate): generated once per session for all xdist workers, by whichever asks
+    first (ensure_synthetic's file lock). Nothing may write into it but the generator."""
+    path = shared_dir / "default-data"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def launcher():
+    """One preloaded launcher (tests/launcher.py) per test process, started on first use, for every test that
+    runs ``python -m tanet_lightning.<app>`` as a process: the imports (~5 s CPU) are paid once, not per
+    command. None (plain subprocesses) with TANET_DOCS_SUBPROCESS=1."""
+    if os.environ.get("TANET_DOCS_SUBPROCESS") == "1":
+        yield None
+        return
+    server = Launcher({k: v for k, v in os.environ.items() if not k.startswith("TANET_")})
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")
