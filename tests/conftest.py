@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from launcher import Launcher
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -22,10 +23,47 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     torch.set_num_threads(_share)
 
 
+# Seconds per xdist unit (a test file, or a documented-commands workspace: one test class), the units over
+# ~6 s, measured with `--durations=0` under `make test` on 2 cores (2026-12-04). Re-measure when a unit grows.
+LONGEST = {
+    "tests/test_documented_commands.py::TestReadmeRunOnACluster": 56,
+    "tests/test_documented_commands.py::TestReadmeAShortTour": 40,
+    "tests/training/test_train.py": 34,
+    "tests/training/test_schema.py": 30,
+    "tests/models/test_insertion.py": 25,
+    "tests/test_documented_commands.py::TestReadmeSearchHyperParametersAndTrackRuns": 22,
+    "tests/data/test_data_synthetic_variants.py": 21,
+    "tests/test_documented_commands.py::TestExperimentsBackbonesReproduce": 19,
+    "tests/test_documented_commands.py::TestReadmeTwoCommandsOnAFreshMachine": 19,
+    "tests/test_documented_commands.py::TestLauncher": 15,
+    "tests/test_documented_commands.py::TestReadmeUseAPretrainedTanet": 13,
+    "tests/data/test_prepare.py": 13,
+    "tests/training/test_run_directories.py": 13,
+    "tests/test_documented_commands.py::TestExperimentsAblationAlphaBetaReproduce": 12,
+    "tests/test_documented_commands.py::TestExperimentsAblationKernelReproduce": 12,
+    "tests/scale/test_scale_precision.py": 10,
+    "tests/test_documented_commands.py::TestExperimentsAblationStagesReproduce": 10,
+    "tests/analysis/test_experiments.py": 9,
+    "tests/test_documented_commands.py::TestExperimentsAblationPositionReproduce": 9,
+    "tests/scale/test_scale_ddp.py": 9,
+    "tests/test_documented_commands.py::TestReadmeYourOwnDatasetAtFullSpeed": 9,
+    "tests/analysis/test_sweep_lifecycle.py": 8,
+    "tests/training/test_lifecycle.py": 7,
+    "tests/analysis/test_wandb_report.py": 7,
+    "tests/scale/test_scale_throughput.py": 6,
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """The documented commands go first: under `--dist loadscope` their workspaces (one test class each)
-    are the long units, so they start while the short test files fill the end."""
-    items.sort(key=lambda item: not any(item.iter_markers("docs")))  # stable: the order within stays
+    """The longest units first (LONGEST), then the documented commands, then the rest in file order: under
+    `--dist loadscope --no-loadscope-reorder` each worker takes the next unit as it frees up, so the short
+    files fill the end instead of a long one starting last."""
+
+    def unit(item) -> str:  # what --dist loadscope keeps together: the test's class, else its file
+        return item.nodeid.rsplit("::", 1)[0] if item.cls else item.nodeid.split("::")[0]
+
+    # stable: the order within a unit stays
+    items.sort(key=lambda item: (-LONGEST.get(unit(item), 0), not any(item.iter_markers("docs"))))
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +72,29 @@ def shared_dir(tmp_path_factory) -> Path:
     whatever several workers make there must be made under a file lock (ensure_synthetic takes one)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def default_data_dir(shared_dir) -> Path:
+    """The data directory of the documented commands and of the tests of the default synthetic set (800
+    videos, ~7 s of CPU to generate): generated once per session for all xdist workers, by whichever asks
+    first (ensure_synthetic's file lock). Nothing may write into it but the generator."""
+    path = shared_dir / "default-data"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def launcher():
+    """One preloaded launcher (tests/launcher.py) per test process, started on first use, for every test that
+    runs ``python -m tanet_lightning.<app>`` as a process: the imports (~5 s CPU) are paid once, not per
+    command. None (plain subprocesses) with TANET_DOCS_SUBPROCESS=1."""
+    if os.environ.get("TANET_DOCS_SUBPROCESS") == "1":
+        yield None
+        return
+    server = Launcher({k: v for k, v in os.environ.items() if not k.startswith("TANET_")})
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,8 @@ it there:
 - one workspace per ``##`` section of a page, so the sections run in parallel under xdist (each is
   one test class: ``--dist loadscope``); a ``report NAME`` command joins the workspace of the page's
   ``+experiment=NAME`` command, whose sweep it reads;
+- a command that repeats an earlier page's word for word runs once, there (README's tour and
+  experiments/temporal_modules.md both give the 12-job Table 2 sweep and its report): ``duplicate_of``;
 - under xdist each command's PyTorch gets its share of the cores (``OMP_NUM_THREADS``), not all of them.
 """
 
@@ -60,6 +62,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +106,7 @@ def documented_commands(page: Path) -> list[tuple[int, str, str]]:
 def workspace_names(page: Path) -> dict[int, str]:
     """line -> the workspace its command runs in: one per ``##`` section of the page, except that
     ``report NAME`` joins the workspace of the page's last earlier ``+experiment=NAME`` command (it reads
-    that sweep)."""
+    that sweep), or of the command that one repeats (``duplicate_of``)."""
     names: dict[int, str] = {}
     for n, cmd, section in documented_commands(page):
         names[n] = f"{page.relative_to(REPO)}" + (f"#{section}" if section else "")
@@ -111,8 +114,30 @@ def workspace_names(page: Path) -> dict[int, str]:
         if report:
             sweeps = [m for m, c, _ in documented_commands(page)
                       if m < n and f"+experiment={report.group(1)} " in f"{c} " and not not_run_reason(c)]
-            names[n] = names[sweeps[-1]] if sweeps else names[n]
+            first = sweeps and duplicate_of(page, sweeps[-1])
+            names[n] = workspace_names(first[0])[first[1]] if first else names[sweeps[-1]] if sweeps else names[n]
     return names
+
+
+def does_work(command: str) -> bool:
+    return not not_run_reason(command) and expected_exit(command.partition("#")[2]) == 0
+
+
+@functools.cache
+def duplicate_of(page: Path, line: int) -> tuple[Path, int] | None:
+    """The command of an earlier page that this one repeats word for word, if it does work (exit 0): README's
+    tour runs the Table 2 sweep (12 jobs) and its report that experiments/temporal_modules.md documents
+    again. Each runs once, there; a later command of this page that reads the sweep (``report NAME``) runs
+    in that workspace too."""
+    command = next(c for n, c, _ in documented_commands(page) if n == line)
+    if not does_work(command):
+        return None
+    words = shlex.split(command, comments=True)
+    for other in PAGES[:PAGES.index(page)]:
+        for n, c, _ in documented_commands(other):
+            if shlex.split(c, comments=True) == words and does_work(c):
+                return other, n
+    return None
 
 
 def not_run_reason(command: str) -> str | None:
@@ -141,6 +166,16 @@ def test_a_report_runs_in_the_workspace_of_its_sweep():
     reports = [n for n, c in lines.items() if c.startswith("python -m tanet_lightning.report temporal_modules")]
     assert len(reports) == 2 and all(readme[n] == readme[sweep] and n > sweep for n in reports)
     assert len(set(readme.values())) > 2  # the other sections run apart, in parallel under xdist
+    # experiments/temporal_modules.md documents the same sweep and report: they run once (README's), and
+    # that page's report would read README's sweep, in README's workspace
+    page = REPO / "experiments" / "temporal_modules.md"
+    lines = {c: n for n, c, _ in documented_commands(page)}
+    again = next(n for c, n in lines.items() if "+experiment=temporal_modules +preset=synthetic" in c)
+    report = next(n for c, n in lines.items() if c.startswith("python -m tanet_lightning.report temporal_modules"))
+    assert duplicate_of(page, again) == (REPO / "README.md", sweep)
+    assert duplicate_of(page, report) == (REPO / "README.md", reports[0])
+    assert workspace_names(page)[report] == readme[sweep]
+    assert [(p, n) for p, n, _ in (c.values for c in CASES) if duplicate_of(p, n)] == [(page, again), (page, report)]
 
 
 def expected_exit(comment: str) -> int:
@@ -251,6 +286,10 @@ if sys.argv[1] == "signal":
 if sys.argv[1] == "hang":
     print(subprocess.Popen(["sleep", "600"]).pid, flush=True)
     time.sleep(600)
+if sys.argv[1] == "wait":
+    print("PYTHONPATH entry on sys.path:", os.environ["PROBE_PATH"] in sys.path)
+    print("waiting", flush=True)
+    time.sleep(600)
 
 import torch
 from torch.utils.data import DataLoader
@@ -311,12 +350,47 @@ class TestLauncher:
         assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone, or dead and not yet reaped
 
 
-# the line of each workspace's last command that runs here: after it, the workspace goes
-LAST_LINE: dict[str, int] = {}
+    def test_popen_runs_commands_side_by_side_and_signals_reach_them(self, tmp_path, launcher):
+        """What the process tests need (tests/launcher.py `popen`): commands running at once, each its own
+        pid to signal, stdout and stderr in one stream, an uncaught KeyboardInterrupt dying by SIGINT."""
+        if launcher is None:
+            pytest.skip("TANET_DOCS_SUBPROCESS=1: no launcher")
+        (tmp_path / "probe_module.py").write_text(PROBE)
+        extra = tmp_path / "extra"
+        env = {**command_env(), "PROBE": "side by side", "PROBE_PATH": str(extra),
+               "PYTHONPATH": os.pathsep.join([str(extra), os.environ.get("PYTHONPATH", "")])}
+        args = [sys.executable, "-m", "probe_module", "wait"]
+        plain = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+        first, second = launcher.popen(args, tmp_path, env), launcher.popen(args, tmp_path, env)
+        try:
+            plain_lines = [plain.stdout.readline() for _ in range(4)]
+            for launched in (first, second):
+                while not launched.output.is_file() or "waiting" not in launched.output.read_text():
+                    assert launched.poll() is None
+                    time.sleep(0.05)
+            assert first.pid != second.pid and first.poll() is None and second.poll() is None
+            for proc in (first, plain):
+                proc.send_signal(signal.SIGINT)
+            assert first.wait(60) == plain.wait(60) == -signal.SIGINT
+            assert second.poll() is None  # the other command runs on
+            out, rest = first.communicate()[0], plain.communicate()[0]
+            assert out.splitlines()[:4] == "".join(plain_lines).splitlines()
+            assert "C-level stderr" in out and "PYTHONPATH entry on sys.path: True" in out
+            assert out.splitlines()[-1] == rest.splitlines()[-1] == "KeyboardInterrupt"
+            second.terminate()
+            assert second.wait(60) == -signal.SIGTERM
+        finally:
+            for proc in (plain, first, second):
+                proc.kill()
+
+
+# (page, line) of each workspace's last command that runs here (CASES order: a workspace may span pages):
+# after it, the workspace goes
+LAST_RUN: dict[str, tuple[Path, int]] = {}
 for _page, _n, _cmd in (c.values for c in CASES):
-    if not not_run_reason(_cmd):
-        _name = workspace_names(_page)[_n]
-        LAST_LINE[_name] = max(_n, LAST_LINE.get(_name, 0))
+    if not not_run_reason(_cmd) and not duplicate_of(_page, _n):
+        LAST_RUN[workspace_names(_page)[_n]] = (_page, _n)
 
 
 def command_env() -> dict[str, str]:
@@ -326,21 +400,8 @@ def command_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def launcher():
-    """One preloaded launcher per test process (xdist worker); None (plain subprocesses) with
-    TANET_DOCS_SUBPROCESS=1."""
-    if os.environ.get("TANET_DOCS_SUBPROCESS") == "1":
-        yield None
-        return
-    server = Launcher(command_env())
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def workspaces(tmp_path_factory, shared_dir, launcher):
-    data_dir = shared_dir / "docs-data"  # one for every xdist worker: the videos are generated once
-    data_dir.mkdir(exist_ok=True)
+def workspaces(tmp_path_factory, default_data_dir, launcher):
+    data_dir = default_data_dir  # one for every xdist worker: the videos are generated once
     made: dict[str, Workspace] = {}
 
     def get(name: str) -> Workspace:
@@ -351,9 +412,9 @@ def workspaces(tmp_path_factory, shared_dir, launcher):
     return get
 
 
-def tidy(ws: Workspace, name: str, line: int) -> None:
+def tidy(ws: Workspace, name: str, page: Path, line: int) -> None:
     """After a command passed: drop what no later command of the workspace reads (see the module docstring)."""
-    if line == LAST_LINE[name]:
+    if (page, line) == LAST_RUN[name]:
         shutil.rmtree(ws.cwd, ignore_errors=True)
         return
     for ckpt in ws.cwd.glob("logs/*/multiruns/**/*.ckpt"):
@@ -363,6 +424,8 @@ def tidy(ws: Workspace, name: str, line: int) -> None:
 def run_documented_command(workspaces, page: Path, line: int, command: str) -> None:
     if reason := not_run_reason(command):
         pytest.skip(reason)
+    if first := duplicate_of(page, line):
+        pytest.skip(f"the same command as {first[0].relative_to(REPO)}:{first[1]}: it runs once, there")
     args = shlex.split(command, comments=True)
     plain = " ".join(args)
     name = workspace_names(page)[line]
@@ -374,7 +437,7 @@ def run_documented_command(workspaces, page: Path, line: int, command: str) -> N
     if "needs the dataset" in command:  # the dataset is not here: one clear message, and what to run instead
         assert re.search(r"data\.\w+_ann", output) and "+preset=synthetic" in output, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
-    tidy(ws, name, line)
+    tidy(ws, name, page, line)
 
 
 def workspace_class(name: str, cases: list) -> type:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import launcher as launched
+from lock_holder import hold
 from tanet_lightning.analysis.report import collect, group_rows
 
 pytestmark = pytest.mark.process  # real sweeps in subprocesses
@@ -23,10 +25,10 @@ LIMITS = ["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null"]
 
 
-def _sweep(cwd: Path, data_dir: Path, args: list[str]) -> subprocess.Popen:
+def _sweep(launcher, cwd: Path, data_dir: Path, args: list[str]):
+    """`python -m tanet_lightning.train -m ...` as a process, forked from the preloaded launcher (tests/launcher.py)."""
     env = {**os.environ, "WANDB_MODE": "disabled", "TANET_DATA_DIR": str(data_dir)}
-    cmd = [sys.executable, "-m", "tanet_lightning.train", "-m", *args]
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return launched.popen(launcher, [sys.executable, "-m", "tanet_lightning.train", "-m", *args], cwd, env)
 
 
 def _stop_after_first_job(proc: subprocess.Popen, sweep: Path, signum: int) -> str:
@@ -43,10 +45,10 @@ def _stop_after_first_job(proc: subprocess.Popen, sweep: Path, signum: int) -> s
 @pytest.mark.slow  # two sweep launches of 3 tiny jobs
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_sweep_reports_every_point_and_one_command_finishes_it(tmp_path, data_dir, tiny_synthetic,
-                                                                         signum, code):
+                                                                         signum, code, launcher):
     sweep = tmp_path / "sweep"
     args = ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
-    proc = _sweep(tmp_path, data_dir, args)
+    proc = _sweep(launcher, tmp_path, data_dir, args)
     out = _stop_after_first_job(proc, sweep, signum)
     assert proc.returncode == code, out[-3000:]
     assert (sweep / "report.md").is_file()
@@ -60,7 +62,7 @@ def test_a_stopped_sweep_reports_every_point_and_one_command_finishes_it(tmp_pat
     done = next(j.path for j in jobs if j.status == "done")
     kept = (done / "metrics.json").stat().st_mtime_ns
 
-    proc = _sweep(tmp_path, data_dir, [*args, "ckpt_path=last"])
+    proc = _sweep(launcher, tmp_path, data_dir, [*args, "ckpt_path=last"])
     log = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, log[-3000:]
     assert {j.status for j in collect(sweep)} == {"done"} and len(collect(sweep)) == 3
@@ -69,25 +71,26 @@ def test_a_stopped_sweep_reports_every_point_and_one_command_finishes_it(tmp_pat
         assert json.loads((job.path / "run.json").read_text())["state"] == "finished"
 
 
-def test_ctrl_c_ends_a_sweep_with_status_130_and_its_report(tmp_path, data_dir, tiny_synthetic):
+def test_ctrl_c_ends_a_sweep_with_status_130_and_its_report(tmp_path, data_dir, tiny_synthetic, launcher):
     sweep = tmp_path / "sweep"
-    proc = _sweep(tmp_path, data_dir, ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"])
+    args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
+    proc = _sweep(launcher, tmp_path, data_dir, args)
     out = _stop_after_first_job(proc, sweep, signal.SIGINT)
     assert proc.returncode == 130, out[-3000:]  # Lightning alone would make Ctrl-C exit 1
     assert (sweep / "report.md").is_file()
 
 
-def test_a_second_launch_into_a_running_sweep_is_refused(tmp_path, data_dir, tiny_synthetic):
+def test_a_second_launch_into_a_running_sweep_is_refused(tmp_path, data_dir, tiny_synthetic, launcher):
     sweep = tmp_path / "sweep"
     args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
-    first = _sweep(tmp_path, data_dir, args)
+    first = _sweep(launcher, tmp_path, data_dir, args)
     try:
         deadline = time.time() + 300
         while not (sweep / ".sweep.lock").is_file() or not (sweep / ".sweep.lock").read_text():
             assert time.time() < deadline and first.poll() is None
             time.sleep(0.2)
         first.send_signal(signal.SIGSTOP)  # still running (and holding its lock) however fast its jobs are
-        second = _sweep(tmp_path, data_dir, args)
+        second = _sweep(launcher, tmp_path, data_dir, args)
         log = second.communicate(timeout=300)[0]
         assert second.returncode == 2, log[-3000:]
         assert f"another launch (pid {first.pid}) is running the sweep in {sweep}" in log
@@ -96,21 +99,16 @@ def test_a_second_launch_into_a_running_sweep_is_refused(tmp_path, data_dir, tin
         first.wait()
 
 
-def test_a_job_refused_by_the_run_lock_leaves_its_directory_alone(tmp_path, data_dir, tiny_synthetic):
+def test_a_job_refused_by_the_run_lock_leaves_its_directory_alone(tmp_path, data_dir, tiny_synthetic, launcher):
     sweep = tmp_path / "sweep"
     args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
-    first = _sweep(tmp_path, data_dir, ["model.tam.alpha=1", *args[1:]])  # job alpha=1 alone
+    first = _sweep(launcher, tmp_path, data_dir, ["model.tam.alpha=1", *args[1:]])  # job alpha=1 alone
     assert first.wait(timeout=600) == 0, first.communicate()[0][-3000:]
     (held,) = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    holder = subprocess.Popen(  # another process holding that job's directory
-        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
-         "from tanet_lightning.training.lifecycle import run_lock\n"
-         "with run_lock(Path(sys.argv[1])) as claim:\n claim(); print('held', flush=True); time.sleep(300)",
-         str(held)], stdout=subprocess.PIPE, text=True)
+    holder = hold(launcher, held, tmp_path)  # another process holding that job's directory
     try:
-        assert holder.stdout.readline().strip() == "held"
         before = sorted((p.relative_to(held), p.stat().st_mtime_ns) for p in held.rglob("*"))
-        proc = _sweep(tmp_path, data_dir, [*args, "ckpt_path=last"])
+        proc = _sweep(launcher, tmp_path, data_dir, [*args, "ckpt_path=last"])
         log = proc.communicate(timeout=600)[0]
         assert proc.returncode == 1, log[-3000:]  # the sweep did not finish: one job was refused
         assert "refused:" in log and held.name in log

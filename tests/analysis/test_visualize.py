@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import launcher as launched
 from tanet_lightning.analysis.visualize import expand_videos, find_block, i3d_kernels, load_clip, record
 from tanet_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tanet_lightning.models.load import Checkpoint, load_model
@@ -124,26 +124,26 @@ def test_bad_block_names_list_the_valid_ones(assets):
 
 
 @pytest.mark.process
-def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path):
+def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path, launcher):
     run_dir = tmp_path / "run"
     videos = ",".join(str(v) for v in assets["videos"])
     cmd = [sys.executable, "-m", "tanet_lightning.visualize", f"ckpt_path={assets['tam']}",
            f"videos=[{videos}]", "block=stage3_1b", f"size={SIZE}", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = launched.run(launcher, cmd, timeout=120)  # a `python -m` process, forked from the preloaded launcher
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run_dir / "violins_stage3_1b.png").stat().st_size > 1000
     assert len(list(run_dir.glob("theta_hist_stage3_1b_*.png"))) == 2
 
 
 @pytest.mark.process
-def test_cli_refuses_a_bad_block_and_a_bare_weights_file_with_one_message(assets, tmp_path):
+def test_cli_refuses_a_bad_block_and_a_bare_weights_file_with_one_message(assets, tmp_path, launcher):
     """The application fails the one way every entry point does: the message, exit 2, no traceback."""
     torch.save({"fc.weight": torch.zeros(3, 4)}, tmp_path / "bare.pth")
     for arg, message in [("block=stage4_9b", "stage 4 has 2 blocks"),
                          (f"ckpt_path={tmp_path / 'bare.pth'}", "not a checkpoint of this project")]:
         cmd = [sys.executable, "-m", "tanet_lightning.visualize", f"ckpt_path={assets['tam']}",
                f"videos=[{assets['videos'][0]}]", "block=stage3_1b", arg, f"hydra.run.dir={tmp_path / 'run'}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = launched.run(launcher, cmd, timeout=120)
         assert proc.returncode == 2, proc.stderr[-3000:]
         assert message in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
 

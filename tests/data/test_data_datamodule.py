@@ -27,17 +27,19 @@ def compose_data(name: str, data_dir: Path, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def synthetic_dm(tmp_path_factory):
-    """The app's default data config, generated for real (full size) once for this module."""
-    data_dir = tmp_path_factory.mktemp("data")
+def synthetic_dm(default_data_dir):
+    """The app's default data config, generated for real (full size) once per session, in the data directory
+    the documented commands read (under `make test` they have usually generated it already). Its tests are
+    marked heavy: out of `make test-quick`, where its 800 videos would cost ~8 s of CPU to generate."""
     cfg = compose_data(
-        "synthetic", data_dir, "data.num_workers=2", "data.batch_size=16", "data.test_views=2x3"
+        "synthetic", default_data_dir, "data.num_workers=2", "data.batch_size=16", "data.test_views=2x3"
     )
     dm = instantiate(cfg.data)
     dm.prepare_data()
     return dm
 
 
+@pytest.mark.heavy  # the full-size default set (synthetic_dm)
 def test_synthetic_default_generated_and_batches_flow(synthetic_dm):
     dm = synthetic_dm
     manifest = json.loads((dm.root / "manifest.json").read_text())
@@ -61,6 +63,7 @@ def test_synthetic_default_generated_and_batches_flow(synthetic_dm):
     assert dm.bad_files() == []
 
 
+@pytest.mark.heavy  # the full-size default set (synthetic_dm)
 def test_synthetic_videos_are_real_h264_with_expected_layout(synthetic_dm):
     import av
 
@@ -77,6 +80,7 @@ def test_synthetic_videos_are_real_h264_with_expected_layout(synthetic_dm):
     assert label == "0"
 
 
+@pytest.mark.heavy  # the full-size default set (synthetic_dm)
 def test_lightning_trainer_normalises_on_device(synthetic_dm):
     seen = {}
 
@@ -103,6 +107,7 @@ def test_lightning_trainer_normalises_on_device(synthetic_dm):
     assert seen["dtype"] == torch.float32 and seen["shape"] == (16, 8, 3, 32, 32) and abs(seen["mean"]) < 1.5
 
 
+@pytest.mark.heavy  # the full-size default set (synthetic_dm)
 def test_loading_is_reproducible_under_seed_everything(synthetic_dm):
     def first_batch(seed):
         L.seed_everything(seed, workers=True)
@@ -252,6 +257,7 @@ def test_sthv1_and_sthv2_configs_with_tiny_datasets(vt, tmp_path):
     assert dm.flip_label_map[87] == 86 and dm.bad_files() == []
 
 
+@pytest.mark.heavy  # the full-size default set (synthetic_dm)
 def test_test_protocol_reads_a_video_as_the_test_split_does(synthetic_dm):
     """What checkpoints save (data_config) and predict/export use: the same views as the test split's items."""
     from tanet_lightning.data.protocol import TestProtocol

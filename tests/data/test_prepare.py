@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import av
 import numpy as np
 import pytest
 
+import launcher as launched
 from tanet_lightning.base.errors import ConfigError, DataError
 from tanet_lightning.data import io
 from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset
@@ -222,7 +222,7 @@ def test_training_on_the_prepared_copy_runs(prepared, tmp_path):
 
 
 @pytest.mark.process
-def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt):
+def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt, launcher):
     """Real workers: a stopped run leaves only whole files under final names; the rerun keeps them."""
     src = tmp_path / "videos"
     src.mkdir()
@@ -236,8 +236,8 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt):
     keys = ["data=video_list", f"data.root={src}", f"data.train_ann={tmp_path / 'train.txt'}",
             f"data.val_ann={tmp_path / 'val.txt'}", f"out={out}", "workers=2", "gop=30", "progress=false"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TANET_DATA_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "tanet_lightning.prepare", *keys], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a `python -m` process, forked from the preloaded launcher (tests/launcher.py)
+    proc = launched.popen(launcher, [sys.executable, "-m", "tanet_lightning.prepare", *keys], tmp_path, env)
     deadline = time.time() + 120
     while len(list(out.glob("v*.mp4"))) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import launcher as launched
+from lock_holder import hold
 from tanet_lightning.base.errors import DataError, RunStateError
 from tanet_lightning.train import train
 from tanet_lightning.training import signals
@@ -138,27 +139,23 @@ def test_sigterm_before_the_first_epoch_then_ckpt_path_last_starts_again(make_cf
 # real processes: the CLI
 
 
-def cli(cwd: Path, data_dir: Path, *args: str, **env: str) -> subprocess.Popen:
+def cli(launcher, cwd: Path, data_dir: Path, *args: str, **env: str):
+    """`python -m tanet_lightning.train` as a process (forked from the preloaded launcher: tests/launcher.py)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("TANET_", "SLURM_"))}
     full.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
                 PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]), **env)
-    return subprocess.Popen([sys.executable, "-m", "tanet_lightning.train", *TINY_SYNTHETIC, *TINY_RUN, *args],
-                            cwd=cwd, env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return launched.popen(launcher, [sys.executable, "-m", "tanet_lightning.train", *TINY_SYNTHETIC, *TINY_RUN, *args],
+                          cwd, full)
 
 
 @pytest.mark.process
-def test_a_process_refused_by_the_run_lock_writes_nothing(tmp_path, data_dir, make_cfg):
+def test_a_process_refused_by_the_run_lock_writes_nothing(tmp_path, data_dir, make_cfg, launcher):
     out = Path(make_cfg().paths.output_dir)  # the directory the CLI below runs in (tmp_path is the cwd)
     out.mkdir(parents=True)
-    holder = subprocess.Popen(  # a real second process holding the run directory
-        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
-         "from tanet_lightning.training.lifecycle import run_lock\n"
-         "with run_lock(Path(sys.argv[1])) as claim:\n claim(); print('held', flush=True); time.sleep(120)",
-         str(out)], stdout=subprocess.PIPE, text=True)
+    holder = hold(launcher, out, tmp_path)  # a real second process holding the run directory
     try:
-        assert holder.stdout.readline().strip() == "held"
         before = snapshot(out)
-        proc = cli(tmp_path, data_dir)
+        proc = cli(launcher, tmp_path, data_dir)
         log = proc.communicate(timeout=300)[0]
         assert proc.returncode == 2, log[-3000:]
         assert f"another process (pid {holder.pid} on" in log
@@ -170,15 +167,15 @@ def test_a_process_refused_by_the_run_lock_writes_nothing(tmp_path, data_dir, ma
 
 @pytest.mark.slow  # 3 tiny runs in subprocesses
 def test_sigterm_while_testing_then_resume_keeps_the_fit_metrics_and_tests_a_checkpoint_that_exists(
-        tmp_path, data_dir):
+        tmp_path, data_dir, launcher):
     ref = tmp_path / "ref"
     ref.mkdir()
-    proc = cli(ref, data_dir)
+    proc = cli(launcher, ref, data_dir)
     assert proc.wait(timeout=300) == 0, proc.communicate()[0][-3000:]
     want = json.loads(next(ref.glob("logs/train/runs/*/metrics.json")).read_text())
 
     probe = "+callbacks.probe._target_=run_probe.PauseInTest"
-    proc = cli(tmp_path, data_dir, probe, TANET_TEST_PAUSE="1")
+    proc = cli(launcher, tmp_path, data_dir, probe, TANET_TEST_PAUSE="1")
     runs = tmp_path / "logs" / "train" / "runs"
     deadline = time.monotonic() + 300
     while not list(runs.glob("*/paused")) and proc.poll() is None and time.monotonic() < deadline:
@@ -191,7 +188,7 @@ def test_sigterm_while_testing_then_resume_keeps_the_fit_metrics_and_tests_a_che
     assert "val/top1_best" in state(out)["fit_metrics"]
     for p in (out / "checkpoints").glob("epoch_*.ckpt"):  # deleted to save disk: the restored best is gone
         p.unlink()
-    proc = cli(tmp_path, data_dir, probe, "ckpt_path=last")
+    proc = cli(launcher, tmp_path, data_dir, probe, "ckpt_path=last")
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, log[-3000:]
     assert "no monitored checkpoint exists" in log and "testing" in log

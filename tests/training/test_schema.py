@@ -7,7 +7,6 @@ import inspect
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+import launcher as launched
 from tanet_lightning import complexity, ensemble
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.base.errors import ConfigError
@@ -255,7 +255,7 @@ def test_convert_refuses_bad_arguments_before_reading(tmp_path, capsys, caplog):
 
 
 @pytest.mark.process
-def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, data_dir):
+def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, data_dir, launcher):
     env = {**os.environ, "TANET_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("TANET_LOG_DIR", None)
     env.pop("TANET_ROOT", None)
@@ -263,7 +263,7 @@ def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, dat
     cmd = [sys.executable, "-m", "tanet_lightning.train", "data.batch_size=abc",
            "++hydra.callbacks.validate._target_=tanet_lightning.training.schema.ValidateConfig"]
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = launched.run(launcher, cmd, tmp_path, env, timeout=300)  # forked from the preloaded launcher
     took = time.monotonic() - start
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "data.batch_size='abc' must be an integer >= 1" in proc.stderr + proc.stdout
