@@ -209,6 +209,8 @@ def test_a_second_run_keeps_finished_videos_and_redoes_missing_or_truncated(prep
     assert probe_num_frames(copy / rels[1]) == VideoIndex.load(copy).lookup(copy / rels[1]).num_frames
 
 
+# a training run (~2 s CPU): `make test` only, where README's `prepare` section also trains on a prepared copy
+@pytest.mark.heavy
 def test_training_on_the_prepared_copy_runs(prepared, tmp_path):
     k400, out, done = prepared
     metrics, objects = run_app(train, k400.parent, tmp_path, [

@@ -272,6 +272,8 @@ def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, dat
     assert took < 120  # the imports only: no data, no model
 
 
+# ~45 compositions (4-10 s): `make test` only; test_train's every-option test composes them all in test-quick
+@pytest.mark.heavy
 def test_schema_knows_every_group_option(make_cfg):
     """Every option of every group composes into a config the schema accepts (the defaults are valid)."""
     root = Path(config_dir())
