@@ -13,7 +13,7 @@ Table 2 live with the counter (complexity.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..models.temporal import TEMPORAL
@@ -25,6 +25,10 @@ ARCH_NAMES = {
     "resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
     "resnet101": "ResNet-101",
 }
+# the paper's ablation setting (Kinetics-400 through its CSV annotations, ResNet-50, 8 frames)
+K400 = {"data.format": "kinetics_csv"}
+K400_R50 = {**K400, "model.backbone": "resnet50"}
+K400_R50_8F = {**K400_R50, "data.num_frames": 8}
 STAGE_LABELS = {("res5",): "res5", ("res4", "res5"): "res4-5", ("res3", "res4", "res5"): "res3-5",
                 ("res2", "res3", "res4", "res5"): "res2-5"}
 
@@ -37,10 +41,25 @@ class PaperTable:
     command: str
     sweep: dict[str, str]  # Hydra sweeper params: override key -> comma-separated values (one job each)
     keys: tuple[str, ...]  # the resolved-config keys those overrides set: run labels, W&B axes and groups
+    # the paper's setting as resolved-config values: only a sweep run in it is drawn beside the paper's numbers
+    setting: dict[str, Any] = field(default_factory=dict)
 
     def settings(self, cfg: Any) -> dict[str, Any]:
         """The swept keys' values in one job's resolved config (a nested dict)."""
         return {key: lookup(cfg, key) for key in self.keys}
+
+    def in_setting(self, cfg: Any) -> bool:
+        """Whether one job's resolved config ran in the paper's setting (its data, backbone, frames)."""
+        for key, want in self.setting.items():
+            try:
+                got = lookup(cfg, key)
+            except (KeyError, TypeError):
+                return False
+            if key == "model.backbone":  # timm's pretrained tag (resnet50.a1_in1k) is still the paper's net
+                got = str(got).split(".")[0]
+            if got != want:
+                return False
+        return True
 
 
 def lookup(cfg: Any, dotted: str) -> Any:
@@ -71,6 +90,7 @@ TABLES: dict[str, PaperTable] = {
         "python -m tanet_lightning.train +experiment=ablation_alpha_beta",
         {"model.tam": "{alpha:1,beta:4},{alpha:2,beta:4},{alpha:4,beta:4},{alpha:2,beta:2},{alpha:2,beta:8}"},
         ("model.tam.alpha", "model.tam.beta"),
+        K400_R50_8F,
     ),
     "ablation_kernel": PaperTable(
         "Table 1b: kernel size K of Theta (Kinetics-400, ResNet-50)",
@@ -80,6 +100,7 @@ TABLES: dict[str, PaperTable] = {
         "python -m tanet_lightning.train +experiment=ablation_kernel",
         {"model.tam.kernel_size": "3,5", "data.num_frames": "8,16"},
         ("model.tam.kernel_size", "data.num_frames"),
+        K400_R50,
     ),
     "temporal_modules": PaperTable(
         "Table 2: temporal modules (Kinetics-400, ResNet-50, 8 frames, single view)",
@@ -88,6 +109,7 @@ TABLES: dict[str, PaperTable] = {
         "python -m tanet_lightning.train +experiment=temporal_modules",
         {"model/temporal": ",".join(name for name, spec in TEMPORAL.items() if spec.paper)},
         ("model.temporal.name",),
+        K400_R50_8F,
     ),
     "backbones": PaperTable(
         "Table 3: other backbones, without and with TAM (Kinetics-400, 10 clips x 3 crops)",
@@ -100,6 +122,7 @@ TABLES: dict[str, PaperTable] = {
         "python -m tanet_lightning.train +experiment=backbones",
         {"+model/arch": "shufflenet_v2,mobilenet_v2,inception_v3,resnet50,resnext50", "model/temporal": "c2d,tam"},
         ("model.backbone", "model.temporal.name"),
+        K400,
     ),
     "ablation_position": PaperTable(
         "Table 5a: position of TAM in the block (Kinetics-400, ResNet-50, 8 frames)",
@@ -108,6 +131,7 @@ TABLES: dict[str, PaperTable] = {
         "python -m tanet_lightning.train +experiment=ablation_position",
         {"model.position": "a,b,c,d"},
         ("model.position",),
+        K400_R50_8F,
     ),
     "ablation_stages": PaperTable(
         "Table 5b: stages with TA-blocks (Kinetics-400, ResNet-50, 8 frames)",
@@ -116,6 +140,7 @@ TABLES: dict[str, PaperTable] = {
         "python -m tanet_lightning.train +experiment=ablation_stages",
         {"model.stages": "[res5],[res4,res5],[res3,res4,res5],[res2,res3,res4,res5]"},
         ("model.stages",),
+        K400_R50_8F,
     ),
 }
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from omegaconf import OmegaConf
 
 from ..training.diagnose import metric_names
 from . import wandb_report
-from .paper import RECIPES, TABLES, sweep_params
+from .paper import ARCH_NAMES, RECIPES, TABLES, sweep_params
 
 # what a synthetic-preset sweep cannot run, said where its command is documented (the preset's
 # ResNet-18 at 32 px): the documented-commands test expects exactly these exit codes
@@ -250,32 +251,187 @@ def write_csv(rows: list[Row], path: Path) -> None:
                             fp.get("found", ""), fp.get("videos_sha256", ""), *(j.metrics.get(k, "") for k in time)])
 
 
-def plot(rows: list[Row], experiment: str, path: Path) -> None:
+# --- what ran, facets, intervals, the picture (issue 21) ---------------------------------------------------
+DATASETS = {"kinetics_csv": "Kinetics-400", "sthv1_csv": "Something-Something V1",
+            "sthv2_json": "Something-Something V2"}
+BLIND_LEVEL = 50.0  # synthetic data: 4 time-reversal pairs; an order-blind model gets the pair, then a coin flip
+
+
+def _cfg(job: Job, dotted: str, default=None):
+    node = job.cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def data_name(job: Job) -> str:
+    """The data a job ran on, in words: the synthetic task, the paper's dataset, else the format."""
+    fmt_ = _cfg(job, "data.format", "?")
+    if fmt_ == "synthetic":
+        return f"synthetic {_cfg(job, 'data.synthetic.task', 'motion')} videos"
+    return DATASETS.get(fmt_, f"data format {fmt_}")
+
+
+def setting_words(jobs: list[Job]) -> str:
+    """'synthetic motion videos, ResNet-18, 8 frames, 32 px': what every job of a sweep (or facet) shares."""
+    def one(key, default="?"):
+        values = sorted({str(_cfg(j, key, default)) for j in jobs})
+        return values[0] if len(values) == 1 else "/".join(values)
+
+    tasks = sorted({str(_cfg(j, "data.synthetic.task", "motion")) for j in jobs
+                    if _cfg(j, "data.format") == "synthetic"})
+    data = sorted({data_name(j) for j in jobs if _cfg(j, "data.format") != "synthetic"})
+    data += [f"synthetic {' + '.join(tasks)} videos"] if tasks else []
+    backbone = one("model.backbone")
+    backbone = ARCH_NAMES.get(backbone.split(".")[0], backbone)
+    return f"{' + '.join(data)}, {backbone}, {one('data.num_frames')} frames, {one('data.crop_size')} px"
+
+
+def in_paper_setting(jobs: list[Job], experiment: str) -> bool:
+    """Whether the paper's numbers may be drawn beside ours: every job ran in the paper table's setting."""
+    table = TABLES.get(experiment)
+    return table is not None and all(j.status == "not started" or table.in_setting(j.cfg) for j in jobs)
+
+
+def title_of(jobs: list[Job], experiment: str) -> str:
+    """The paper table's title when the sweep ran in its setting, else the table's name and what ran."""
+    if in_paper_setting(jobs, experiment):
+        return TABLES[experiment].title
+    seeds = len({j.overrides.get("seed", _cfg(j, "seed")) for j in jobs})
+    name = f"{TABLES[experiment].title.split(':')[0]} settings" if experiment in TABLES else f"Sweep `{experiment}`"
+    return f"{name} on {setting_words(jobs)} ({seeds} seed{'s' if seeds > 1 else ''})"
+
+
+def facet_keys(jobs: list[Job], experiment: str) -> list[str]:
+    """Swept keys that are not the table's own (nor the seed), e.g. data.synthetic.task: one table each."""
+    table = TABLES.get(experiment)
+    if table is None:
+        return []
+    own = set(table.sweep) | {k.lstrip("+") for k in table.sweep} | set(table.keys) | {"seed"}
+    return sorted(k for k in {k for j in jobs for k in j.overrides}
+                  if k not in own and len({j.overrides.get(k) for j in jobs}) > 1)
+
+
+def facets(jobs: list[Job], experiment: str) -> list[tuple[str, list[Job]]]:
+    """(label, jobs) per value of the facet keys, in sweep order; one unnamed facet when there are none."""
+    keys = facet_keys(jobs, experiment)
+    out: dict[str, list[Job]] = {}
+    for job in jobs:
+        out.setdefault(", ".join(f"{k}={job.overrides.get(k)}" for k in keys), []).append(job)
+    return list(out.items())
+
+
+def interval(row: Row, key: str = "test/top1") -> tuple[float, float] | None:
+    mean, std = row.mean_std(key)
+    return None if mean is None or std is None else (mean - std, mean + std)
+
+
+def overlap_markdown(rows: list[Row], key: str = "test/top1") -> str:
+    """Which settings' mean ± std intervals overlap: '=' overlap, '<'/'>' the row's interval lies below/above
+    the column's. Only settings with two or more finished seeds take part."""
+    rows = [r for r in rows if interval(r, key)]
+    if len(rows) < 2:
+        return ""
+    lines = ["| # | setting | " + " | ".join(str(i + 1) for i in range(len(rows))) + " |",
+             "|---|---|" + "---|" * len(rows)]
+    for i, r in enumerate(rows):
+        lo, hi = interval(r, key)
+        cells = []
+        for j, c in enumerate(rows):
+            clo, chi = interval(c, key)
+            cells.append("" if i == j else "<" if hi < clo else ">" if lo > chi else "=")
+        lines.append(f"| {i + 1} | {r.setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(per_facet: list[tuple[str, list[Row]]], key: str = "test/top1") -> str:
+    """One row per setting, one column per facet: mean ± std of test top-1 and its number of seeds."""
+    names = list(dict.fromkeys(r.setting for _, rows in per_facet for r in rows))
+    head = ["setting", *(f"{label} (top-1)" for label, _ in per_facet)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        cells = []
+        for _, rows in per_facet:
+            row = next((r for r in rows if r.setting == name), None)
+            n = len(row.values(key)) if row else 0
+            cells.append(fmt(*row.mean_std(key)) + f" (n={n})" if row and n else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def job_seconds(job: Job) -> float | None:
+    """A finished job's wall time from its run.json (started/ended, training/lifecycle.py)."""
+    from datetime import datetime
+
+    try:
+        run = json.loads((job.path / "run.json").read_text())
+        return (datetime.fromisoformat(run["ended"]) - datetime.fromisoformat(run["started"])).total_seconds()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def cost_words(jobs: list[Job]) -> str:
+    seconds = [s for s in map(job_seconds, jobs) if s is not None]
+    if not seconds:
+        return ""
+    threads = sorted({str(_cfg(j, "torch_threads")) for j in jobs})
+    return (f"Jobs' wall time: {sum(seconds) / 60:.1f} min in all ({len(seconds)} jobs, "
+            f"{statistics.fmean(seconds):.0f} s each on average; torch_threads={'/'.join(threads)}).")
+
+
+def plot(per_facet: list[tuple[str, list[Row]]], experiment: str, path: Path, title: str, ylabel: str,
+         paper_beside: bool, blind_level: float | None = None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(per_facet, experiment, title, ylabel, paper_beside, blind_level)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def figure(per_facet: list[tuple[str, list[Row]]], experiment: str, title: str, ylabel: str,
+           paper_beside: bool, blind_level: float | None = None):
+    """Grouped bars: settings along x, one colour per facet; error bars (sample std) where several seeds
+    ran; the paper's top-1 as markers only when the sweep ran in the paper's setting; legend outside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paper = TABLES[experiment].numbers if experiment in TABLES else {}
-    names = [r.setting for r in rows]
-    means = [r.mean_std("test/top1")[0] or 0.0 for r in rows]
-    errs = [r.mean_std("test/top1")[1] or 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 4))
-    ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color="#4c72b0", label="measured (test top-1)")
+    paper = TABLES[experiment].numbers if experiment in TABLES and paper_beside else {}
+    names = list(dict.fromkeys(r.setting for _, rows in per_facet for r in rows))
+    width = 0.8 / len(per_facet)
+    fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(names) * len(per_facet) + 3), 4.2))
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+    for f, (label, rows) in enumerate(per_facet):
+        by_name = {r.setting: r for r in rows}
+        xs = [i - 0.4 + width * (f + 0.5) for i in range(len(names))]
+        stats = [by_name[n].mean_std("test/top1") if n in by_name else (None, None) for n in names]
+        means = [m or 0.0 for m, _ in stats]
+        errs = [s or 0.0 for _, s in stats]
+        seeds = max((len(r.values("test/top1")) for r in rows), default=0)
+        what = ", ".join(part.split(".")[-1] for part in label.split(", ")) if label else "measured"
+        ax.bar(xs, means, width=width * 0.9, color=colours[f % len(colours)],
+               yerr=errs if any(errs) else None, capsize=3 if any(errs) else 0,
+               label=f"{what} (mean ± std, {seeds} seeds)" if seeds > 1 else what)
+        for x, n in zip(xs, names):
+            row = by_name.get(n)
+            if row is not None and row.status != "done":
+                ax.annotate(row.status.split(",")[-1].strip(), (x, 1), ha="center", fontsize=6, rotation=90)
     marks = [(i, paper[n][0]) for i, n in enumerate(names) if n in paper]
     if marks:
-        ax.scatter(*zip(*marks), color="#dd8452", marker="D", zorder=3, label="paper top-1")
-    for i, r in enumerate(rows):
-        if r.status != "done":
-            ax.annotate(r.status.split(",")[-1].strip(), (i, 1), ha="center", fontsize=7, rotation=90)
-    ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("top-1 (%)")
+        ax.scatter(*zip(*marks), color="black", marker="D", s=18, zorder=3, label="paper top-1 (same setting)")
+    if blind_level is not None:
+        ax.axhline(blind_level, color="grey", linestyle="--", linewidth=0.8, label="order-blind level")
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_ylim(0, 100)
-    ax.set_title(TABLES[experiment].title if experiment in TABLES else experiment, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside, never on a bar
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+# --- end of issue 21's block -------------------------------------------------------------------------------
 
 
 def data_label(jobs: list[Job]) -> str:
@@ -288,25 +444,57 @@ def data_label(jobs: list[Job]) -> str:
 def report(sweep_dir: Path, page: Path | None = None) -> Path:
     jobs = collect(sweep_dir)
     experiment = experiment_of(jobs)
-    rows = group_rows(jobs, experiment)
-    table = table_markdown(rows, experiment)
-    title = TABLES[experiment].title if experiment in TABLES else f"Sweep `{experiment}`"
+    title = title_of(jobs, experiment)
+    matched = in_paper_setting(jobs, experiment)
+    per_facet = [(label, group_rows(part, experiment)) for label, part in facets(jobs, experiment)]
+    rows = [r for _, rs in per_facet for r in rs]
+    sections = []
+    for label, facet_rows in per_facet:
+        part = "\n\n".join(x for x in [
+            f"### {label}" if label else "", table_markdown(facet_rows, experiment),
+            (f"Intervals (mean ± std of test top-1) that overlap (=) or not (<, >: the row's lies below or above "
+             f"the column's):\n\n{overlap_markdown(facet_rows)}") if overlap_markdown(facet_rows) else ""] if x)
+        sections.append(part)
+    table = "\n\n".join(sections)
+    if len(per_facet) > 1:
+        table = f"{summary_markdown(per_facet)}\n\n{table}"
+    paper_note = ""
+    if experiment in TABLES and not matched:
+        paper_note = (f"The paper columns are the paper's own numbers ({TABLES[experiment].title}), another "
+                      f"setting than this sweep's: listed for reference, not drawn in the picture.\n")
+    cost = cost_words(jobs)
     md = (f"# {title}\n\nSweep: `{sweep_dir}` ({len(jobs)} jobs; {data_label(jobs)}).\n"
-          f"Mean over seeds ± sample std where several seeds ran; top-1/top-5 on the test split, % .\n\n"
-          f"{table}\n\n![top-1 per setting](report.png)\n")
+          f"Mean over seeds ± sample std where several seeds ran; top-1/top-5 on the test split, % .\n"
+          f"{paper_note}{cost + chr(10) if cost else ''}\n{table}\n\n![top-1 per setting](report.png)\n")
     (sweep_dir / "report.md").write_text(md)
     write_csv(rows, sweep_dir / "report.csv")
-    plot(rows, experiment, sweep_dir / "report.png")
+    synthetic = all(_cfg(j, "data.format") == "synthetic" for j in jobs)
+    ylabel = f"test top-1 (%), {setting_words(jobs).split(', ')[0]}"  # the data; the title has the rest
+    plot(per_facet, experiment, sweep_dir / "report.png", title, ylabel, matched,
+         BLIND_LEVEL if synthetic else None)
     spec = wandb_report.definition(jobs, experiment, title, table, sweep_dir)
     if spec is not None:
         wandb_report.write(sweep_dir, spec)
     if page is not None:
-        write_page(page, experiment, measured=(table, data_label(jobs), sweep_dir))
+        write_page(page, experiment, measured=(table, data_label(jobs), sweep_dir, title, cost))
     return sweep_dir / "report.md"
 
 
-def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | None = None) -> None:
-    """experiments/NAME.md: the command, the paper's numbers, and what this project measured."""
+# CPU benchmarks of a sweep on the synthetic preset: experiment -> (extra overrides, what it runs). Their
+# command is documented beside the sweep's and not run by the documented-commands test (too long for CI).
+BENCHMARKS = {
+    "temporal_modules": ("seed=0,1,2 data.synthetic.task=motion,order",
+                         "every module x 3 seeds x 2 synthetic tasks, ~40 s a job"),
+}
+NOTES = "## Notes"  # a page's hand-written section: kept when the report rewrites the page
+
+
+def write_page(page: Path, experiment: str, measured: tuple | None = None) -> None:
+    """experiments/NAME.md: the command, the paper's numbers, and what this project measured. An existing
+    page's ``## Notes`` section (what the numbers mean, written by hand) is kept."""
+    notes = ""
+    if page.is_file() and f"\n{NOTES}\n" in page.read_text():
+        notes = f"{NOTES}\n" + page.read_text().split(f"\n{NOTES}\n", 1)[1]
     page.parent.mkdir(parents=True, exist_ok=True)
     if experiment in TABLES:
         t = TABLES[experiment]
@@ -322,8 +510,13 @@ def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | No
     sweep = experiment in TABLES
     synthetic = f"the same {'sweep' if sweep else 'recipe'} on the embedded synthetic data, CPU"
     note = SYNTHETIC_NOTES.get(experiment, "")
+    bench = ""
+    if experiment in BENCHMARKS:
+        extra, what = BENCHMARKS[experiment]
+        bench = (f"{command} +preset=synthetic {extra}    # the CPU benchmark: {what} "
+                 f"(about an hour on 2 cores: not run here)\n")
     text = (f"# {title}\n\n## Reproduce\n\n```bash\n{command}                      # the paper's recipe "
-            f"(needs the dataset, GPUs)\n{command} +preset=synthetic    # {synthetic}{note}\n"
+            f"(needs the dataset, GPUs)\n{command} +preset=synthetic    # {synthetic}{note}\n{bench}"
             + (f"python -m tanet_lightning.report {experiment}    # report.md/.csv/.png of the newest sweep\n"
                if sweep else "")
             + "```\n\n"
@@ -335,10 +528,14 @@ def write_page(page: Path, experiment: str, measured: tuple[str, str, Path] | No
     if measured is None:
         text += "Full-data run: not yet run.\n"
     else:
-        table, label, sweep_dir = measured
-        text += (f"Full-data run: not yet run.\n\nSynthetic motion data on CPU ({label}; generated by "
+        table, label, sweep_dir, *more = measured
+        what, cost = (more + [None, ""])[:2]
+        text += (f"Full-data run: not yet run.\n\n{what or 'Synthetic data on CPU'} ({label}; generated by "
                  f"`python -m tanet_lightning.report {sweep_dir.name}`). The synthetic task is not Kinetics: "
-                 f"compare settings with each other, not with the paper's numbers.\n\n{table}\n")
+                 f"compare settings with each other, not with the paper's numbers.{' ' + cost if cost else ''}"
+                 f"\n\n{table}\n")
+    if notes:
+        text += "\n" + notes
     page.write_text(text)
 
 

@@ -161,7 +161,7 @@ class VideoDataModule(L.LightningDataModule):
             for split in SPLITS:
                 self.source.ann_file(split)
         self.class_names = self.reader.class_names(self.source)
-        label_map = self.reader.flip_label_map if flip_label_map is None else flip_label_map
+        label_map = self.reader.flip_map(self.source) if flip_label_map is None else flip_label_map
         label_map = {int(k): int(v) for k, v in label_map.items()}
         outside = sorted({c for kv in label_map.items() for c in kv if not 0 <= c < len(self.class_names)})
         if outside:

@@ -33,9 +33,9 @@ import numpy as np
 
 from ..base.errors import DataError
 from .files import VIDEO_EXTENSIONS, describe_ignored, find_videos, is_hidden, read_text, text_lines
-from .synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
-from .synthetic import FLIP_LABEL_MAP as SYNTHETIC_FLIP_MAP
 from .synthetic import SyntheticSpec, ensure_synthetic, synthetic_dir
+from .synthetic import class_names as synthetic_classes
+from .synthetic import flip_label_map as synthetic_flip_map
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +360,9 @@ class Reader:
     annotated = True  # reads train_ann/val_ann[/test_ann] files
     flip_label_map: dict[int, int] = {}  # default data.flip_label_map
 
+    def flip_map(self, source: Source) -> dict[int, int]:
+        return self.flip_label_map
+
     def locate(self, source: Source) -> Source:
         return source
 
@@ -431,7 +434,9 @@ class VideoFolder(Reader):
 
 class Synthetic(VideoList):
     annotated = False
-    flip_label_map = SYNTHETIC_FLIP_MAP
+
+    def flip_map(self, source):
+        return synthetic_flip_map(source.synthetic.task)  # each task's own pairs
 
     def locate(self, source):
         root = synthetic_dir(source.root, source.synthetic)  # one directory per variant of the settings
@@ -441,7 +446,7 @@ class Synthetic(VideoList):
         ensure_synthetic(source.root, source.synthetic)
 
     def class_names(self, source):
-        return list(SYNTHETIC_CLASSES)
+        return synthetic_classes(source.synthetic.task)
 
 
 FORMATS: dict[str, Reader] = {

@@ -1,10 +1,16 @@
-"""Embedded synthetic motion dataset: classes that differ only in how a textured object moves.
+"""Embedded synthetic video datasets whose classes differ only in time: two task families (data.synthetic.task).
 
-8 classes = 4 time-reversal pairs (move left/right, up/down, rotate cw/ccw, grow/shrink). Every
-per-video parameter is drawn from a distribution that time reversal maps onto the paired class, so
-the set of frames of a video says nothing about its class within a pair: a per-frame model with
-averaged scores (C2D) is at chance inside each pair, a temporal model is not. A horizontal flip maps
-left<->right and cw<->ccw, so flip augmentation stays on with `FLIP_LABEL_MAP`.
+* motion (the default): how a textured bar moves. 8 classes = 4 time-reversal pairs (move left/right,
+  up/down, rotate cw/ccw like a clock hand, grow/shrink). Every per-video parameter is drawn from a
+  distribution that time reversal maps onto the paired class, so the set of frames of a video says
+  nothing about its class within a pair: a per-frame model with averaged scores (C2D) is at chance inside
+  each pair (50 % overall at best), a temporal model is not. Neighbouring frames already tell the pair.
+* order: which of two short flashes came first (left/right, top/bottom, red/blue, small/big), with at
+  least MIN_GAP - 1 of the 8 slots of static background between them: again 4 reversal pairs, but the
+  direction is only in the order of two events half a clip apart (``render_order``).
+
+A horizontal flip swaps left<->right (and cw<->ccw), so flip augmentation stays on with each task's
+label swaps (``TASKS``).
 
 Each variant (generator version + settings) lives in its own directory, ``synthetic_dir(data.root, spec)``:
 <variant>/videos/<split>/<class>_<i>.mp4 (H.264 yuv420p, GOP drawn from GOPS), mm video lists
@@ -36,10 +42,19 @@ import numpy as np
 
 from ..base.errors import DataError
 
-VERSION = 4
+VERSION = 5
 CLASS_NAMES = ["move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink"]
 FLIP_LABEL_MAP = {0: 1, 4: 5}  # left<->right, cw<->ccw (symmetric pairs are implied)
+ORDER_CLASSES = ["left_then_right", "right_then_left", "top_then_bottom", "bottom_then_top",
+                 "red_then_blue", "blue_then_red", "small_then_big", "big_then_small"]
+TASKS = {  # data.synthetic.task -> (class names, horizontal-flip label swaps; symmetric pairs implied)
+    "motion": (CLASS_NAMES, FLIP_LABEL_MAP),
+    "order": (ORDER_CLASSES, {0: 1}),
+}
 GOPS = (4, 8, 16, 300)  # 300 > any video length: a single keyframe
+PIVOT = -0.75  # object coordinate (u in [-1, 1] along the bar) that a rotating bar turns about: near its tail
+SLOTS = 8  # the order task's time slots: the TSN segments of an 8-frame clip (data.num_frames=8)
+MIN_GAP = 4  # the order task's events are at least this many slots apart (3 or more blank slots between)
 SPLITS = ("train", "val", "test")
 
 
@@ -54,6 +69,24 @@ class SyntheticSpec:
     max_frames: int = 24
     fps: int = 15
     qp: int = 20
+    task: str = "motion"  # motion | order (TASKS)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise DataError(f"data.synthetic.task={self.task!r} is not a synthetic task; give one of "
+                            f"{', '.join(TASKS)}")
+        if self.task == "order" and not _order_lengths(self):
+            raise DataError(f"data.synthetic.task=order needs a video length that is a multiple of {SLOTS} frames "
+                            f"between data.synthetic.min_frames={self.min_frames} and max_frames={self.max_frames}: "
+                            f"widen them (e.g. 16 and 24)")
+
+
+def class_names(task: str) -> list[str]:
+    return list(TASKS[task][0])
+
+
+def flip_label_map(task: str) -> dict[int, int]:
+    return dict(TASKS[task][1])
 
 
 def _texture(rng: np.random.Generator, size: int, cells: int, lo: int, hi: int) -> np.ndarray:
@@ -64,7 +97,8 @@ def _texture(rng: np.random.Generator, size: int, cells: int, lo: int, hi: int) 
 
 
 def _trajectory(label: int, n: int, size: int, rng: np.random.Generator):
-    """Per-frame (cx, cy, angle, scale) arrays. Each reversal pair shares one symmetric distribution."""
+    """Per-frame (cx, cy, angle, scale) arrays and the pivot (object coordinate u the object turns about).
+    Each reversal pair shares one symmetric distribution."""
     t = np.linspace(-0.5, 0.5, n)  # centred time: reversal = t -> -t
     cx = np.full(n, size / 2 + rng.uniform(-0.08, 0.08) * size)
     cy = np.full(n, size / 2 + rng.uniform(-0.08, 0.08) * size)
@@ -77,11 +111,15 @@ def _trajectory(label: int, n: int, size: int, rng: np.random.Generator):
     elif pair == 1:  # move up (2) / down (3): image y decreases for up
         cy = cy - sign * rng.uniform(0.35, 0.5) * size * t
     elif pair == 2:  # rotate cw (4) / ccw (5) on screen (y points down, so cw = increasing angle)
-        angle = angle + sign * rng.uniform(0.6, 1.0) * np.pi * t
+        # like a clock hand: turning about its tail, the capped end sweeps a wide arc, so at 32 px a step
+        # of the 8-frame clip moves it ~3-5 px (about a translation's step); about its centre it moved ~1 px
+        # and the pair was the main job's only errors
+        angle = angle + sign * rng.uniform(0.9, 1.3) * np.pi * t
+        return cx, cy, angle, scale, PIVOT
     else:  # grow (6) / shrink (7)
         ratio = rng.uniform(1.7, 2.3)
         scale = ratio ** (sign * t) / np.sqrt(ratio) * 1.15
-    return cx, cy, angle, scale
+    return cx, cy, angle, scale, 0.0
 
 
 def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
@@ -90,7 +128,7 @@ def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> n
     background = _texture(rng, s, int(rng.integers(6, 12)), 50, 130)  # low contrast: the object stands out
     obj_size = int(rng.integers(s // 4, s // 3 + 1))  # long side of the object at scale 1
     obj = _texture(rng, 64, 3, 0, 256)  # sampled in object coordinates [-1, 1]^2; 3x3 cells survive yuv420
-    cx, cy, angle, scale = _trajectory(label, n, s, rng)
+    cx, cy, angle, scale, pivot = _trajectory(label, n, s, rng)
     ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
     frames = np.empty((n, s, s, 3), np.uint8)
     for f in range(n):
@@ -98,7 +136,7 @@ def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> n
         dx, dy = xs - cx[f], ys - cy[f]
         c, si = np.cos(angle[f]), np.sin(angle[f])
         half = obj_size * scale[f] / 2
-        u, v = (c * dx + si * dy) / half, (-si * dx + c * dy) / half
+        u, v = (c * dx + si * dy) / half + pivot, (-si * dx + c * dy) / half
         # a 2:1 bar with a bright cap on one end (in every class): at 32 px a rotation then shows as
         # the cap travelling around the centre, readable like a translation
         inside = (np.abs(u) < 1) & (np.abs(v) < 0.5)
@@ -110,6 +148,58 @@ def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> n
         img = img + rng.normal(0, 4, img.shape)  # sensor noise: no two frames identical
         frames[f] = np.clip(img, 0, 255).astype(np.uint8)
     return frames
+
+
+def _order_lengths(spec: SyntheticSpec) -> list[int]:
+    return [n for n in range(spec.min_frames, spec.max_frames + 1) if n % SLOTS == 0]
+
+
+def render_order(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    """(n, size, size, 3) uint8 frames of one order-task video: two short flashes far apart in time.
+
+    The video is SLOTS equal slots (n a multiple of SLOTS, so every slot is one TSN segment of an 8-frame
+    clip: a training clip's random frame and a test clip's centre frame of a slot both see it). Flash A
+    fills one slot, flash B a slot at least MIN_GAP later, the slots between are the static background.
+    Classes 2k / 2k+1 are A-then-B / B-then-A; the slots are drawn symmetrically under time reversal, so
+    the set of frames says nothing about the class: only the order of two events >= 4 slots apart does.
+    """
+    n, s = int(rng.choice(_order_lengths(spec))), spec.size
+    per = n // SLOTS
+    background = _texture(rng, s, int(rng.integers(6, 12)), 50, 130)
+    gap = int(rng.integers(MIN_GAP, SLOTS))
+    first = int(rng.integers(0, SLOTS - gap))
+    slots = (first, first + gap)  # A's slot, B's slot for the first class of a pair; reversed for the second
+    if label % 2:
+        slots = slots[::-1]
+    pair = label // 2
+    jitter = rng.uniform(-0.06, 0.06, 2) * s
+    centre = np.array([s / 2, s / 2]) + jitter
+    radius = np.full(2, rng.uniform(0.11, 0.14) * s)
+    colour = np.full((2, 3), 240.0)
+    offset = rng.uniform(0.22, 0.28) * s
+    pos = np.stack([centre, centre])
+    if pair == 0:  # left, right: x
+        pos[:, 0] += (-offset, offset)
+    elif pair == 1:  # top, bottom: y (down)
+        pos[:, 1] += (-offset, offset)
+    elif pair == 2:  # red, blue at the centre
+        colour = np.array([[230.0, 40, 40], [40, 70, 240]])
+    else:  # small, big disc at the centre
+        radius = np.array([0.08, 0.2]) * s * rng.uniform(0.9, 1.1)
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
+    frames = np.empty((n, s, s, 3), np.uint8)
+    for f in range(n):
+        img = background.copy()
+        for event, slot in enumerate(slots):
+            if f // per == slot:
+                disc = (xs - pos[event, 0]) ** 2 + (ys - pos[event, 1]) ** 2 < radius[event] ** 2
+                img = np.where(disc[..., None], colour[event], img)
+        img = img + rng.normal(0, 4, img.shape)
+        frames[f] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+RENDER = {"motion": render_video, "order": render_order}
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, gop: int, qp: int) -> None:
@@ -138,9 +228,9 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, gop: int, qp: int) -> No
 def _make_video(root: Path, spec: SyntheticSpec, split_id: int, label: int, i: int) -> tuple[str, int, int]:
     """Render and encode one video; its RNG is seeded by its own coordinates, so any order gives the same file."""
     rng = np.random.default_rng([spec.seed, split_id, label, i])
-    frames = render_video(label, rng, spec)
+    frames = RENDER[spec.task](label, rng, spec)
     gop = GOPS[int(rng.integers(len(GOPS)))]
-    rel = f"videos/{SPLITS[split_id]}/{CLASS_NAMES[label]}_{i:04d}.mp4"
+    rel = f"videos/{SPLITS[split_id]}/{class_names(spec.task)[label]}_{i:04d}.mp4"
     write_mp4(root / rel, frames, spec.fps, gop, spec.qp)
     return rel, len(frames), gop
 
@@ -157,7 +247,7 @@ def _die_with_parent(parent: int) -> None:
 def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
     counts = {"train": spec.train_per_class, "val": spec.val_per_class, "test": spec.test_per_class}
     jobs = [(split_id, label, i) for split_id, split in enumerate(SPLITS)
-            for label in range(len(CLASS_NAMES)) for i in range(counts[split])]
+            for label in range(len(TASKS[spec.task][0])) for i in range(counts[split])]
     for split in SPLITS:
         (root / "videos" / split).mkdir(parents=True, exist_ok=True)
     # rendering is numpy and x264 in one thread per video: processes, one per core, halve a first run
@@ -175,7 +265,7 @@ def _generate(root: Path, spec: SyntheticSpec, workers: int) -> dict:
         stats["gops"][str(gop)] += 1
     for split in SPLITS:
         (root / f"{split}.txt").write_text("\n".join(lines[split]) + "\n")
-    (root / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    (root / "classes.txt").write_text("\n".join(class_names(spec.task)) + "\n")
     return stats
 
 
@@ -185,7 +275,8 @@ def synthetic_dir(base: str | Path, spec: SyntheticSpec) -> Path:
     the videos another job is reading."""
     wanted = json.dumps({"version": VERSION, "spec": asdict(spec)}, sort_keys=True)
     digest = hashlib.sha256(wanted.encode()).hexdigest()[:8]
-    return Path(base) / (f"{spec.train_per_class}-{spec.val_per_class}-{spec.test_per_class}"
+    task = "" if spec.task == "motion" else f"{spec.task}_"
+    return Path(base) / (f"{task}{spec.train_per_class}-{spec.val_per_class}-{spec.test_per_class}"
                          f"_{spec.size}px_seed{spec.seed}_{digest}")
 
 
@@ -209,7 +300,7 @@ def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec(), wo
     processes render the videos (None = one per available core, at most 8). Returns the manifest.
     """
     root = Path(root)
-    wanted = {"version": VERSION, "spec": asdict(spec), "classes": CLASS_NAMES}
+    wanted = {"version": VERSION, "spec": asdict(spec), "classes": class_names(spec.task)}
     manifest = _read_manifest(root)
     if _matches(manifest, wanted):  # complete already: no lock file (the data may be read-only)
         return manifest

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from ...data.datamodule import FORMATS
 from ...data.settings import parse_views
+from ...data.synthetic import TASKS as SYNTHETIC_TASKS
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
 from ...models.temporal import TEMPORAL
@@ -69,6 +70,7 @@ class Synthetic:
     max_frames: int = spec(ge=1)
     fps: int = spec(ge=1)
     qp: int = spec(ge=0, le=51)
+    task: str = spec(choices=tuple(SYNTHETIC_TASKS))
 
 
 @dataclass
