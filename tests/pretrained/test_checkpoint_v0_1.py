@@ -42,7 +42,11 @@ def test_evaluates_with_the_same_metrics_and_scores(make_cfg, tmp_path):
     metrics, objs = evaluate(make_cfg([f"ckpt_path={CKPT}", "data.num_frames=2"], name="eval"))
     assert {k: metrics[k] for k in EXPECTED["eval"]} == pytest.approx(EXPECTED["eval"], abs=1e-6)
     scores = np.load(objs["model"].scores_path)
-    np.testing.assert_allclose(scores["scores"], np.asarray(EXPECTED["eval_scores"]), rtol=0, atol=1e-6)
+    # generator version 5 turns the rotating bar about its tail: the rotate_cw/ccw videos differ from 0.1's,
+    # every other class's videos are the same (the same random draws), so their scores must be 0.1's
+    same = ~np.isin(scores["labels"], [4, 5])
+    assert same.sum() >= 6
+    np.testing.assert_allclose(scores["scores"][same], np.asarray(EXPECTED["eval_scores"])[same], rtol=0, atol=1e-6)
 
     # the same videos as class folders: sorted folder names are another class order. Each video keeps its
     # scores, columns in the data's order (0.1 scored the checkpoint's rows as the data's classes)
@@ -79,7 +83,11 @@ def test_predicts_the_same_probabilities(make_cfg, data_dir):
 @pytest.mark.slow  # one more epoch of training and a test: ~25 s on 2 shared cores
 def test_resumes_with_the_same_metrics(make_cfg):
     metrics, _ = train(make_cfg([*MODEL, f"ckpt_path={CKPT}", "trainer.max_epochs=2", "tags=[resume]"]))
-    assert {k: metrics[k] for k in EXPECTED["resume"]} == pytest.approx(EXPECTED["resume"], rel=1e-5, abs=1e-6)
+    # the val split's rotate_cw/ccw videos changed with generator version 5 (see above): val/loss moves by ~1e-5
+    loose = {"val/loss"}
+    assert {k: metrics[k] for k in EXPECTED["resume"] if k not in loose} == pytest.approx(
+        {k: v for k, v in EXPECTED["resume"].items() if k not in loose}, rel=1e-5, abs=1e-6)
+    assert metrics["val/loss"] == pytest.approx(EXPECTED["resume"]["val/loss"], rel=1e-4)
 
 
 @pytest.mark.process
