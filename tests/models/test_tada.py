@@ -17,19 +17,13 @@ from tanet_lightning.models.insertion import ConvReplacedBasicBlock, ConvReplace
 from tanet_lightning.models.tada import TAdaConv2d, tada
 from tanet_lightning.training.module import frozen_batchnorms
 from tanet_lightning.training.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
+from weights import randomized as random_weights
 
 T = 4
 
 
 def randomized(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter and BN running statistic drawn at random (variances kept positive), BN gammas included."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in [*m.named_parameters(), *m.named_buffers()]:
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5 if name.endswith("running_var")
-                        else torch.randn(t.shape, generator=g) * 0.2)
-    return m
+    return random_weights(m, seed, scale=0.2)  # small weights: deep random stacks stay in range
 
 
 @functools.cache

@@ -23,19 +23,10 @@ from tanet_lightning.models.tea import OFFICIAL_KEYS as TEA_KEYS
 from tanet_lightning.models.tea import MEModule, ShiftModule, TEAConv
 from tanet_lightning.models.video import VideoClassifier
 from tanet_lightning.training.module import VideoClassificationModule
+from weights import randomized
 
 T = 4
 
-
-def randomized(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter (BN gammas included) and BN statistic drawn at random (variances kept positive)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in [*m.named_parameters(), *m.named_buffers()]:
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5 if name.endswith("running_var")
-                        else torch.randn(t.shape, generator=g))
-    return m
 
 
 def conv3x3(c_in: int = 32, c_out: int = 32, stride: int = 1) -> nn.Conv2d:

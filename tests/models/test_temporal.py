@@ -15,6 +15,7 @@ from tanet_lightning.models.temporal import (
     create_temporal,
     temporal_aggregate,
 )
+from weights import randomized
 
 torch.manual_seed(0)
 
@@ -126,17 +127,6 @@ def test_no_leakage_between_videos(name):
     assert torch.allclose(y[:4], y2[:4], atol=1e-5) and torch.allclose(y[8:], y2[8:], atol=1e-5)
     assert y.shape == x.shape
 
-
-def randomized(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter and BN running statistic drawn at random (variances kept positive)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in [*m.named_parameters(), *m.named_buffers()]:
-            if not t.is_floating_point():
-                continue
-            variance = name.endswith("running_var")
-            t.copy_(torch.rand(t.shape, generator=g) + 0.5 if variance else torch.randn(t.shape, generator=g))
-    return m
 
 
 @pytest.mark.parametrize("name", ["tam", "tanet_r", "tam_global", "tam_local", "tam_global_se", "teinet",
