@@ -48,7 +48,7 @@ it there:
   one test class: ``--dist loadscope``); a ``report NAME`` command joins the workspace of the page's
   ``+experiment=NAME`` command, whose sweep it reads;
 - a command that repeats an earlier page's word for word runs once, there (README's tour and
-  experiments/temporal_modules.md both give the 12-job Table 2 sweep and its report): ``duplicate_of``;
+  experiments/temporal_modules.md both give the 15-job Table 2 sweep and its report): ``duplicate_of``;
 - under xdist each command's PyTorch gets its share of the cores (``OMP_NUM_THREADS``), not all of them.
 """
 
@@ -126,7 +126,7 @@ def does_work(command: str) -> bool:
 @functools.cache
 def duplicate_of(page: Path, line: int) -> tuple[Path, int] | None:
     """The command of an earlier page that this one repeats word for word, if it does work (exit 0): README's
-    tour runs the Table 2 sweep (12 jobs) and its report that experiments/temporal_modules.md documents
+    tour runs the Table 2 sweep (15 jobs) and its report that experiments/temporal_modules.md documents
     again. Each runs once, there; a later command of this page that reads the sweep (``report NAME``) runs
     in that workspace too."""
     command = next(c for n, c, _ in documented_commands(page) if n == line)

@@ -29,7 +29,7 @@ from tanet_lightning.models.temporal import (
 SWEEPS = {  # experiment -> (number of jobs, swept key, expected values)
     "ablation_alpha_beta": (5, "model.tam", None),
     "ablation_kernel": (4, "model.tam.kernel_size", {"3", "5"}),
-    "temporal_modules": (12, "model/temporal", None),
+    "temporal_modules": (15, "model/temporal", None),
     "backbones": (10, "+model/arch", None),
     "ablation_position": (4, "model.position", {"a", "b", "c", "d"}),
     "ablation_stages": (4, "model.stages", None),
