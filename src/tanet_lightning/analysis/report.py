@@ -483,8 +483,8 @@ def report(sweep_dir: Path, page: Path | None = None) -> Path:
 # CPU benchmarks of a sweep on the synthetic preset: experiment -> (extra overrides, what it runs). Their
 # command is documented beside the sweep's and not run by the documented-commands test (too long for CI).
 BENCHMARKS = {
-    "temporal_modules": ("seed=0,1,2 data.synthetic.task=motion,order",
-                         "every module x 3 seeds x 2 synthetic tasks, ~40 s a job"),
+    "temporal_modules": ("seed=0,1,2 data.synthetic.task=motion,order +diagnose=time",
+                         "every module x 3 seeds x 2 synthetic tasks, with the time diagnostic"),
 }
 NOTES = "## Notes"  # a page's hand-written section: kept when the report rewrites the page
 
