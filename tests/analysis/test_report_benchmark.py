@@ -28,10 +28,11 @@ START = datetime(2026, 12, 4, 12, 0, 0)
 
 
 def fake_job(sweep, i: int, module: str, seed: int, top1: float, task: str | None = "motion",
-             fmt: str = "synthetic", backbone: str = "resnet18"):
+             fmt: str = "synthetic", backbone: str = "resnet18", extra: tuple[str, ...] = ()):
     job = sweep / str(i)
     (job / ".hydra").mkdir(parents=True)
     overrides = [f"model/temporal={module}", f"seed={seed}"] + ([f"data.synthetic.task={task}"] if task else [])
+    overrides += list(extra)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     data = {"format": fmt, "num_frames": 8, "crop_size": 32 if fmt == "synthetic" else 224}
     if task:
@@ -75,6 +76,18 @@ def test_tasks_are_facets_and_seeds_share_a_row(sweep):
     assert order["TANet"] == [">", ">", ""]
     motion = matrix(overlap_markdown(group_rows(parts["data.synthetic.task=motion"], "temporal_modules")))
     assert motion["TSM"] == [">", "", "="]  # TSM [80, 90] above C2D [40, 50], overlapping TANet [85, 95]
+
+
+def test_a_resumed_sweeps_jobs_stay_in_their_rows(tmp_path):
+    """The sweep's own message finishes a stopped sweep with `... ckpt_path=last`: the jobs that launch ran
+    carry that override (and may carry paths.*/logger), which cannot change results: same rows, no facet."""
+    sweep = tmp_path / "sweep"
+    for i, (seed, extra) in enumerate([(0, ()), (1, ("ckpt_path=last",)), (2, ("ckpt_path=last", "logger=csv"))]):
+        fake_job(sweep, i, "tam", seed, 0.8 + 0.05 * seed, "order", extra=extra)
+    parts = facets(collect(sweep), "temporal_modules")
+    assert [label for label, _ in parts] == [""]
+    (row,) = group_rows(parts[0][1], "temporal_modules")
+    assert row.setting == "TANet" and row.mean_std("test/top1")[0] == pytest.approx(85.0)
 
 
 def matrix(md: str) -> dict[str, list[str]]:

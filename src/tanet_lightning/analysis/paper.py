@@ -64,6 +64,22 @@ class PaperTable:
         return True
 
 
+def own_papers_markdown(table: PaperTable) -> str:
+    """The swept modules that are not in the paper's table (TAda2D, TEA, GST) with their own papers' numbers:
+    another dataset or protocol than the table's, so a table of their own."""
+    swept = set(table.sweep.get("model/temporal", "").split(","))
+    specs = [s for s in TEMPORAL.values() if s.reported is not None and s.name in swept]
+    if not specs:
+        return ""
+    lines = ["| module | results (ResNet-50, top-1 / top-5) | GFLOPs per view | source |", "|---|---|---|---|"]
+    for s in specs:
+        r = s.reported
+        results = "; ".join(f"{d} {a:.1f}" + (f" / {b:.1f}" if b is not None else "") for d, a, b in r.results)
+        flops = f"{r.gflops:g} ({r.frames}x{r.size}²)" if r.gflops is not None else "–"
+        lines.append(f"| {s.paper_row} | {results} ({r.frames} frames) | {flops} | {r.source} |")
+    return "\n".join(lines)
+
+
 def lookup(cfg: Any, dotted: str) -> Any:
     node = cfg
     for part in dotted.split("."):

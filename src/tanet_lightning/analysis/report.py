@@ -29,8 +29,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from ..training.diagnose import metric_names
+from ..training.lifecycle import IGNORED
 from . import wandb_report
-from .paper import ARCH_NAMES, RECIPES, TABLES, sweep_params
+from .paper import ARCH_NAMES, RECIPES, TABLES, own_papers_markdown, sweep_params
 
 # what a synthetic-preset sweep cannot run, said where its command is documented (the preset's
 # ResNet-18 at 32 px): the documented-commands test expects exactly these exit codes
@@ -79,9 +80,14 @@ class Row:
             f"{states.count(s)} {s}" for s in STATES if states.count(s)) + (f" ({why})" if why else "")
 
 
+def _neutral(key: str) -> bool:
+    """A key that cannot change results (ckpt_path=last of a resumed sweep, paths, logger): not a setting."""
+    return any(key == k or key.startswith(k + ".") for k in IGNORED)
+
+
 def load_job(path: Path) -> Job:
     overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
-    pairs = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    pairs = {k: v for k, v in (o.lstrip("+~").split("=", 1) for o in overrides if "=" in o) if not _neutral(k)}
     resolved = path / "config_resolved.yaml"
     if resolved.is_file():
         cfg = yaml.safe_load(resolved.read_text())
@@ -132,7 +138,7 @@ def _sweep_params(sweeper) -> dict:
 
 def _point(overrides: list[str]) -> tuple[str, ...]:
     """A job's sweep point: ckpt_path=last (the launch that finished a stopped sweep) is not part of it."""
-    return tuple(sorted(o for o in overrides if not o.startswith("ckpt_path=")))
+    return tuple(sorted(o for o in overrides if not _neutral(o.lstrip("+~").split("=", 1)[0])))
 
 
 def collect(sweep_dir: Path) -> list[Job]:
@@ -376,9 +382,10 @@ def cost_words(jobs: list[Job]) -> str:
     seconds = [s for s in map(job_seconds, jobs) if s is not None]
     if not seconds:
         return ""
-    threads = sorted({str(_cfg(j, "torch_threads")) for j in jobs})
+    threads = sorted({"PyTorch's default" if _cfg(j, "torch_threads") is None else str(_cfg(j, "torch_threads"))
+                      for j in jobs})
     return (f"Jobs' wall time: {sum(seconds) / 60:.1f} min in all ({len(seconds)} jobs, "
-            f"{statistics.fmean(seconds):.0f} s each on average; torch_threads={'/'.join(threads)}).")
+            f"{statistics.fmean(seconds):.0f} s each on average; torch_threads: {'/'.join(threads)}).")
 
 
 def plot(per_facet: list[tuple[str, list[Row]]], experiment: str, path: Path, title: str, ylabel: str,
@@ -480,11 +487,13 @@ def report(sweep_dir: Path, page: Path | None = None) -> Path:
     return sweep_dir / "report.md"
 
 
-# CPU benchmarks of a sweep on the synthetic preset: experiment -> (extra overrides, what it runs). Their
-# command is documented beside the sweep's and not run by the documented-commands test (too long for CI).
+# CPU benchmarks of a sweep on the synthetic preset: experiment -> (extra overrides, what it runs, its measured
+# cost). Their command is documented beside the sweep's and not run by the documented-commands test (too long
+# for CI).
 BENCHMARKS = {
     "temporal_modules": ("seed=0,1,2 data.synthetic.task=motion,order +diagnose=time",
-                         "every module x 3 seeds x 2 synthetic tasks, with the time diagnostic"),
+                         "every module x 3 seeds x 2 synthetic tasks, with the time diagnostic",
+                         "43 min on 2 idle cores"),  # measured: experiments/temporal_modules.md
 }
 NOTES = "## Notes"  # a page's hand-written section: kept when the report rewrites the page
 
@@ -500,6 +509,9 @@ def write_page(page: Path, experiment: str, measured: tuple | None = None) -> No
         t = TABLES[experiment]
         paper = "\n".join(["| setting | top-1 | top-5 |", "|---|---|---|",
                            *(f"| {k} | {a:.2f} | {b:.2f} |" for k, (a, b) in t.numbers.items())])
+        if own_papers_markdown(t):
+            paper += ("\n\nThe modules after TAM in this sweep, as their own papers report them (other datasets "
+                      f"and protocols than the table above):\n\n{own_papers_markdown(t)}")
         title, command = t.title, t.command
         swept = " x ".join(f"`{k}={v}`" for k, v in t.sweep.items())
     else:
@@ -512,9 +524,8 @@ def write_page(page: Path, experiment: str, measured: tuple | None = None) -> No
     note = SYNTHETIC_NOTES.get(experiment, "")
     bench = ""
     if experiment in BENCHMARKS:
-        extra, what = BENCHMARKS[experiment]
-        bench = (f"{command} +preset=synthetic {extra}    # the CPU benchmark: {what} "
-                 f"(about an hour on 2 cores: not run here)\n")
+        extra, what, cost = BENCHMARKS[experiment]
+        bench = f"{command} +preset=synthetic {extra}    # the CPU benchmark: {what} ({cost}: not run here)\n"
     text = (f"# {title}\n\n## Reproduce\n\n```bash\n{command}                      # the paper's recipe "
             f"(needs the dataset, GPUs)\n{command} +preset=synthetic    # {synthetic}{note}\n{bench}"
             + (f"python -m tanet_lightning.report {experiment}    # report.md/.csv/.png of the newest sweep\n"
