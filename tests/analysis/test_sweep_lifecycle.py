@@ -34,8 +34,10 @@ def _sweep(launcher, cwd: Path, data_dir: Path, args: list[str]):
 def _stop_after_first_job(proc: subprocess.Popen, sweep: Path, signum: int) -> str:
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if list(sweep.glob("*/metrics.json")):  # the first job has finished
-            time.sleep(1.0)
+        # the first job has finished and the second has its directory: stop now, while it runs (a tiny
+        # job takes about a second on an idle machine, so waiting longer let the whole sweep finish)
+        jobs = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] if sweep.is_dir() else []
+        if list(sweep.glob("*/metrics.json")) and len(jobs) >= 2:
             proc.send_signal(signum)
             break
         time.sleep(0.2)
