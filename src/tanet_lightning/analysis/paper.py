@@ -21,7 +21,7 @@ from ..models.temporal import TEMPORAL
 # Table 2 comes from the temporal-module registry: each module's spec carries its row and numbers. The sweep
 # adds the modules after TAM (TAda2D, TEA, GST: their own papers' numbers, not Table 2's) so that one
 # sweep compares all of them; the paper columns stay Table 2's.
-TABLE2_ROWS = {name: spec.paper_row for name, spec in TEMPORAL.items() if spec.paper or spec.reported}
+MODULE_ROWS = {name: spec.paper_row for name, spec in TEMPORAL.items() if spec.paper or spec.reported}
 ARCH_NAMES = {
     "shufflenet_v2_x1_0": "ShuffleNet V2", "mobilenetv2_100": "MobileNet V2", "inception_v3": "Inception V3",
     "resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
@@ -122,10 +122,10 @@ TABLES: dict[str, PaperTable] = {
     ),
     "temporal_modules": PaperTable(
         "Table 2: temporal modules (Kinetics-400, ResNet-50, 8 frames, single view)",
-        lambda c: TABLE2_ROWS.get(c["model"]["temporal"]["name"], c["model"]["temporal"]["name"]),
+        lambda c: MODULE_ROWS.get(c["model"]["temporal"]["name"], c["model"]["temporal"]["name"]),
         {spec.paper_row: spec.paper[2:] for spec in TEMPORAL.values() if spec.paper},
         "python -m tanet_lightning.train +experiment=temporal_modules",
-        {"model/temporal": ",".join(TABLE2_ROWS)},
+        {"model/temporal": ",".join(MODULE_ROWS)},
         ("model.temporal.name",),
         K400_R50_8F,
     ),

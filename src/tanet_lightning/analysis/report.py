@@ -29,7 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ..training.diagnose import metric_names
-from ..training.lifecycle import IGNORED
+from ..training.lifecycle import ignored
 from . import wandb_report
 from .paper import ARCH_NAMES, RECIPES, TABLES, own_papers_markdown, sweep_params
 
@@ -80,14 +80,9 @@ class Row:
             f"{states.count(s)} {s}" for s in STATES if states.count(s)) + (f" ({why})" if why else "")
 
 
-def _neutral(key: str) -> bool:
-    """A key that cannot change results (ckpt_path=last of a resumed sweep, paths, logger): not a setting."""
-    return any(key == k or key.startswith(k + ".") for k in IGNORED)
-
-
 def load_job(path: Path) -> Job:
     overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
-    pairs = {k: v for k, v in (o.lstrip("+~").split("=", 1) for o in overrides if "=" in o) if not _neutral(k)}
+    pairs = {k: v for k, v in (o.lstrip("+~").split("=", 1) for o in overrides if "=" in o) if not ignored(k)}
     resolved = path / "config_resolved.yaml"
     if resolved.is_file():
         cfg = yaml.safe_load(resolved.read_text())
@@ -138,7 +133,7 @@ def _sweep_params(sweeper) -> dict:
 
 def _point(overrides: list[str]) -> tuple[str, ...]:
     """A job's sweep point: ckpt_path=last (the launch that finished a stopped sweep) is not part of it."""
-    return tuple(sorted(o for o in overrides if not _neutral(o.lstrip("+~").split("=", 1)[0])))
+    return tuple(sorted(o for o in overrides if not ignored(o.lstrip("+~").split("=", 1)[0])))
 
 
 def collect(sweep_dir: Path) -> list[Job]:
@@ -509,9 +504,10 @@ def write_page(page: Path, experiment: str, measured: tuple | None = None) -> No
         t = TABLES[experiment]
         paper = "\n".join(["| setting | top-1 | top-5 |", "|---|---|---|",
                            *(f"| {k} | {a:.2f} | {b:.2f} |" for k, (a, b) in t.numbers.items())])
-        if own_papers_markdown(t):
+        own = own_papers_markdown(t)
+        if own:
             paper += ("\n\nThe modules after TAM in this sweep, as their own papers report them (other datasets "
-                      f"and protocols than the table above):\n\n{own_papers_markdown(t)}")
+                      f"and protocols than the table above):\n\n{own}")
         title, command = t.title, t.command
         swept = " x ".join(f"`{k}={v}`" for k, v in t.sweep.items())
     else:

@@ -53,6 +53,11 @@ LOCK = ".lock"
 IGNORED = ("ckpt_path", "logger", "paths", "trainer.enable_progress_bar", "overwrite", "hydra")
 
 
+def ignored(key: str) -> bool:
+    """Whether a dotted config key is one of ``IGNORED`` or under one: it cannot change a run's results."""
+    return any(key == i or key.startswith(i + ".") for i in IGNORED)
+
+
 def rank() -> str:
     """DDP ranks other than 0 re-run the application in rank 0's directory: they never decide or record."""
     return next((os.environ[v] for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(v)), "0")
@@ -86,7 +91,7 @@ def config_of(cfg: DictConfig) -> dict[str, Any]:
     fit = cfg.get("train", True)
     # without fitting, the checkpoint tested is what the run is of
     return {k: v for k, v in flat.items()
-            if not any(k == i or k.startswith(i + ".") for i in IGNORED) or (k == "ckpt_path" and not fit)}
+            if not ignored(k) or (k == "ckpt_path" and not fit)}
 
 
 def config_hash(config: dict[str, Any]) -> str:
