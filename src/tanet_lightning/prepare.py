@@ -20,8 +20,9 @@ from omegaconf import DictConfig
 
 from . import config
 from .base.errors import handle_user_errors
+from .config import schema
 from .data import prepare_dataset
-from .training import runner, schema, signals
+from .runs import build, signals
 
 log = logging.getLogger("tanet_lightning")
 
@@ -30,7 +31,7 @@ def prepare(cfg: DictConfig) -> dict:
     """Prepare ``cfg.data``'s dataset into ``cfg.out``. Returns {"plan", "result", "overrides"} (the
     ``data.*`` keys that read the copy)."""
     schema.validate(cfg, "prepare")
-    datamodule = runner.instantiate_data(cfg)
+    datamodule = build.instantiate_data(cfg)
     datamodule.prepare_data()  # synthetic data is generated on first use
     out = Path(os.path.abspath(cfg.out))
     plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)

@@ -3,7 +3,7 @@
 A sweep launches many jobs from one config. What every job would fail on in the same way (a dataset
 that is not on this machine) is checked once, before the first job, so the sweep stops in seconds
 with one clear message instead of failing every point one by one. A job that fails is recorded
-(state ``failed`` in its ``run.json``, training/lifecycle.py) and the sweep goes on; when the last job has
+(state ``failed`` in its ``run.json``, runs/lifecycle.py) and the sweep goes on; when the last job has
 ended, the sweep writes its comparison (report.md/.csv/.png, and with ``logger=wandb`` the W&B report:
 published when online, else ``wandb_report.json``), failed and unfinished jobs included, and then a sweep
 with failed or refused jobs exits non-zero, naming them.
@@ -38,9 +38,9 @@ from omegaconf import DictConfig, OmegaConf
 from .analysis import wandb_report
 from .analysis.report import report
 from .base.errors import ConfigError
-from .training import runner
-from .training.lifecycle import STATE
-from .training.signals import Stopped
+from .runs import build
+from .runs.lifecycle import STATE
+from .runs.signals import Stopped
 
 log = logging.getLogger("tanet_lightning")
 
@@ -86,7 +86,7 @@ class SweepCallback(Callback):
         OmegaConf.select(config, "logger.wandb.group", throw_on_resolution_failure=False)
         try:
             # also generates the synthetic data once, before jobs (or SLURM tasks) could race for it
-            runner.instantiate_data(config).prepare_data()
+            build.instantiate_data(config).prepare_data()
         except ConfigError as e:
             log.error("%s\nThe sweep was not started: every job would fail the same way.", e)
             raise SystemExit(2) from None

@@ -2,7 +2,7 @@
 
 With no arguments: TANet on the embedded synthetic motion videos, on the CPU, in a few minutes.
 ``train(cfg)`` is the testable entry point; ``main`` only adds Hydra. What re-running a command does
-(start, resume, refuse) is the run directory's lifecycle: training/lifecycle.py.
+(start, resume, refuse) is the run directory's lifecycle: runs/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config
 from .base.errors import ConfigError, DataError, RunStateError, UserError, handle_user_errors
+from .config import checks, schema
 from .models.fit import check_fits
 from .models.load import Checkpoint
+from .runs import build, fingerprints, lifecycle, loggers, outputs, signals
+from .runs.callbacks import LAST
 from .sweep import SweepCallback, write_reports
-from .training import checks, fingerprints, lifecycle, loggers, run_files, runner, schema, signals
-from .training.callbacks import LAST
 from .training.module import instantiate_model
 
 log = logging.getLogger("tanet_lightning")
@@ -81,15 +82,15 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
     out = run.out
     fit, test = cfg.get("train", True), cfg.get("test", True)
     ckpt_path = run.resume_from or (cfg.ckpt_path if cfg.get("ckpt_path") not in (None, "last") else None)
-    runner.seed(cfg)
+    build.seed(cfg)
 
-    datamodule = runner.instantiate_data(cfg)
+    datamodule = build.instantiate_data(cfg)
     datamodule.bad_log_base = out / "bad_files"  # per split while running; bad_files.tsv at the end
     checks.check_pretrained(cfg.model)
     model = instantiate_model(cfg.model, num_classes=datamodule.num_classes,
                               optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
-    callbacks = [*runner.instantiate_dict(cfg.get("callbacks"), "callbacks"), *runner.instantiate_diagnostics(cfg)]
-    experiment_loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
+    callbacks = [*build.instantiate_dict(cfg.get("callbacks"), "callbacks"), *build.instantiate_diagnostics(cfg)]
+    experiment_loggers = build.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=experiment_loggers or False)
     if ckpt_path is not None:
         ckpt = Checkpoint.read(ckpt_path)  # a clear error for a file that is not one of ours
@@ -101,7 +102,7 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
                     lg.resume_at(int(ckpt.raw.get("global_step", 0)))
     datamodule.check_annotations()  # every split's list read and validated before the first step
     fingerprints.write(out, datamodule.fingerprints())  # which videos (unreadable ones: at the end)
-    resolved = run_files.save_resolved_config(cfg, out)
+    resolved = outputs.save_resolved_config(cfg, out)
     loggers.log_config(experiment_loggers, resolved, model)
 
     def requeued(path: Path) -> None:
@@ -115,16 +116,16 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
                 # ddp_spawn trains in child processes: only their logged metrics come back, not global_step
                 if trainer.global_step == 0 and not any(k.startswith("train/") for k in trainer.callback_metrics):
                     raise DataError(_no_steps(cfg, trainer, datamodule))
-                metrics.update(run_files.to_python(trainer.callback_metrics))
+                metrics.update(outputs.to_python(trainer.callback_metrics))
                 run.fit_ended(metrics)
             if test:
                 tested = _best_checkpoint(trainer) if fit else ckpt_path
                 trainer.test(model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
-                metrics.update(run_files.to_python(trainer.callback_metrics))
+                metrics.update(outputs.to_python(trainer.callback_metrics))
     finally:
-        run_files.write_bad_files(out, datamodule.bad_file_rows())
+        outputs.write_bad_files(out, datamodule.bad_file_rows())
     metrics = {k: v for k, v in metrics.items() if not k.endswith("_step")}
-    metrics.update(runner.model_complexity(model.net, datamodule))
+    metrics.update(build.model_complexity(model.net, datamodule))
     metrics["data/bad_files"] = float(len(datamodule.bad_files()))
     if metrics["data/bad_files"]:
         metrics["data/bad_files_list"] = "bad_files.tsv"  # split, path, reason of each

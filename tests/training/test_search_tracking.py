@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tanet_lightning.base.errors import ConfigError
-from tanet_lightning.training import schema
+from tanet_lightning.config import schema
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 optuna = pytest.importorskip("optuna")

@@ -17,16 +17,16 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .analysis.paper import sweep_params
-from .base.errors import ConfigError
+from ..analysis.paper import sweep_params
+from ..base.errors import ConfigError
 
 
 def config_dir() -> str:
     """``conf/`` inside an installed wheel, else the repository's ``conf/`` (editable or source checkout)."""
-    packaged = Path(__file__).parent / "conf"
+    packaged = Path(__file__).parents[1] / "conf"
     if packaged.is_dir():
         return str(packaged)
-    source = Path(__file__).resolve().parents[2] / "conf"
+    source = Path(__file__).resolve().parents[3] / "conf"
     if source.is_dir():
         return str(source)
     raise FileNotFoundError(f"Hydra configs not found in {packaged} or {source}; reinstall the package")

@@ -18,8 +18,8 @@ from ...data.synthetic import TASKS as SYNTHETIC_TASKS
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
 from ...models.temporal import TEMPORAL
-from ..diagnose import ORDERS
-from ..module import accuracy_metrics
+from ...training.diagnose import ORDERS
+from ...training.module import accuracy_metrics
 from .fields import spec
 
 # What `callbacks.*.monitor` may name: the metrics VideoClassificationModule logs per epoch

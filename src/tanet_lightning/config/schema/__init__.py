@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ...base.errors import ConfigError, handle_user_errors
 from ...models.fit import check_clip_length
 from ...models.temporal import TEMPORAL
-from ..diagnose import orders_problem
+from ...training.diagnose import orders_problem
 from . import groups as g
 from .fields import Missing, check_node, check_target_keys, check_value, read, unknown_key
 

@@ -1,4 +1,4 @@
-"""Config checks that need no data and that the schema (training/schema) cannot make: a value the user
+"""Config checks that need no data and that the schema (config/schema) cannot make: a value the user
 typed for a module that ignores it, and ImageNet weights this machine cannot reach."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..models.temporal import TAM_FAMILY
 
 
 def check_config(cfg: DictConfig) -> None:
-    """What the schema (training/schema) cannot see: the command line's own words."""
+    """What the schema (config/schema) cannot see: the command line's own words."""
     model = cfg.get("model")
     if model is not None:
         name = model.temporal.name

@@ -20,6 +20,7 @@ from tanet_lightning import complexity, ensemble
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.base.errors import ConfigError
 from tanet_lightning.config import config_dir
+from tanet_lightning.config.schema import MONITORABLE, groups, validate
 from tanet_lightning.data.datamodule import VideoDataModule
 from tanet_lightning.data.settings import ClipSettings
 from tanet_lightning.eval import evaluate
@@ -28,7 +29,6 @@ from tanet_lightning.models import create_video_model
 from tanet_lightning.predict import predict
 from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule
-from tanet_lightning.training.schema import MONITORABLE, groups, validate
 from test_documented_commands import PAGES, documented_commands, expected_exit
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
@@ -261,7 +261,7 @@ def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, dat
     env.pop("TANET_ROOT", None)
     # ++: the callback is (to be) registered in conf/hydra/default.yaml; this also works before that
     cmd = [sys.executable, "-m", "tanet_lightning.train", "data.batch_size=abc",
-           "++hydra.callbacks.validate._target_=tanet_lightning.training.schema.ValidateConfig"]
+           "++hydra.callbacks.validate._target_=tanet_lightning.config.schema.ValidateConfig"]
     start = time.monotonic()
     proc = launched.run(launcher, cmd, tmp_path, env, timeout=300)  # forked from the preloaded launcher
     took = time.monotonic() - start
@@ -299,7 +299,7 @@ def test_the_hydra_callback_refuses_before_the_run_directory_exists(tmp_path, mo
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from tanet_lightning.training.schema import ValidateConfig
+    from tanet_lightning.config.schema import ValidateConfig
 
     monkeypatch.chdir(tmp_path)
     GlobalHydra.instance().clear()

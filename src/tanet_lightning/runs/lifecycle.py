@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..base.errors import RunStateError
 from ..base.files import atomic_write_json
 from .callbacks import LAST
-from .run_files import METRICS, write_metrics
+from .outputs import METRICS, write_metrics
 from .signals import Requeued, Stopped
 
 log = logging.getLogger("tanet_lightning")
