@@ -161,10 +161,10 @@ def test_architecture_arguments_load_and_odd_values_or_names_are_refused(tmp_pat
                                                           "zero_init_last": True}
     bad_value = poisoned(tmp_path / "v.ckpt", {"drop_path_rate": "weights.pth"})
     with pytest.raises(CheckpointError, match=r"drop_path_rate='weights.pth', refused \(a value it does not take\)"):
-        Checkpoint.read(bad_value)
+        Checkpoint.read(bad_value).build()
     for name in ("resnet18.local-dir:/tmp/x", "hf-hub:timm/resnet18", "../resnet18"):
-        with pytest.raises(CheckpointError, match="sets model.backbone=.*refused"):
-            Checkpoint.read(poisoned(tmp_path / "b.ckpt", backbone=name))
+        with pytest.raises(CheckpointError, match=f"^ckpt_path={tmp_path / 'b.ckpt'} sets model.backbone=.*refused"):
+            Checkpoint.read(poisoned(tmp_path / "b.ckpt", backbone=name)).build()
 
 
 def test_how_a_checkpoint_was_trained_is_not_followed(in_tmp, tripwire, monkeypatch, capsys, caplog):

@@ -60,7 +60,6 @@ class Checkpoint:
     path: Path
     key: str  # the setting the path came from, named in every message (ckpt_path, model.init_from, ...)
     raw: dict
-    net_kwargs: dict  # create_video_model's arguments (net_kwargs); pretrained=False: it holds every weight
 
     @classmethod
     def read(cls, path: str | os.PathLike, key: str = "ckpt_path") -> Checkpoint:
@@ -74,8 +73,7 @@ class Checkpoint:
                 f"python -m tanet_lightning.convert {path} --out model.ckpt")
         if "num_classes" not in raw["hyper_parameters"]:
             raise CheckpointError(f"{key}={path}: its saved model config has no num_classes")
-        # a model config that names files is refused here, before any work
-        return cls(Path(path), key, raw, net_kwargs(raw["hyper_parameters"], source_of(path, key)))
+        return cls(Path(path), key, raw)
 
     @property
     def where(self) -> str:
@@ -84,6 +82,13 @@ class Checkpoint:
     @property
     def hparams(self) -> dict:
         return self.raw["hyper_parameters"]
+
+    @cached_property
+    def net_kwargs(self) -> dict:
+        """``create_video_model``'s arguments; ``pretrained=False``: the checkpoint holds every weight. Checked
+        when the network is first built from them (eval, predict, visualize, export, convert, init_from), not
+        by a resume, which builds its network from the run's own config."""
+        return net_kwargs(self.hparams, source_of(self.path, self.key))
 
     @property
     def num_frames(self) -> int:
@@ -137,8 +142,9 @@ class Checkpoint:
 
     def build(self) -> VideoClassifier:
         """The network with every weight loaded, in eval mode."""
+        kwargs = self.net_kwargs  # refused here (CheckpointError) if they name a file
         try:
-            net = create_video_model(**self.net_kwargs)
+            net = create_video_model(**kwargs)
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{self.where}: its saved model config does not build a model: {e}") from None
         return self.load_weights(net).eval()
