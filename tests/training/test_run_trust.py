@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_run_directories import sigterm_once, snapshot, state
 
 import launcher as launched
 from tanet_lightning.analysis import ensemble as ens
@@ -23,7 +24,6 @@ from tanet_lightning.base.errors import RunStateError
 from tanet_lightning.eval import evaluate
 from tanet_lightning.train import train
 from tanet_lightning.training import lifecycle, signals
-from test_run_directories import sigterm_once, snapshot, state
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, tiny_synthetic_dir
 
 HERE = Path(__file__).resolve().parent
