@@ -9,6 +9,11 @@ be ensembled with ``tanet_lightning.ensemble``, and the test split's fingerprint
 metrics.json too); what differs from the checkpoint's is a warning (runs/fingerprints.py).
 ``+diagnose=time`` also scores the test clips reversed, shuffled and frozen (``time/*`` in metrics.json:
 training/diagnose.py).
+
+An evaluation is a run (runs/lifecycle.py): its directory is named after the overrides and the
+checkpoint (``<overrides>__ckpt-<file>-<path hash>__seed-N``), its ``run.json`` records the checkpoint's
+path and content; a finished one is kept (refused; ``overwrite=true`` evaluates again), an unfinished
+one runs again.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from omegaconf import DictConfig
 
 from . import config
 from .base.errors import handle_user_errors
-from .config import schema
 from .models.load import Checkpoint
-from .runs import build, fingerprints, outputs
+from .config import schema
+from .runs import build, fingerprints, lifecycle, outputs
 from .runs.loggers import finish_wandb, log_config
 from .training.module import VideoClassificationModule
 
@@ -33,14 +38,22 @@ log = logging.getLogger("tanet_lightning")
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     schema.validate(cfg, "eval")
-    out = outputs.output_dir(cfg)
+    # what cannot work (not a checkpoint, a missing dataset, a checkpoint of other data) is refused before
+    # the run directory is touched
+    ckpt = Checkpoint.read(cfg.ckpt_path)
     build.seed(cfg)
     datamodule = build.instantiate_data(cfg)
     mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
-    ckpt = Checkpoint.read(cfg.ckpt_path)
     model = VideoClassificationModule.from_checkpoint(
         ckpt, num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
         protocol=datamodule.test_protocol().to_dict(), **mechanics)
+    with lifecycle.open_run(cfg, lifecycle.hydra_files(cfg)) as run:
+        return _test(cfg, ckpt, datamodule, model, run)
+
+
+def _test(cfg: DictConfig, ckpt: Checkpoint, datamodule, model: VideoClassificationModule,
+          run: lifecycle.Run) -> tuple[dict[str, float], dict[str, Any]]:
+    out = run.out
     loggers = build.instantiate_dict(cfg.get("logger"), "logger")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build.instantiate_diagnostics(cfg))
     resolved = outputs.save_resolved_config(cfg, out)
@@ -53,8 +66,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     outputs.write_bad_files(out, datamodule.bad_file_rows())
     metrics = outputs.to_python(trainer.callback_metrics)
     metrics["data_fingerprint"] = fingerprints.write(out, datamodule.fingerprints(read=("test",)))
-    if trainer.is_global_zero:
-        outputs.write_metrics(out, metrics)
+    run.finish(metrics)
     log.info("metrics and scores.npz in %s", out)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import config
 from .base.errors import ConfigError, DataError, RunStateError, UserError, handle_user_errors
@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint")
     try:
-        with signals.stop_on_signals(), lifecycle.open_run(cfg, _hydra_files(cfg)) as run:
+        with signals.stop_on_signals(), lifecycle.open_run(cfg, lifecycle.hydra_files(cfg)) as run:
             if run.done:
                 return run.metrics, {"cfg": cfg}
             try:
@@ -67,15 +67,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             log.error("stopped by %s before the first epoch ended (nothing saved): the same command + "
                       "ckpt_path=last starts it again", e.name)
         raise
-
-
-def _hydra_files(cfg: DictConfig) -> dict[str, Any]:
-    """Hydra's .hydra/*.yaml (conf/train.yaml sets hydra.output_subdir=null: the lifecycle writes them once
-    the run directory is accepted, so that a refused process leaves it untouched)."""
-    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
-        return {}
-    hc = HydraConfig.get()
-    return {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hc}), "overrides.yaml": hc.overrides.task}
 
 
 def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[str, Any]]:

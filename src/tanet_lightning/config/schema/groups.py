@@ -253,6 +253,7 @@ class Train(Common):
 class Eval(Common):
     ckpt_path: str = spec(give="PATH", why="a checkpoint written by train or convert, or a save_pretrained folder")
     view_average: str | None = spec(choices=("logits", "prob"))
+    overwrite: bool = spec()  # the run lifecycle's key: evaluate again over a finished evaluation
 
 
 @dataclass
