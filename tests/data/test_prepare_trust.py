@@ -17,10 +17,11 @@ from tanet_lightning.data import prepare as prepare_module
 from tanet_lightning.data.index import INDEX_NAME, VideoIndex
 from tanet_lightning.data.io import probe_num_frames
 from tanet_lightning.data.prepare import prepare_video
-from tanet_lightning.data.prepare_dataset import FAILED, MANIFEST, RETRIED
+from tanet_lightning.data.prepare_dataset import FAILED
 from tanet_lightning.prepare import prepare
 from tinyconf import compose_config
 
+MANIFEST, RETRIED = ".prepare_manifest.json", "prepare_retried.tsv"  # the names the README gives
 KEYS = ["gop=4", "workers=1", "progress=false"]
 TRAIN = "# my train list\na.mp4 0\nb.mp4 1\nc.mp4 0\n"
 VAL = "a.mp4 0\nd.mp4 1\n"
@@ -197,7 +198,7 @@ def test_noise_videos_are_kept_and_the_summary_counts_each_split(vt, tmp_path, c
     for name in noise:  # re-encoded (H.264, a keyframe every 4 frames), its luma close to the source's
         assert VideoIndex.load(out).lookup(out / name).key_frames.tolist() == [0, 4]
         copy, source = luma(out / name), luma(root / name)
-        assert copy.shape == source.shape and np.abs(copy - source).mean() < prepare_module.MAX_MEAN_ERROR
+        assert copy.shape == source.shape and np.abs(copy - source).mean() < 6  # measured: 4.2; crf=23: 8.5
 
     again = run(tmp_path, keys(root, train, val, out, "short_side=48"))["result"]  # resumed: still recorded
     assert again.done_before == 8 and sorted(again.retried) == noise and (out / RETRIED).is_file()
