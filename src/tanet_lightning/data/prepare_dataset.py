@@ -166,7 +166,9 @@ class Manifest:
                             ) from None
 
     def rel(self, path: Path) -> str:
-        return Path(os.path.relpath(path, self.out)).as_posix()
+        """``path``'s key: its path relative to ``out`` (a string prefix for paths under it: 250k videos)."""
+        path, base = os.fspath(path), os.fspath(self.out) + os.sep
+        return path[len(base):] if path.startswith(base) else Path(os.path.relpath(path, self.out)).as_posix()
 
     def owns(self, path: Path) -> bool:
         rel = self.rel(path)
@@ -239,7 +241,9 @@ def _check_overlap(p: Plan, out: Path) -> None:
     dirs: dict[str, str] = {}  # a video's folder -> its real path (250k videos share a few thousand)
     for job in p.jobs:
         head, name = os.path.split(os.path.abspath(job.src))
-        real = os.path.join(dirs.setdefault(head, os.path.realpath(head)), name)
+        if head not in dirs:
+            dirs[head] = os.path.realpath(head)
+        real = os.path.join(dirs[head], name)
         _refuse_overlap(out, real_out, "the video", job.src, os.path.realpath(real) if os.path.islink(real) else real)
 
 
