@@ -38,6 +38,7 @@ def prepare(cfg: DictConfig) -> dict:
     datamodule.prepare_data()  # synthetic data is generated on first use
     out = Path(os.path.abspath(cfg.out))
     plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)
+    manifest = prepare_dataset.check_output(plan, out)  # before any work: no input in out, no foreign file
     workers = cfg.get("workers") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                      else os.cpu_count() or 1)
     videos = sum(not j.frames for j in plan.jobs)
@@ -46,7 +47,8 @@ def prepare(cfg: DictConfig) -> dict:
              datamodule.source.root, out, cfg.gop, cfg.short_side, workers)
     try:
         with signals.stop_on_signals():
-            result = prepare_dataset.run(plan, out, cfg.gop, cfg.short_side, cfg.crf, workers, cfg.progress)
+            result = prepare_dataset.run(plan, out, cfg.gop, cfg.short_side, cfg.crf, workers, cfg.progress,
+                                         manifest)
     except signals.Stopped as e:
         log.error("stopped by %s: the finished videos are kept; the same command prepares the rest", e.name)
         raise

@@ -280,11 +280,11 @@ def locked(out: Path) -> Iterator[None]:
 
 
 def run(p: Plan, out: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE, crf: int = CRF,
-        workers: int = 1, progress: bool = True) -> Result:
+        workers: int = 1, progress: bool = True, manifest: Manifest | None = None) -> Result:
     """Prepare every video of the plan (resuming an earlier run), write the sidecar, the annotation files and
     ``prepare_failed.tsv``. Stopping (an exception, a signal turned into one) keeps what is finished."""
     out, root = Path(os.path.abspath(out)), Path(p.prepared.root)
-    manifest = check_output(p, out)
+    manifest = manifest or check_output(p, out)  # given: the caller has checked out already
     with locked(out):
         manifest.claimed |= {manifest.rel(path) for path in _targets(p, out)[0]}
         manifest.save()  # before any of those paths is written: whatever a killed run leaves there is its own
