@@ -4,14 +4,18 @@
 Reads any dataset the DataModule reads (the same ``data=`` configs and keys), re-encodes every video with
 a keyframe at least every ``gop`` frames (data/prepare.py), rewrites the annotation files, writes the index
 sidecar the loader uses instead of demuxing each file (data/index.py), and prints the ``data.*`` keys that
-train on the copy. Unreadable videos are listed in ``<out>/prepare_failed.tsv``, never fatal. A second run
-resumes; SIGTERM or Ctrl-C stops it cleanly (exit 143 or 130) with every finished video kept.
+train on the copy. Unreadable videos are listed in ``<out>/prepare_failed.tsv``, never fatal; a readable
+video whose copy at ``crf`` is not close enough is kept at a higher quality or as the source
+(``<out>/prepare_retried.tsv``), never left out. The summary gives the videos per split of the dataset and
+of the copy. A second run resumes; SIGTERM or Ctrl-C stops it cleanly (exit 143 or 130) with every finished
+video kept. ``out`` may hold nothing prepare reads, and no file there is replaced unless prepare wrote it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import hydra
@@ -35,6 +39,7 @@ def prepare(cfg: DictConfig) -> dict:
     datamodule.prepare_data()  # synthetic data is generated on first use
     out = Path(os.path.abspath(cfg.out))
     plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)
+    manifest = prepare_dataset.check_output(plan, out)  # before any work: no input in out, no foreign file
     workers = cfg.get("workers") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                      else os.cpu_count() or 1)
     videos = sum(not j.frames for j in plan.jobs)
@@ -43,7 +48,8 @@ def prepare(cfg: DictConfig) -> dict:
              datamodule.source.root, out, cfg.gop, cfg.short_side, workers)
     try:
         with signals.stop_on_signals():
-            result = prepare_dataset.run(plan, out, cfg.gop, cfg.short_side, cfg.crf, workers, cfg.progress)
+            result = prepare_dataset.run(plan, out, cfg.gop, cfg.short_side, cfg.crf, workers, cfg.progress,
+                                         manifest)
     except signals.Stopped as e:
         log.error("stopped by %s: the finished videos are kept; the same command prepares the rest", e.name)
         raise
@@ -52,13 +58,22 @@ def prepare(cfg: DictConfig) -> dict:
     log.info("prepared %d videos in %.0f s (%.1f videos/s)%s", made, result.seconds,
              made / max(result.seconds, 1e-9), f"; {result.done_before} were done already" if result.done_before
              else "")
+    if result.retried:
+        kinds = Counter(kept for kept, _ in result.retried.values())
+        shown = "\n  ".join(f"{rel}: {kept} ({why})" for rel, (kept, why) in sorted(result.retried.items())[:10])
+        log.warning("%d videos were not close enough to their source at crf=%d and are kept at a higher quality "
+                    "or as the source (%s; all listed in %s):\n  %s", len(result.retried), cfg.crf,
+                    ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), out / prepare_dataset.RETRIED, shown)
     if result.failed:
         shown = "\n  ".join(f"{rel}: {why}" for rel, why in list(sorted(result.failed.items()))[:10])
-        log.warning("%d videos could not be prepared and are left out of the copy's annotations (all listed in "
+        log.warning("%d videos could not be read and are left out of the copy's annotations (all listed in "
                     "%s):\n  %s", len(result.failed), out / prepare_dataset.FAILED, shown)
+    splits = prepare_dataset.split_sizes(plan, result.failed)
+    log.info("videos per split, dataset -> copy: %s", ", ".join(f"{s} {a} -> {b}" for s, (a, b) in splits.items()))
     overrides = prepare_dataset.training_overrides(plan, out)
     log.info("train on the copy: python -m tanet_lightning.train %s", " ".join([*_data_choice(), *overrides]))
-    return {"plan": plan, "result": result, "overrides": overrides}
+    return {"plan": plan, "result": result, "overrides": overrides, "splits": splits}
+
 
 
 def _data_choice() -> list[str]:
