@@ -55,7 +55,8 @@ def test_a_full_disk_fails_the_run_naming_its_directory(tmp_path, data_dir):
     full.mkdir()
     train = [sys.executable, "-m", "tanet_lightning.train", f"paths.log_dir={full}", *TINY_SYNTHETIC, *TINY_RUN,
              "torch_threads=1", "callbacks.data_wait_monitor=null"]
-    script = f"mount -t tmpfs -o size=2m tmpfs {full} && {' '.join(train)}; echo rc=$?; cat {full}/train/runs/*/run.json"
+    script = (f"mount -t tmpfs -o size=2m tmpfs {full} && {' '.join(train)}; echo rc=$?; "
+              f"cat {full}/train/runs/*/run.json")
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], cwd=tmp_path,
                           env=_env(data_dir), capture_output=True, text=True, timeout=600)
     logged, rest = done.stdout.split("rc=", 1)

@@ -88,7 +88,8 @@ def nothing_written(cfg) -> bool:
     (["optimizer.lr=nan"], r"optimizer.lr=nan is not a finite number"),
     (["data.scales=[1.0,1e400]"], r"data.scales=\[1.0, inf\] is not a finite number"),
     # an untyped key of an open group (the callback's own argument) is checked too
-    (["callbacks.data_wait_monitor.warn_fraction=inf"], r"callbacks.data_wait_monitor.warn_fraction=inf is not a finite"),
+    (["callbacks.data_wait_monitor.warn_fraction=inf"],
+     r"callbacks.data_wait_monitor.warn_fraction=inf is not a finite"),
     # issue 27 item 11: Lightning's raw ValueError from numpy's seed bounds
     (["seed=-1"], r"seed=-1 must be >= 0 and <= 4294967295 \(null: no seeding\); give seed=N"),
     (["seed=4294967296"], r"seed=4294967296 must be >= 0 and <= 4294967295"),
