@@ -89,6 +89,7 @@ class VideoClassificationModule(L.LightningModule):
         self.val_top1_best.persistent(True)  # in checkpoints, so a resumed run keeps its best so far
         self._test_outputs: list[tuple[torch.Tensor, ...]] = []
         self._losses: list[tuple[torch.Tensor, tuple[int, int, int]]] = []  # not yet checked (watch_loss)
+        self._val_losses: list[torch.Tensor] = []
         self.test_results: dict[str, torch.Tensor] = {}
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
 
@@ -181,6 +182,20 @@ class VideoClassificationModule(L.LightningModule):
             step = f"{float(value)} at global step {global_step} (epoch {epoch}, batch {batch_idx})"
         raise TrainingDiverged(f"the training loss became {step}: the run diverged; {self._divergence_fix()}")
 
+    def _check_val_losses(self) -> None:
+        """The last training steps may leave non-finite weights that no later training loss shows (the
+        epoch's last step): the validation loss does, before the epoch's checkpoint is written."""
+        losses, self._val_losses = self._val_losses, []
+        bad = bool(losses) and not bool(torch.isfinite(torch.stack(losses)).all())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            trainer = self._trainer
+            when = (f"at epoch {trainer.current_epoch} (after global step {trainer.global_step})"
+                    if trainer is not None else "")
+            raise TrainingDiverged(f"the validation loss became non-finite {when}: the weights diverged; "
+                                   f"{self._divergence_fix()}")
+
     def _divergence_fix(self) -> str:
         if self._trainer is None or not self.trainer.optimizers:
             return "lower optimizer.lr"
@@ -199,11 +214,13 @@ class VideoClassificationModule(L.LightningModule):
             return
         logits = self(batch["video"])
         loss = F.cross_entropy(logits, batch["label"])
+        self._val_losses.append(loss.detach())  # looked at once, at the epoch's end
         self.val_metrics.update(logits, batch["label"])
         self.log("val/loss", loss, sync_dist=True, batch_size=len(logits))
         self.log_dict(self.val_metrics, prog_bar=True, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
+        self._check_val_losses()
         if not self.trainer.sanity_checking and self.val_metrics["top1"].update_called:
             self.val_top1_best.update(self.val_metrics["top1"].compute())  # synced; Lightning resets it after
             self.log("val/top1_best", self.val_top1_best.compute())
