@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from .analysis import wandb_report
 from .analysis.report import report
 from .base.errors import ConfigError
+from .config import schema
 from .runs import build
 from .runs.lifecycle import STATE
 from .runs.signals import Stopped
@@ -56,6 +57,9 @@ class SweepCallback(Callback):
         self.launching = SWEEP_DIR_ENV not in os.environ or "LOCAL_RANK" not in os.environ
         if not self.launching:
             return  # the launching process checked the data
+        if problems := sweep_problems(config):  # before the sweep directory exists
+            log.error("%s", "\n".join(problems))
+            raise SystemExit(2)
         SweepCallback.refused.clear()
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +125,17 @@ class SweepCallback(Callback):
         task = [o for o in task if not o.startswith(("ckpt_path=", "hydra.sweep.dir=", "-m", "--multirun"))]
         return shlex.join(["python", "-m", "tanet_lightning.train", "-m", *task, f"hydra.sweep.dir={sweep_dir}",
                            "ckpt_path=last"])
+
+
+def sweep_problems(config: DictConfig) -> list[str]:
+    """What the sweep's own settings get wrong (each job checks its config itself): a search of no trials
+    (Optuna's sweeper would fail at its end with "Record does not exist"), an override that cannot resolve."""
+    problems = schema.override_problems(config)
+    for key in ("n_trials", "n_jobs"):
+        value = OmegaConf.select(config, f"hydra.sweeper.{key}", default=None, throw_on_resolution_failure=False)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"hydra.sweeper.{key}={value!r} must be an integer >= 1: give hydra.sweeper.{key}=N")
+    return problems
 
 
 def write_reports(sweep_dir: Path) -> None:

@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             except SIGTERMException:  # Lightning's own, raised at a batch end after its SIGTERM notice
                 raise signals.Stopped(signal.SIGTERM) from None
             except Exception as e:  # a signal that surfaced as another library's error is still a stop
-                stop = signals.stop_behind(e)
+                stop = signals.stop_behind(e) or checks.disk_full_behind(e, run.out)
                 if stop is None:
                     raise
                 raise stop from None

@@ -29,6 +29,7 @@ MONITORABLE = (*(f"val/{m}" for m in (*ACCURACY, "loss", "top1_best")),
 # Lightning's precisions that this project's float32 data pipeline and kernels run with (64 is not one)
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", 32, 16, "32", "16", "bf16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+SEED = dict(ge=0, le=2**32 - 1)  # what numpy's (and so Lightning's) seeding accepts
 
 
 def _views(value) -> str | None:
@@ -61,7 +62,7 @@ def _device(value) -> str | None:
 
 @dataclass
 class Synthetic:
-    seed: int = spec()
+    seed: int = spec(**SEED)
     train_per_class: int = spec(ge=1)
     val_per_class: int = spec(ge=1)
     test_per_class: int = spec(ge=1)
@@ -105,7 +106,7 @@ class Data:  # VideoDataModule's arguments
     prefetch_factor: int | None = spec(ge=1)
     synthetic: Synthetic | None = spec()
     val_fraction: float = spec(ge=0, lt=1)
-    split_seed: int = spec()
+    split_seed: int = spec(**SEED)
 
 
 @dataclass
@@ -224,7 +225,7 @@ class Paths:
 @dataclass
 class Diagnose:  # +diagnose=time: TimeDiagnostic's arguments
     orders: list[str] = spec(choices=ORDERS[1:], why="`ordered` is always scored: the reference")
-    shuffle_seed: int = spec(ge=0)
+    shuffle_seed: int = spec(**SEED)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,7 +237,7 @@ class Common:
     task_name: str = spec()
     experiment_name: str = spec()
     tags: list[Any] = spec()
-    seed: int | None = spec(give="N", why="null: no seeding")
+    seed: int | None = spec(**SEED, give="N", why="null: no seeding")
 
 
 @dataclass
