@@ -128,10 +128,10 @@ kill -TERM $PPID
 
 @pytest.mark.slow  # three training runs in subprocesses: ~1 min
 def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_dir, train_cmd):
-    """SIGUSR1 mid-epoch under SLURM: the job saves hpc_ckpt_1.ckpt, records the run as requeued, runs
-    `scontrol requeue <job>` (fake, on PATH) and stops: no test, no metrics.json, exit 138. The requeued
-    job (the same command) resumes from the checkpoint, replays the interrupted epoch's order, and ends
-    exit 0 with the uninterrupted run's metrics (val and train included)."""
+    """SIGUSR1 mid-epoch under SLURM: at the end of that step the job saves hpc_ckpt_1.ckpt, records the run
+    as requeued, runs `scontrol requeue <job>` (fake, on PATH) and stops: no test, no metrics.json, exit
+    138. The requeued job (the same command) resumes from the checkpoint, replays the interrupted epoch's
+    order, and ends exit 0 with the uninterrupted run's metrics (val and train included)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls.txt"
@@ -161,6 +161,7 @@ def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_d
         time.sleep(0.2)
     assert job.poll() is None, job.communicate()[0][-4000:]
     job.send_signal(signal.SIGUSR1)
+    next(runs.glob("*/paused")).with_name("signalled").write_text("")  # the probe lets step 4 end
     out = job.communicate(timeout=300)[0]
     assert job.returncode == 138, out[-4000:]  # 128 + SIGUSR1: stopped for the requeue, not finished
     assert calls.read_text().split() == ["requeue", "4242"]
