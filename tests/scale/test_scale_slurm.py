@@ -180,3 +180,22 @@ def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_d
     for key in ("test/top1", "test/top5", "val/top1", "val/top1_best", "val/loss", "train/loss_epoch"):
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
     assert json.loads((run_dir / "run.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.slow  # 2 DDP ranks, each a fresh interpreter: ~40 s on 2 cores
+def test_ddp_processes_started_by_lightning_in_a_one_task_slurm_allocation(tmp_path, data_dir, train_cmd):
+    """An interactive SLURM allocation (`srun --pty bash`: one task, SLURM_PROCID=0 in every process started
+    from it) running `trainer=ddp_cpu trainer.strategy=ddp`: Lightning starts rank 1 itself (LOCAL_RANK=1).
+    Rank 1 must know it is not rank 0 (LOCAL_RANK before SLURM_PROCID, Lightning's rule): it neither takes
+    the run lock nor records; the run finishes once, with one run.json, metrics.json and two ranks' logs."""
+    slurm = dict(SLURM_JOB_ID="4243", SLURM_JOB_NAME="interactive", SLURM_NTASKS="1", SLURM_PROCID="0",
+                 SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="localhost")
+    proc = run(train_cmd("trainer=ddp_cpu", "trainer.strategy=ddp", "data.batch_size=4"), tmp_path, data_dir,
+               timeout=300, **slurm)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "another process" not in proc.stdout + proc.stderr  # rank 1 did not try the run lock
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "finished"
+    assert json.loads((run_dir / "metrics.json").read_text())["test/num_videos"] == 8  # both ranks' videos
+    assert (run_dir / "train.log").read_text().count("run directory:") == 1
+    assert (run_dir / "train_ddp_process_1.log").read_text().count("run directory:") == 1
