@@ -157,6 +157,7 @@ def signals_at_random_moments(tmp_path, data_dir, launcher, reference, tries: in
     print(f"TANET_TEST_SEED={seed}:", "; ".join(ends))
 
 
+@pytest.mark.slow  # 3 interrupted runs and their finishing commands: ~3 min on 2 loaded cores
 @pytest.mark.process
 def test_stop_signals_at_random_moments_are_recorded_and_the_runs_finish(tmp_path, data_dir, launcher, reference):
     signals_at_random_moments(tmp_path, data_dir, launcher, reference, tries=3)
