@@ -27,8 +27,8 @@ from omegaconf import DictConfig
 
 from . import config
 from .base.errors import handle_user_errors
-from .models.load import Checkpoint
 from .config import schema
+from .models.load import Checkpoint
 from .runs import build, fingerprints, lifecycle, outputs
 from .runs.loggers import finish_wandb, log_config
 from .training.module import VideoClassificationModule

@@ -18,7 +18,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from . import config
@@ -46,16 +45,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint")
     try:
-        with signals.stop_on_signals(), lifecycle.open_run(cfg, lifecycle.hydra_files(cfg)) as run:
+        with signals.stop_on_signals(requeue=True), lifecycle.open_run(cfg, lifecycle.hydra_files(cfg)) as run:
             if run.done:
                 return run.metrics, {"cfg": cfg}
             try:
                 return _train(cfg, run)
-            except SIGTERMException:  # Lightning's own, raised at a batch end after its SIGTERM notice
-                raise signals.Stopped(signal.SIGTERM) from None
-            except Exception as e:  # a signal that surfaced as another library's error is still a stop
+            except BaseException as e:  # a signal that surfaced as another library's error is still a stop, and
+                # so is Lightning's SIGTERMException (a SystemExit of status 0); a full disk is named as such
                 stop = signals.stop_behind(e) or checks.disk_full_behind(e, run.out)
-                if stop is None:
+                if stop is None or stop is e:
                     raise
                 raise stop from None
     except signals.Stopped as e:
@@ -82,6 +80,7 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
                               optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
     callbacks = [*build.instantiate_dict(cfg.get("callbacks"), "callbacks"), *build.instantiate_diagnostics(cfg)]
     experiment_loggers = build.instantiate_dict(cfg.get("logger"), "logger")
+    callbacks.append(signals.StopAtSafePoints(out))  # a stop signal waits for the end of a batch
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=experiment_loggers or False)
     if ckpt_path is not None:
         ckpt = Checkpoint.read(ckpt_path)  # a clear error for a file that is not one of ours
@@ -96,23 +95,19 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
     resolved = outputs.save_resolved_config(cfg, out)
     loggers.log_config(experiment_loggers, resolved, model)
 
-    def requeued(path: Path) -> None:
-        run.end("requeued", f"SLURM requeue signal: state saved in {path.name}")
-
     metrics: dict[str, float] = dict(run.record.get("fit_metrics") or {})  # a resume that only tests keeps them
     try:
-        with signals.requeue_on_signal(trainer, out, requeued):
-            if fit:
-                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-                # ddp_spawn trains in child processes: only their logged metrics come back, not global_step
-                if trainer.global_step == 0 and not any(k.startswith("train/") for k in trainer.callback_metrics):
-                    raise DataError(_no_steps(cfg, trainer, datamodule))
-                metrics.update(outputs.to_python(trainer.callback_metrics))
-                run.fit_ended(metrics)
-            if test:
-                tested = _best_checkpoint(trainer) if fit else ckpt_path
-                trainer.test(model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
-                metrics.update(outputs.to_python(trainer.callback_metrics))
+        if fit:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            # ddp_spawn trains in child processes: only their logged metrics come back, not global_step
+            if trainer.global_step == 0 and not any(k.startswith("train/") for k in trainer.callback_metrics):
+                raise DataError(_no_steps(cfg, trainer, datamodule))
+            metrics.update(outputs.to_python(trainer.callback_metrics))
+            run.fit_ended(metrics)
+        if test:
+            tested = _best_checkpoint(trainer) if fit else ckpt_path
+            trainer.test(model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
+            metrics.update(outputs.to_python(trainer.callback_metrics))
     finally:
         outputs.write_bad_files(out, datamodule.bad_file_rows())
     metrics = {k: v for k, v in metrics.items() if not k.endswith("_step")}

@@ -22,8 +22,8 @@ import launcher as launched
 from tanet_lightning.analysis import ensemble as ens
 from tanet_lightning.base.errors import RunStateError
 from tanet_lightning.eval import evaluate
-from tanet_lightning.train import train
 from tanet_lightning.runs import lifecycle, signals
+from tanet_lightning.train import train
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, tiny_synthetic_dir
 
 HERE = Path(__file__).resolve().parent

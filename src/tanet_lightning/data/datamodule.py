@@ -63,7 +63,8 @@ class ResumableLoader(DataLoader):
         trainer = getattr(self.datamodule, "trainer", None)
         if trainer is None or self._epoch_rng is None:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # the batches trained: `completed` lags by one in a checkpoint saved at a batch's end (a stop signal's)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if not 0 < done < trainer.num_training_batches:  # epoch boundary: nothing to replay
             return {}
         return {"rng": self._epoch_rng, "batches": done}

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,8 +69,11 @@ def ignored(key: str) -> bool:
 
 
 def rank() -> str:
-    """DDP ranks other than 0 re-run the application in rank 0's directory: they never decide or record."""
-    return next((os.environ[v] for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(v)), "0")
+    """DDP ranks other than 0 re-run the application in rank 0's directory: they never decide or record.
+
+    Lightning's rule (``rank_zero_only.rank``): RANK, then LOCAL_RANK before SLURM_PROCID (a process Lightning
+    started in a one-task SLURM job has SLURM_PROCID=0 too), then the global rank a Trainer set."""
+    return str(rank_zero_only.rank)
 
 
 def _now() -> str:
@@ -394,7 +398,7 @@ def open_run(cfg: DictConfig, hydra_files: dict[str, Any] | None = None) -> Iter
         try:
             yield run
         except Requeued as e:
-            run.end("requeued", f"SLURM requeue signal: state saved in {e.checkpoint.name}")
+            run.end("requeued", e.reason)
             raise
         except (Stopped, SIGTERMException, KeyboardInterrupt) as e:
             name = getattr(e, "name", "SIGTERM" if isinstance(e, SIGTERMException) else "SIGINT")
