@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import config
 from .base.errors import handle_user_errors
 from .config import schema
-from .data import prepare_dataset
+from .data import prepare_dataset, shards
 from .runs import build, signals
 
 log = logging.getLogger("tanet_lightning")
@@ -33,7 +34,9 @@ def prepare(cfg: DictConfig) -> dict:
     schema.validate(cfg, "prepare")
     datamodule = build.instantiate_data(cfg)
     datamodule.prepare_data()  # synthetic data is generated on first use
-    out = Path(os.path.abspath(cfg.out))
+    out = final = Path(os.path.abspath(cfg.out))
+    if cfg.get("shards"):  # the files first (resumable, parallel), then packed into shards
+        out = final / shards.STAGING
     plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)
     workers = cfg.get("workers") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                      else os.cpu_count() or 1)
@@ -57,8 +60,25 @@ def prepare(cfg: DictConfig) -> dict:
         log.warning("%d videos could not be prepared and are left out of the copy's annotations (all listed in "
                     "%s):\n  %s", len(result.failed), out / prepare_dataset.FAILED, shown)
     overrides = prepare_dataset.training_overrides(plan, out)
+    if cfg.get("shards"):
+        overrides = _to_shards(cfg, overrides, out, final)
     log.info("train on the copy: python -m tanet_lightning.train %s", " ".join([*_data_choice(), *overrides]))
     return {"plan": plan, "result": result, "overrides": overrides}
+
+
+def _to_shards(cfg: DictConfig, overrides: list[str], files: Path, out: Path) -> list[str]:
+    """Pack the prepared files (read as training would read them) into LitData shards in ``out``; the files
+    go once the shards are whole. Returns the keys that train on the shards."""
+    copy = cfg.copy()
+    for item in overrides:
+        key, _, value = item.partition("=")
+        OmegaConf.update(copy, key, value, merge=False)
+    with signals.stop_on_signals():
+        written = shards.write_dataset(build.instantiate_data(copy), out, cfg.chunk_bytes)
+    shutil.rmtree(files)
+    log.info("wrote %s shards of %s to %s", shards.ENGINE,
+             ", ".join(f"{s} ({len(v['videos'])} videos)" for s, v in written["splits"].items()), out)
+    return [f"data.root={out}"]
 
 
 def _data_choice() -> list[str]:
