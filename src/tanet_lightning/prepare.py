@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from . import config
-from .base.errors import handle_user_errors
+from .base.errors import ConfigError, handle_user_errors
 from .config import schema
 from .data import prepare_dataset, shards
 from .runs import build, signals
@@ -32,11 +32,16 @@ def prepare(cfg: DictConfig) -> dict:
     """Prepare ``cfg.data``'s dataset into ``cfg.out``. Returns {"plan", "result", "overrides"} (the
     ``data.*`` keys that read the copy)."""
     schema.validate(cfg, "prepare")
+    if cfg.get("upload") and not cfg.get("shards"):
+        raise ConfigError(f"upload={cfg.upload} copies shards: give shards=true as well")
     datamodule = build.instantiate_data(cfg)
     datamodule.prepare_data()  # synthetic data is generated on first use
     out = final = Path(os.path.abspath(cfg.out))
     if cfg.get("shards"):  # the files first (resumable, parallel), then packed into shards
         out = final / shards.STAGING
+        if not out.exists() and shards.manifest(str(final)) is not None:  # a finished earlier run
+            log.info("%s holds finished shards (delete it to write them again)", final)
+            return {"plan": None, "result": None, "overrides": _upload(cfg, [f"data.root={final}"], final)}
     plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)
     workers = cfg.get("workers") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                      else os.cpu_count() or 1)
@@ -61,7 +66,7 @@ def prepare(cfg: DictConfig) -> dict:
                     "%s):\n  %s", len(result.failed), out / prepare_dataset.FAILED, shown)
     overrides = prepare_dataset.training_overrides(plan, out)
     if cfg.get("shards"):
-        overrides = _to_shards(cfg, overrides, out, final)
+        overrides = _upload(cfg, _to_shards(cfg, overrides, out, final), final)
     log.info("train on the copy: python -m tanet_lightning.train %s", " ".join([*_data_choice(), *overrides]))
     return {"plan": plan, "result": result, "overrides": overrides}
 
@@ -79,6 +84,15 @@ def _to_shards(cfg: DictConfig, overrides: list[str], files: Path, out: Path) ->
     log.info("wrote %s shards of %s to %s", shards.ENGINE,
              ", ".join(f"{s} ({len(v['videos'])} videos)" for s, v in written["splits"].items()), out)
     return [f"data.root={out}"]
+
+
+def _upload(cfg: DictConfig, overrides: list[str], out: Path) -> list[str]:
+    """``upload=s3://bucket/prefix``: copy the shards there (credentials and endpoint from the environment)."""
+    if not cfg.get("upload"):
+        return overrides
+    n = shards.upload(out, cfg.upload)
+    log.info("uploaded %d files of %s to %s", n, out, cfg.upload)
+    return [f"data.root={cfg.upload}"]
 
 
 def _data_choice() -> list[str]:

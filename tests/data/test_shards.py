@@ -21,8 +21,8 @@ from tinyconf import TINY_SPEC, TINY_SYNTHETIC, compose_config
 
 pytestmark = pytest.mark.heavy
 
-CLIP = dict(synthetic=dataclasses.asdict(TINY_SPEC), num_frames=4, short_side=32, crop_size=32, test_crop_size=32, num_workers=0, batch_size=8,
-            test_views="2x3")
+CLIP = dict(synthetic=dataclasses.asdict(TINY_SPEC), num_frames=4, short_side=32, crop_size=32, test_crop_size=32,
+            num_workers=0, batch_size=8, test_views="2x3")
 
 
 @pytest.fixture(scope="module")

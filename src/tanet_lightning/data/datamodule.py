@@ -22,13 +22,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from ..base.errors import ConfigError, DataError
+from . import shards
 from .datasets import BadFileLog, VideoClipDataset
 from .fingerprint import SplitFingerprint, fingerprint_split
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
 from .index import VideoIndex
 from .probe import FORMAT_CONFIGS, prepare_command, probe_spacing, spacing_message
 from .protocol import TestProtocol
-from . import shards
 from .settings import ClipSettings
 from .synthetic import SyntheticSpec
 
@@ -214,7 +214,7 @@ class VideoDataModule(L.LightningDataModule):
         bad = BadFileLog(f"{self.bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
         self._fingerprints[split] = fingerprint_split(records, self.root, self.class_names, self.flip_label_map,
                                                       present=[True] * len(records) if self.shards else None)
-        if self.video_index is None and not self.shards:  # a prepared dataset's sidecar (python -m tanet_lightning.prepare)
+        if self.video_index is None and not self.shards:  # a prepared dataset's sidecar (prepare's)
             self.video_index = VideoIndex.load(self.root)
         return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map,
                                 index=self.video_index, store=self.shards.get(split))

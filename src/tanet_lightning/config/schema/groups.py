@@ -302,6 +302,7 @@ class Prepare(Common):
     progress: bool = spec()
     shards: bool = spec(why="true: the copy as LitData shards (data.root=OUT or its upload reads them)")
     chunk_bytes: str = spec(give="128MB", why="the size of one shard (LitData recommends 64-256 MB)")
+    upload: str | None = spec(give="s3://BUCKET/PREFIX", why="shards=true: copy the shards to an object store")
 
 
 # ------------------------------------------------------------------------------------------------
