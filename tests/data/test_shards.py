@@ -142,3 +142,22 @@ def test_eval_streamed_from_s3_equals_the_files_and_a_stopped_store_is_an_error(
     server.stop()
     with pytest.raises(shards.ShardError, match=r"s3://videos/other"):
         VideoDataModule(data_dir=base / "data", format="synthetic", root="s3://videos/other", **CLIP)
+
+
+@pytest.mark.slow  # two spawned processes (trainer=ddp_cpu)
+def test_eval_under_ddp_from_shards_scores_every_video_once_as_one_process_from_files(prepared, make_cfg):
+    base, _ = prepared
+    metrics, objects = train(make_cfg(["trainer.max_epochs=1", "test=false", f"data.root={base / 'files'}"]))
+    ckpt = objects["trainer"].checkpoint_callback.best_model_path
+    runs = {}
+    for name, extra in (("files", [f"data.root={base / 'files'}"]),
+                        ("shards-ddp", [f"data.root={base / 'shards'}", "trainer=ddp_cpu", "data.test_batch_size=5"])):
+        cfg = make_cfg([f"ckpt_path={ckpt}", "data.test_views=1x3", *extra], name="eval")
+        m, _ = evaluate(cfg)
+        runs[name] = (m, _scores(Path(cfg.paths.output_dir)))
+    (mf, sf), (md, sd) = runs["files"], runs["shards-ddp"]
+    assert md["test/num_videos"] == mf["test/num_videos"] == 8  # 24 views over 2 ranks: padding dropped
+    assert mf["test/top1"] == md["test/top1"] and mf["test/top5"] == md["test/top5"]
+    order_f, order_d = np.argsort(sf["video_idx"]), np.argsort(sd["video_idx"])
+    assert np.array_equal(sf["video_idx"][order_f], sd["video_idx"][order_d])
+    np.testing.assert_allclose(sf["scores"][order_f], sd["scores"][order_d], rtol=0, atol=1e-6)

@@ -221,10 +221,8 @@ class ShardSplit:
                 self._dataset = StreamingDataset(where, cache_dir=cache, shuffle=False, **kwargs)
             except Exception as e:
                 raise ShardError(f"cannot open the {self.split} shards at {where}: {type(e).__name__}: {e}") from None
+            # no length check: under DDP the engine's len() is this rank's share; every sample's id is checked
             self._pid = os.getpid()
-            if len(self._dataset) != len(self.ids):
-                raise ShardError(f"{where} holds {len(self._dataset)} samples, its manifest {len(self.ids)}: "
-                                 f"write the shards again")
         return self._dataset
 
     def fetch(self, i: int) -> tuple[EncodedVideo, IndexEntry]:
