@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import config
-from .base.errors import handle_user_errors
+from .base.errors import ConfigError, handle_user_errors
 from .config import schema
-from .data import prepare_dataset
+from .data import prepare_dataset, shards
 from .runs import build, signals
 
 log = logging.getLogger("tanet_lightning")
@@ -35,9 +36,16 @@ def prepare(cfg: DictConfig) -> dict:
     """Prepare ``cfg.data``'s dataset into ``cfg.out``. Returns {"plan", "result", "overrides"} (the
     ``data.*`` keys that read the copy)."""
     schema.validate(cfg, "prepare")
+    if cfg.get("upload") and not cfg.get("shards"):
+        raise ConfigError(f"upload={cfg.upload} copies shards: give shards=true as well")
     datamodule = build.instantiate_data(cfg)
     datamodule.prepare_data()  # synthetic data is generated on first use
-    out = Path(os.path.abspath(cfg.out))
+    out = final = Path(os.path.abspath(cfg.out))
+    if cfg.get("shards"):  # the files first (resumable, parallel), then packed into shards
+        out = final / shards.STAGING
+        if not out.exists() and shards.manifest(str(final)) is not None:  # a finished earlier run
+            log.info("%s holds finished shards (delete it to write them again)", final)
+            return {"plan": None, "result": None, "overrides": _upload(cfg, [f"data.root={final}"], final)}
     plan = prepare_dataset.plan(datamodule.reader, datamodule.source, datamodule.class_names, out)
     manifest = prepare_dataset.check_output(plan, out)  # before any work: no input in out, no foreign file
     workers = cfg.get("workers") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -71,9 +79,35 @@ def prepare(cfg: DictConfig) -> dict:
     splits = prepare_dataset.split_sizes(plan, result.failed)
     log.info("videos per split, dataset -> copy: %s", ", ".join(f"{s} {a} -> {b}" for s, (a, b) in splits.items()))
     overrides = prepare_dataset.training_overrides(plan, out)
+    if cfg.get("shards"):
+        overrides = _upload(cfg, _to_shards(cfg, overrides, out, final), final)
     log.info("train on the copy: python -m tanet_lightning.train %s", " ".join([*_data_choice(), *overrides]))
     return {"plan": plan, "result": result, "overrides": overrides, "splits": splits}
 
+
+
+def _to_shards(cfg: DictConfig, overrides: list[str], files: Path, out: Path) -> list[str]:
+    """Pack the prepared files (read as training would read them) into LitData shards in ``out``; the files
+    go once the shards are whole. Returns the keys that train on the shards."""
+    copy = cfg.copy()
+    for item in overrides:
+        key, _, value = item.partition("=")
+        OmegaConf.update(copy, key, value, merge=False)
+    with signals.stop_on_signals():
+        written = shards.write_dataset(build.instantiate_data(copy), out, cfg.chunk_bytes)
+    shutil.rmtree(files)
+    log.info("wrote %s shards of %s to %s", shards.ENGINE,
+             ", ".join(f"{s} ({len(v['videos'])} videos)" for s, v in written["splits"].items()), out)
+    return [f"data.root={out}"]
+
+
+def _upload(cfg: DictConfig, overrides: list[str], out: Path) -> list[str]:
+    """``upload=s3://bucket/prefix``: copy the shards there (credentials and endpoint from the environment)."""
+    if not cfg.get("upload"):
+        return overrides
+    n = shards.upload(out, cfg.upload)
+    log.info("uploaded %d files of %s to %s", n, out, cfg.upload)
+    return [f"data.root={cfg.upload}"]
 
 
 def _data_choice() -> list[str]:

@@ -104,6 +104,8 @@ class Data:  # VideoDataModule's arguments
     persistent_workers: bool = spec()
     pin_memory: bool | None = spec()
     prefetch_factor: int | None = spec(ge=1)
+    cache_dir: str | None = spec(give="DIR", why="where a remote shard location's chunks are cached")
+    cache_size: str | None = spec(give="100GB", why="the shard cache's size limit")
     synthetic: Synthetic | None = spec()
     val_fraction: float = spec(ge=0, lt=1)
     split_seed: int = spec(**SEED)
@@ -300,6 +302,9 @@ class Prepare(Common):
     crf: int = spec(ge=0, le=51, why="x264 quality: lower is better and bigger")
     workers: int | None = spec(ge=1, why="processes; null: one per core")
     progress: bool = spec()
+    shards: bool = spec(why="true: the copy as LitData shards (data.root=OUT or its upload reads them)")
+    chunk_bytes: str = spec(give="128MB", why="the size of one shard (LitData recommends 64-256 MB)")
+    upload: str | None = spec(give="s3://BUCKET/PREFIX", why="shards=true: copy the shards to an object store")
 
 
 # ------------------------------------------------------------------------------------------------
