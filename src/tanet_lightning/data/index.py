@@ -4,7 +4,8 @@
 video: frame count, sorted frame pts, keyframe pts, width, height, fps, time base, the video stream they
 describe (FFmpeg's pick in a file with several; a prepared copy has one) and the source's stream prepare
 kept, and the file's size and mtime_ns, so an entry whose file has changed since (re-encoded, replaced,
-copied without its mtime) is stale and the loader demuxes that file as before. ``lookup`` costs one ``stat``; a demux reads every packet.
+copied without its mtime) is stale and the loader demuxes that file as before. ``lookup`` costs one
+``stat``; a demux reads every packet.
 
 Why one uncompressed ``.npz`` of flat columns: 250k videos load in well under a second (a handful of arrays,
 no per-video Python objects until a lookup), without pickle, and the file stays far smaller than one JSON
