@@ -38,6 +38,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     A run that had finished already (``ckpt_path=last``) returns its metrics and no objects."""
     schema.validate(cfg, "train")
     checks.check_config(cfg)
+    checks.check_slurm_layout(cfg.trainer)
     ckpt_path = cfg.get("ckpt_path")
     if not cfg.get("train", True) and cfg.get("test", True) and ckpt_path in (None, "last"):
         raise ConfigError("train=false tests a checkpoint: give ckpt_path=PATH "

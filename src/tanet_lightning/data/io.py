@@ -262,15 +262,24 @@ def _open_container(path: str | EncodedVideo, header_only: bool) -> av.container
         except ValueError:  # streams known only after probing (MPEG-TS/PS)
             return av.open(_input(path))
         streams = container.streams.video
-        if not streams or (streams[0].codec_context.width and streams[0].codec_context.height):
+        # several video streams: which one FFmpeg picks depends on what its probe decodes (frame counts
+        # rank the candidates), so only a probed open picks the one torchcodec and the ffmpeg CLI read
+        if not streams or (len(streams) == 1 and streams[0].codec_context.width and streams[0].codec_context.height):
             return container
-        container.close()  # no size in the header: let FFmpeg probe the stream
+        container.close()  # no size in the header, or a choice to make: let FFmpeg probe the streams
     return av.open(_input(path))
 
 
+def best_video_stream(container: av.container.InputContainer) -> av.video.VideoStream:
+    """The video stream FFmpeg's av_find_best_stream picks (default disposition, then probed frames, bit
+    rate): what torchcodec and the ffmpeg CLI read from a file with several, not necessarily index 0."""
+    return container.streams.best("video")
+
+
 @contextmanager
-def _open_video(path: str, header_only: bool = True):
-    """(container, first video stream), single-threaded; always closed; FFmpeg errors -> VideoDecodeError.
+def _open_video(path: str, header_only: bool = True, stream_index: int | None = None):
+    """(container, video stream), single-threaded; always closed; FFmpeg errors -> VideoDecodeError.
+    The stream is FFmpeg's pick (best_video_stream), or the one at `stream_index` (an index entry's).
     header_only: skip FFmpeg's probe decode (see _HEADER_ONLY)."""
     try:
         container = _open_container(path, header_only)
@@ -279,7 +288,12 @@ def _open_video(path: str, header_only: bool = True):
     try:
         if not container.streams.video:
             raise VideoDecodeError(f"{path} has no video stream")
-        stream = container.streams.video[0]
+        if stream_index is None:
+            stream = best_video_stream(container)
+        elif stream_index < len(container.streams) and container.streams[stream_index].type == "video":
+            stream = container.streams[stream_index]
+        else:
+            raise VideoDecodeError(f"{path} has no video stream {stream_index} (its index entry names it)")
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1  # workers give the parallelism; threads only add seek latency
         yield container, stream
@@ -292,11 +306,13 @@ def _open_video(path: str, header_only: bool = True):
 def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None,
                   entry: IndexEntry | None = None) -> torch.Tensor:
     frames, idx = None, None
+    stream_index = entry.stream if entry is not None else None  # else FFmpeg's pick, kept for the retries
     # a header-only open first; on any failure (e.g. an H.264 stream whose B-frame delay only the probe
     # finds: a timestamp mismatch) once more with FFmpeg's probe; without usable timestamps, in decode order
     for header_only in (True, False):
         try:
-            with _open_video(path, header_only) as (container, stream):
+            with _open_video(path, header_only, stream_index) as (container, stream):
+                stream_index = stream.index
                 # a prepared dataset's sidecar (index.py) saves the demux pass; the caller checked it is not stale
                 demuxed = _Demuxed(entry.pts, entry.keys, entry.num_frames) if entry is not None \
                     else _demux(container, stream, KEEP_PACKET_BYTES)
@@ -313,7 +329,7 @@ def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None,
             if not header_only:
                 raise
     if frames is None:  # no usable timestamps: decode in order from a fresh open (raw streams cannot seek)
-        with _open_video(path, header_only=False) as (container, stream):
+        with _open_video(path, header_only=False, stream_index=stream_index) as (container, stream):
             frames = _decode_sequential(container, stream, wanted, size)
     missing = [int(f) for f in wanted if int(f) not in frames]
     if missing:
@@ -379,8 +395,9 @@ def read_video_frames(
     `num_frames -> indices` so the sampler sees the true frame count without a second open.
     `short_side` resizes inside the decoder (swscale, bilinear) so full-size RGB is never built.
     `index_entry` (``VideoIndex.lookup(path)``, index.py) gives the frame pts and keyframes of a video file
-    instead of demuxing it. `path` may also be the encoded file itself (bytes, or an ``EncodedVideo`` that
-    names it): the frames are those of the same file read from disk.
+    instead of demuxing it (and the stream to read: FFmpeg's pick otherwise, see best_video_stream). `path` may
+    also be the encoded file itself (bytes, or an ``EncodedVideo`` that names it): the frames are those of the
+    same file read from disk.
     Raises VideoDecodeError for missing/corrupt inputs, IndexError for out-of-range indices.
     """
     if isinstance(path, (bytes, bytearray, memoryview)):
@@ -393,6 +410,12 @@ def read_video_frames(
     if not os.path.exists(path):
         raise VideoDecodeError(f"video file not found: {path}")
     return _read_encoded(path, indices, short_side, index_entry)
+
+
+def video_stream(path: str | os.PathLike) -> int:
+    """The index of the video stream the loader reads from `path` (FFmpeg's pick, best_video_stream)."""
+    with _open_video(os.fspath(path)) as (_, stream):
+        return stream.index
 
 
 def probe_num_frames(path: str | Path, frame_template: str = FRAME_TEMPLATE) -> int:

@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from .index import IndexEntry
-from .io import VideoDecodeError, _demux_index, _open_video, _to_rgb, read_video_frames
+from .io import VideoDecodeError, _demux_index, _open_video, _to_rgb, read_video_frames, video_stream
 
 GOP, SHORT_SIDE, CRF = 30, 320, 23
 PRESET = "veryfast"  # x264: ~2x the speed of "medium" at the same crf for a few % more bytes
@@ -125,10 +125,11 @@ def index_file(path: str | os.PathLike, source: os.stat_result | None = None) ->
             raise VideoDecodeError(f"{path}: its timestamps cannot index frames")
         height, width, fps, tb = stream.codec_context.height, stream.codec_context.width, _rate(stream), \
             Fraction(stream.time_base)
+        index = stream.index
     st = os.stat(path)
     return IndexEntry.from_pts(pts, keys, width=width, height=height, fps=fps, time_base=tb, size=st.st_size,
                                mtime_ns=st.st_mtime_ns, source_size=source.st_size if source else -1,
-                               source_mtime_ns=source.st_mtime_ns if source else -1)
+                               source_mtime_ns=source.st_mtime_ns if source else -1, stream=index)
 
 
 def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE,
@@ -153,7 +154,8 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP
     finally:
         tmp.unlink(missing_ok=True)
     st = os.stat(dst)  # the rename keeps the file's mtime; the entry names the file under its final name
-    return dataclasses.replace(done, entry=dataclasses.replace(done.entry, size=st.st_size, mtime_ns=st.st_mtime_ns))
+    return dataclasses.replace(done, entry=dataclasses.replace(done.entry, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                                             source_stream=video_stream(src)))
 
 
 def _checked_copy(src: str, tmp: Path, fmt: str, n: int, gop: int, short_side: int | None, crf: int,
