@@ -167,3 +167,32 @@ def test_stop_signals_at_random_moments_are_recorded_and_the_runs_finish(tmp_pat
 @pytest.mark.process
 def test_stop_signals_at_many_random_moments(tmp_path, data_dir, launcher, reference):
     signals_at_random_moments(tmp_path, data_dir, launcher, reference, tries=16)
+
+
+@pytest.mark.process
+def test_ctrl_c_to_the_whole_process_group_with_loader_workers_is_a_stop_not_a_failure(tmp_path, data_dir):
+    """A terminal's Ctrl-C (and a scheduler's SIGTERM) reaches every process of the group, DataLoader workers
+    included: the workers leave the stop to the run's process, which records it as interrupted (exit 130),
+    and ``ckpt_path=last`` finishes the run. (A worker that stopped itself made the run `failed`, exit 1.)"""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TANET_", "SLURM_"))}
+    env.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    args = [sys.executable, "-m", "tanet_lightning.train", *RUN, "data.num_workers=2", "trainer.max_epochs=3"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        runs = list((tmp_path / "logs" / "train" / "runs").glob("*/csv"))
+        if runs and any(runs[0].rglob("*.csv")):  # training has started: workers are alive
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=240)[0]
+    state = json.loads((the_run(tmp_path) / "run.json").read_text())
+    assert proc.returncode == 130 and state["state"] == "interrupted", (proc.returncode, state, out[-3000:])
+    done = subprocess.run([*args, "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads((the_run(tmp_path) / "run.json").read_text())["state"] == "finished"

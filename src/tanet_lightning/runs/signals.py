@@ -85,8 +85,13 @@ class _Requests:
     def __init__(self) -> None:
         self.pending: int | None = None  # the signal waiting for a safe point
         self.deferring = False  # inside the training loop: a safe point will come
+        self.owner = os.getpid()  # the process that runs the run (DataLoader workers fork with this handler)
 
     def handler(self, signum: int, frame) -> None:
+        if os.getpid() != self.owner:
+            # a DataLoader worker: Ctrl-C and a scheduler's SIGTERM reach the whole process group, but the run's
+            # process decides and ends its workers; a worker that died first would turn the stop into a failure
+            return
         if self.pending is not None or not self.deferring:
             self.deferring = False  # stopping now: later signals stop at once too
             raise Requeued(None) if signum == REQUEUE_SIGNAL else Stopped(signum)
