@@ -22,10 +22,10 @@ from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset
 from tanet_lightning.data.formats import VideoRecord
 from tanet_lightning.data.index import INDEX_NAME, VideoIndex, write_index
 from tanet_lightning.data.io import probe_num_frames, read_video_frames
-from tanet_lightning.data.prepare import index_file, output_size
 from tanet_lightning.data.prepare_dataset import FAILED, TMP
 from tanet_lightning.data.sampling import ClipSampler
 from tanet_lightning.data.settings import ClipSettings
+from tanet_lightning.data.transcode import index_file, output_size
 from tanet_lightning.prepare import prepare
 from tanet_lightning.train import train
 from tinyconf import compose_config

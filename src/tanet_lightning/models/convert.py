@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint_file
 from .fit import check_clip_length, check_fits
 from .load import net_kwargs, read_checkpoint, source_of
 from .video import create_video_model
+from .weights_file import CheckpointError, load_checkpoint_file
 
 __all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
            "load_init_weights", "to_peer_layout"]
