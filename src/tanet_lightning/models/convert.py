@@ -5,7 +5,7 @@
 works. ``convert`` also returns the architecture it read off the weights (backbone depth, T, K, alpha,
 beta, classes), which is what ``python -m tanet_lightning.convert`` writes into a project checkpoint.
 
-Key layouts (notes/reference_impl.md section 6):
+Key layouts (read off the files the official code and MMAction2 save):
 
 * official (TSN wrapper saved from DataParallel): ``module.base_model.layerX.Y.net.conv1.weight``,
   ``...layerX.Y.tam.G.0.weight`` (older files: ``self_conv.conv_f`` = G, ``self_conv.conv_g`` = L),
