@@ -41,7 +41,8 @@ def test_an_interval_is_refused_as_hydra_refuses_it():
 
 
 def test_the_package_imports_nothing_private_of_hydra():
-    found = [str(p.relative_to(REPO)) for p in sorted((REPO / "src").rglob("*.py")) if "hydra._internal" in p.read_text()]
+    found = [str(p.relative_to(REPO)) for p in sorted((REPO / "src").rglob("*.py"))
+             if "hydra._internal" in p.read_text()]
     assert not found, found
 
 
