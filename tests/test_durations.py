@@ -59,8 +59,11 @@ def test_without_the_cache_the_order_is_the_collections(suite):
     assert [line.split("::")[0] for line in result.outlines if "::" in line] == ["test_a.py", "test_b.py", "test_c.py"]
 
 
-@pytest.mark.heavy  # two xdist worker processes
+@pytest.mark.heavy  # two xdist sessions of two worker processes
 def test_under_xdist_the_controller_stores_what_the_workers_measured(suite):
-    suite.runpytest_subprocess("-n", "2", "--dist", "loadscope", "--no-loadscope-reorder").assert_outcomes(passed=3)
+    xdist = ("-n", "2", "--dist", "loadscope", "--no-loadscope-reorder")
+    suite.runpytest_subprocess(*xdist).assert_outcomes(passed=3)
     assert stored(suite)["test_b.py::test_long"] >= 0.3 and len(stored(suite)) == 3
     assert order(suite)[0] == "test_b.py"
+    # measured, every worker sorts the same way (xdist stops a session whose workers collected differently)
+    suite.runpytest_subprocess(*xdist).assert_outcomes(passed=3)
