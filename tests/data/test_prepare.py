@@ -224,7 +224,7 @@ def test_training_on_the_prepared_copy_runs(prepared, tmp_path):
     assert objects["datamodule"].bad_files() == []
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt, launcher):
     """Real workers: a stopped run leaves only whole files under final names; the rerun keeps them."""
     src = tmp_path / "videos"

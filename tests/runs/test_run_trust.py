@@ -148,7 +148,6 @@ def _app(launcher, app: str, cwd: Path, *args: str):
 
 
 @pytest.mark.slow  # ~34 s on 2 shared cores: a train and two eval processes
-@pytest.mark.process
 def test_chdir_true_resolves_relative_paths_against_the_launch_directory(tmp_path, data_dir, launcher):
     tiny_synthetic_dir(data_dir)  # the pre-generated set, reached through a relative path
     (tmp_path / "data").symlink_to(data_dir)

@@ -29,7 +29,7 @@ def _only_run(logs: Path) -> Path:
     return run.parent
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_a_loss_that_becomes_nan_fails_the_run_naming_the_step(tmp_path, data_dir, launcher):
     cmd = [sys.executable, "-m", "tanet_lightning.train", "optimizer.lr=1e30", *TINY_SYNTHETIC, *TINY_RUN,
            "torch_threads=1"]
@@ -44,7 +44,7 @@ def test_a_loss_that_becomes_nan_fails_the_run_naming_the_step(tmp_path, data_di
     assert not (run / "metrics.json").exists()
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_a_full_disk_fails_the_run_naming_its_directory(tmp_path, data_dir):
     """A real full disk: the run directory on a 2 MB tmpfs (its own mount namespace: no root needed, nothing
     mounted outside the test), where the first checkpoint does not fit."""
