@@ -1,5 +1,5 @@
 """`prepare` never writes over what it reads or over a file it did not write, and never leaves a readable
-video out (issue 27, defects 3 and 4). Tiny PyAV videos, the Hydra app's function run in-process."""
+video out. Tiny PyAV videos, the Hydra app's function run in-process."""
 
 from __future__ import annotations
 

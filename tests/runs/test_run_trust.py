@@ -1,4 +1,5 @@
-"""Nothing a run saved is lost or silently replaced (issue 27: items 2, 5, 9, 11's run.json): real tiny runs.
+"""Nothing a run saved is lost or silently replaced (eval over eval, resume over damaged checkpoints, a broken
+run.json): real tiny runs.
 
 - an evaluation is a run of its checkpoint: another checkpoint is another directory, a finished one is kept;
 - ``ckpt_path=last`` resumes from the newest loadable checkpoint of any kind, never deletes saved ones;

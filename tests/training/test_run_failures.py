@@ -1,5 +1,5 @@
-"""Runs that cannot give a result end `failed` with one message that names the step or the path and the fix
-(issue 27 items 7 and 11): a loss that became non-finite, a full disk; and a search of no trials is refused."""
+"""Runs that cannot give a result end `failed` with one message that names the step or the path and the fix:
+a loss that became non-finite, a full disk; and a search of no trials is refused."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_a_second_launch_continues_the_study_and_mlflow_records_the_run(tmp_path
 
 @pytest.mark.slow
 def test_the_finishing_command_finishes_a_stopped_search(tmp_path):
-    """Issue 27 item 8: after SIGTERM the printed command exited 0 but sampled new trials, leaving the stopped
+    """After SIGTERM the printed command exited 0 but sampled new trials, leaving the stopped
     trial RUNNING and its run interrupted. Now it resumes that trial's run, tells the study its value, and
     samples only what the launch still owed (n_trials=2: one more)."""
     import json
