@@ -20,12 +20,16 @@ def temp_name(path: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, fsync: bool = True,
+                tmp: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on success it replaces ``path`` in one
     rename (fsynced first, so a crash after the rename cannot leave an empty file), on an exception it is
-    removed and ``path`` keeps its previous content."""
+    removed and ``path`` keeps its previous content. A symlink at ``path`` is replaced, never followed.
+
+    ``tmp``: the temporary path (default ``temp_name(path)``), for a caller that keeps its temporary files
+    in a folder of its own (on ``path``'s file system: the rename must not become a copy)."""
     path = Path(path)
-    tmp = temp_name(path)
+    tmp = Path(tmp) if tmp is not None else temp_name(path)
     try:
         yield tmp
         if fsync and tmp.is_file():

@@ -21,7 +21,6 @@ It is generated once, into a temporary folder renamed into place, and never repl
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
 import glob
 import hashlib
@@ -40,6 +39,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..base import locks
 from ..base.errors import DataError
 
 VERSION = 5
@@ -305,8 +305,7 @@ def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec(), wo
     if _matches(manifest, wanted):  # complete already: no lock file (the data may be read-only)
         return manifest
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(root.parent / f".{root.name}.lock"):  # waits for the process generating it
         manifest = _read_manifest(root)
         if _matches(manifest, wanted):  # another process generated it while we waited
             return manifest
