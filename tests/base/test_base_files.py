@@ -1,13 +1,21 @@
-"""The one atomic write (base/files.py ``atomic_path``): the new content replaces the file whole, or, on any
-exception, the old content stays and no temporary file is left behind."""
+"""The one atomic write (base/files.py ``atomic_path``, ``atomic_dir``): the new content replaces the file whole,
+or, on any exception, the old content stays and no temporary file is left behind."""
 
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
-from tanet_lightning.base.files import atomic_path, atomic_write_bytes, atomic_write_text
+from tanet_lightning.base.files import (
+    atomic_dir,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    temp_name,
+    this_hosts_temps,
+)
 
 
 def test_a_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
@@ -53,3 +61,19 @@ def test_a_symlink_is_replaced_never_followed(tmp_path):
     assert target.read_text() == "input" and not (tmp_path / "out.txt").is_symlink()
     atomic_write_text(tmp_path / "out.txt", "again")
     assert (tmp_path / "out.txt").read_text() == "again"
+
+
+def test_a_folder_is_put_in_place_whole_never_merged_and_this_hosts_leftovers_are_found(tmp_path):
+    root = tmp_path / "variant"
+    with atomic_dir(root) as tmp:
+        (tmp / "manifest.json").write_text("{}")
+        assert not root.exists()
+    assert os.listdir(root) == ["manifest.json"]
+    with pytest.raises(OSError):  # another writer made it meanwhile: not merged into
+        with atomic_dir(root) as tmp:
+            (tmp / "other").write_text("")
+    assert os.listdir(root) == ["manifest.json"] and sorted(os.listdir(tmp_path)) == ["variant"]
+    mine = temp_name(root)
+    mine.mkdir()  # a killed writer's, on this host
+    (tmp_path / f".variant.{socket.gethostname()}-gpu-1-0123abcd.tmp").mkdir()  # host <this one>-gpu's
+    assert this_hosts_temps(root) == [mine]
