@@ -22,7 +22,6 @@ the rank processes inherit and ``hydra.sweep.dir`` (conf/hydra/default.yaml) rea
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -37,10 +36,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis import wandb_report
 from .analysis.report import report
+from .base import locks
 from .base.errors import ConfigError
 from .config import schema
 from .runs import build
-from .runs.lifecycle import STATE
+from .runs.lifecycle import STATE, RunState
 from .runs.signals import Stopped
 
 log = logging.getLogger("tanet_lightning")
@@ -63,18 +63,13 @@ class SweepCallback(Callback):
         SweepCallback.refused.clear()
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = open(sweep_dir / ".sweep.lock", "a+")  # held until this process ends
         try:
-            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.lock.seek(0)
+            self.lock = locks.hold(sweep_dir / ".sweep.lock")  # held until this process ends
+        except locks.Held as held:
             log.error("another launch (%s) is running the sweep in %s: wait for it to end, or give this one "
-                      "another hydra.sweep.dir", self.lock.read().strip() or "pid unknown", sweep_dir)
+                      "another hydra.sweep.dir", held.holder, sweep_dir)
             raise SystemExit(2) from None
-        self.lock.seek(0)
-        self.lock.truncate()
-        self.lock.write(f"pid {os.getpid()}\n")
-        self.lock.flush()
+        self.lock.claim(f"pid {os.getpid()}")
 
         def stop_between_jobs(signum, frame):  # inside a job the run's own handler is in place (signals.py)
             write_reports(sweep_dir)
@@ -104,7 +99,7 @@ class SweepCallback(Callback):
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         write_reports(sweep_dir)
         failed = sorted(p.parent.name for p in sweep_dir.glob(f"*/{STATE}")
-                        if json.loads(p.read_text()).get("state") == "failed")
+                        if json.loads(p.read_text()).get("state") == RunState.FAILED)
         refused, SweepCallback.refused[:] = list(SweepCallback.refused), []
         if failed or refused:  # every job ran; a sweep with failed jobs did not finish: say so in the exit code
             if failed:

@@ -195,7 +195,7 @@ def main(cfg: DictConfig) -> float | None:
             SweepCallback.refused.append(f"{Path(cfg.paths.output_dir).name}: {e}")
         detail = str(e) if isinstance(e, UserError) else traceback.format_exc()
         log.error("job %s %s:\n%s", cfg.paths.output_dir,
-                  "refused" if isinstance(e, RunStateError) else "failed", detail)
+                  "refused" if isinstance(e, RunStateError) else lifecycle.RunState.FAILED, detail)
         return None
     finally:
         loggers.finish_wandb()

@@ -82,14 +82,14 @@ def test_a_killed_generator_leaves_no_partial_variant(tmp_path):
     big = {**TINY, "train_per_class": 60}
     proc = _spawn(tmp_path, big)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "synthetic").glob(".*.tmp-*/videos/train/*.mp4")):
+    while time.time() < deadline and not list((tmp_path / "synthetic").glob(".*.tmp/videos/train/*.mp4")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     root = synthetic_dir(tmp_path / "synthetic", SyntheticSpec(**big))
     assert not root.exists()  # readers never see a half-written dataset
-    assert list((tmp_path / "synthetic").glob(".*.tmp-*"))
+    assert list((tmp_path / "synthetic").glob(".*.tmp"))
     dm = _dm(tmp_path, train_per_class=60)
     dm.prepare_data()
     assert dm.root == root and json.loads((root / "manifest.json").read_text())["stats"]["videos"] == 8 * 62
-    assert not list((tmp_path / "synthetic").glob(".*.tmp-*"))  # the killed one's folder is gone too
+    assert not list((tmp_path / "synthetic").glob(".*.tmp"))  # the killed one's folder is gone too

@@ -42,6 +42,7 @@ def test_last_ckpt_is_the_latest_epoch_not_the_best(trained):
     out, _ = trained
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 1 and last["global_step"] == 2 * 3  # 2 epochs of 3 batches
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_train_false_tests_the_given_checkpoint(make_cfg, trained):

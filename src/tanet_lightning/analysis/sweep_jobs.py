@@ -21,7 +21,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from ..runs.lifecycle import ignored
+from ..runs.lifecycle import RunState, ignored
 from .paper import sweep_params
 
 STATES = ("failed", "interrupted", "unfinished", "not started")
@@ -49,9 +49,9 @@ def load_job(path: Path) -> Job:
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     status, reason = "unfinished", ""
     run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    if run.get("state") == "failed":  # run.json: runs/lifecycle.py
+    if run.get("state") == RunState.FAILED:  # run.json: runs/states.py
         status, reason = "failed", run.get("reason", "")[:200]
-    elif run.get("state") in ("interrupted", "requeued"):
+    elif run.get("state") in (RunState.INTERRUPTED, RunState.REQUEUED):
         status = "interrupted"
     elif "test/top1" in metrics:
         status = "done"

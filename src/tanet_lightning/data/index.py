@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..base.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "video_index.npz"
@@ -184,10 +186,6 @@ def write_index(root: str | os.PathLike, entries: Mapping[str, IndexEntry]) -> P
                   paths=np.frombuffer("\0".join(paths).encode("utf-8"), dtype=np.uint8))
     root = Path(root)
     target = root / INDEX_NAME
-    tmp = root / f".{INDEX_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
     return target

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -40,7 +39,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..base import locks
 from ..base.errors import DataError
+from ..base.files import atomic_write_bytes
 from .files import read_text
 from .formats import SPLITS, Reader, Source, VideoRecord, text_lines
 from .index import INDEX_NAME, IndexEntry, VideoIndex, write_index
@@ -179,22 +180,11 @@ class Manifest:
 
     def save(self) -> None:
         data = {"claimed": sorted(self.claimed), "files": self.files, "retried": self.retried}
-        _replace(self.out / MANIFEST, (json.dumps(data, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(self.out / MANIFEST, (json.dumps(data, sort_keys=True) + "\n").encode())
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a temporary name beside it, then a rename; a symlink at ``path``
-    is replaced, never followed)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _targets(p: Plan, out: Path) -> tuple[list[Path], list[Path]]:
@@ -271,12 +261,14 @@ def _refuse_overlap(out: Path, real_out: str, what: str, path: str, real: str) -
 def locked(out: Path) -> Iterator[None]:
     """One prepare at a time per output folder (a second would rename over the first's files)."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"another prepare is writing {out}: wait for it, or give out=DIR elsewhere") from None
+    try:
+        lock = locks.hold(out / LOCK)
+    except locks.Held:
+        raise DataError(f"another prepare is writing {out}: wait for it, or give out=DIR elsewhere") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def run(p: Plan, out: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE, crf: int = CRF,
@@ -478,7 +470,7 @@ def write_annotations(p: Plan, failed: dict[str, str], manifest: Manifest) -> No
     _write_lists(lists, manifest)
     if p.source.format == "synthetic":  # the manifest last: it marks the folder complete (synthetic.py)
         for name in ("classes.txt", "manifest.json"):
-            _replace(Path(p.prepared.root) / name, (Path(p.source.root) / name).read_bytes())
+            atomic_write_bytes(Path(p.prepared.root) / name, (Path(p.source.root) / name).read_bytes())
 
 
 def _write_lists(lists: dict[Path, bytes], manifest: Manifest) -> None:
@@ -491,7 +483,7 @@ def _write_lists(lists: dict[Path, bytes], manifest: Manifest) -> None:
     manifest.save()
     for path, data in lists.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _replace(path, data)
+        atomic_write_bytes(path, data)
         manifest.files[manifest.rel(path)] = [_sha256(data)]
     manifest.save()
 

@@ -21,15 +21,12 @@ It is generated once, into a temporary folder renamed into place, and never repl
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
-import glob
 import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,7 +37,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..base import locks
 from ..base.errors import DataError
+from ..base.files import atomic_dir, this_hosts_temps
 
 VERSION = 5
 CLASS_NAMES = ["move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink"]
@@ -305,8 +304,7 @@ def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec(), wo
     if _matches(manifest, wanted):  # complete already: no lock file (the data may be read-only)
         return manifest
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locks.exclusive(root.parent / f".{root.name}.lock"):  # waits for the process generating it
         manifest = _read_manifest(root)
         if _matches(manifest, wanted):  # another process generated it while we waited
             return manifest
@@ -315,26 +313,20 @@ def ensure_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec(), wo
                 if manifest else "other files"
             raise DataError(f"{root} holds {what}, not data.synthetic={asdict(spec)}: it is not replaced (a job "
                             f"may be reading it). Remove it, or set data.root to another folder")
-        # this process's own temporary folder; those of this host's killed generators go (a live one would
-        # hold the lock), another host's are left alone (its lock may not reach us on a network disk)
-        prefix = f".{root.name}.tmp-{socket.gethostname()}-"
-        for stale in root.parent.glob(f"{glob.escape(prefix)}*"):
+        # the temporary folders of this host's killed generators go (a live one would hold the lock), another
+        # host's are left alone (its lock may not reach us on a network disk)
+        for stale in this_hosts_temps(root):
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = root.parent / f"{prefix}{os.getpid()}"
         start = time.perf_counter()
         if workers is None:
             workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         try:
-            stats = _generate(tmp, spec, workers)
-            manifest = {**wanted, "stats": stats, "seconds": round(time.perf_counter() - start, 2)}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            tmp.rename(root)  # atomic; fails if another host (no shared lock) made root meanwhile
+            with atomic_dir(root) as tmp:  # renamed into place whole; fails if another host made root meanwhile
+                stats = _generate(tmp, spec, workers)
+                manifest = {**wanted, "stats": stats, "seconds": round(time.perf_counter() - start, 2)}
+                (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
             if not _matches(_read_manifest(root), wanted):
                 raise
             manifest = _read_manifest(root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return manifest

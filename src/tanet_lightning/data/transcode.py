@@ -26,6 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..base.files import atomic_path
 from .index import IndexEntry
 from .io import VideoDecodeError, _demux_index, _open_video, _to_rgb, read_video_frames, video_stream
 
@@ -142,17 +143,14 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP
     ``dst`` or ``tmp`` then.
     """
     src, dst = os.fspath(src), Path(dst)
-    tmp = Path(tmp) if tmp is not None else dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
         source = os.stat(src)
         dst.parent.mkdir(parents=True, exist_ok=True)
         n = _count_frames(src)
-        done = _checked_copy(src, tmp, container_format(dst), n, gop, short_side, crf, source)
-        os.replace(tmp, dst)
+        with atomic_path(dst, tmp=tmp) as part:
+            done = _checked_copy(src, part, container_format(dst), n, gop, short_side, crf, source)
     except (av.FFmpegError, OSError) as e:
         raise VideoDecodeError(f"cannot prepare {src}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     st = os.stat(dst)  # the rename keeps the file's mtime; the entry names the file under its final name
     return dataclasses.replace(done, entry=dataclasses.replace(done.entry, size=st.st_size, mtime_ns=st.st_mtime_ns,
                                                              source_stream=video_stream(src)))

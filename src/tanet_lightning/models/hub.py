@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..base.errors import CheckpointError
-from ..base.files import atomic_write_json, atomic_write_text
+from ..base.files import atomic_path, atomic_write_json, atomic_write_text
 from .card import render_card
 from .flops import count
 from .weights_file import HUB_CARD, HUB_CONFIG, HUB_WEIGHTS, load_pretrained_folder
@@ -97,9 +97,8 @@ def write_pretrained(directory: str | os.PathLike, state_dict: Mapping[str, torc
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    tmp = out / f".{HUB_WEIGHTS}.{os.getpid()}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt", "library": "tanet-lightning"})
-    os.replace(tmp, out / HUB_WEIGHTS)
+    with atomic_path(out / HUB_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "library": "tanet-lightning"})
     config = json.loads(json.dumps(config, sort_keys=True))  # the card shows what config.json says, in its order
     atomic_write_json(out / HUB_CONFIG, config)
     atomic_write_text(out / HUB_CARD, render_card(config))

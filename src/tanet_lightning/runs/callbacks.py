@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections import deque
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +24,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics import Metric
+
+from ..base.files import atomic_path
 
 LAST = "last.ckpt"
 log = logging.getLogger(__name__)
@@ -44,10 +47,9 @@ class LastCheckpoint(Checkpoint):
         # runs after the epoch's validation and after ModelCheckpoint updated its best-so-far state
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
-        tmp = self.dirpath / f".{LAST}.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # every rank takes part; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.dirpath / LAST)
+        with atomic_path(self.dirpath / LAST) if trainer.is_global_zero else nullcontext() as tmp:
+            # every rank takes part, under rank 0's temporary name; rank 0 writes, then renames
+            trainer.save_checkpoint(trainer.strategy.broadcast(tmp), weights_only=False)
         trainer.strategy.barrier("last_checkpoint")
 
 

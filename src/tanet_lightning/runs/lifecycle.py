@@ -1,7 +1,7 @@
 """A run directory's life, read and written here only: ``run.json`` says what the directory holds.
 
-    state     running | interrupted | requeued | finished | failed
-    config    the resolved config minus the keys that cannot change results (``IGNORED``), and its hash
+    state     running | interrupted | requeued | finished | failed (``RunState``, runs/states.py)
+    config    the resolved config minus the keys that cannot change results, and its hash (runs/identity.py)
     started, ended, reason, pid, host, attempts; ``fit_metrics`` once fitting has ended
 
 Before writing anything into the directory, ``open_run`` takes the run lock and decides:
@@ -27,12 +27,10 @@ metrics kept across resumes.
 from __future__ import annotations
 
 import datetime
-import fcntl
-import hashlib
 import json
 import logging
+import logging.handlers
 import os
-import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -47,25 +45,33 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from ..base import locks
 from ..base.errors import RunStateError
 from ..base.files import atomic_write_json
 from .callbacks import LAST
+from .identity import (
+    IGNORED,
+    checkpoint_identity,
+    checkpoint_label,
+    config_differences,
+    config_hash,
+    config_of,
+    evaluated,
+    ignored,
+)
 from .outputs import METRICS, write_metrics
 from .signals import Requeued, Stopped
+from .states import STATE, STATES, RunState, read_state
+
+# what run.json holds and what a run is of live in states.py and identity.py; importable from here too
+__all__ = ["IGNORED", "LOCK", "STATE", "STATES", "Run", "RunLogFile", "RunState", "checkpoint_identity",
+           "checkpoint_label", "config_hash", "config_of", "decide", "evaluated", "hydra_files", "ignored",
+           "open_run", "rank", "read_state", "release_logs", "resume_checkpoint", "run_lock", "saved_checkpoints",
+           "training_state"]
 
 log = logging.getLogger("tanet_lightning")
 
-STATE = "run.json"
-STATES = ("running", "interrupted", "requeued", "finished", "failed")
 LOCK = ".lock"
-# the keys hydra.job.config.override_dirname leaves out of the run name (where and how a run is logged,
-# where to resume from), plus overwrite: they may differ between the attempts of one run
-IGNORED = ("ckpt_path", "logger", "paths", "trainer.enable_progress_bar", "overwrite", "hydra")
-
-
-def ignored(key: str) -> bool:
-    """Whether a dotted config key is one of ``IGNORED`` or under one: it cannot change a run's results."""
-    return any(key == i or key.startswith(i + ".") for i in IGNORED)
 
 
 def rank() -> str:
@@ -81,111 +87,7 @@ def _now() -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# the config a run is of
-
-
-def config_of(cfg: DictConfig) -> dict[str, Any]:
-    """The flat resolved config, minus ``IGNORED``; paths.* become placeholders before resolving, so a
-    value built from them (checkpoint dirpath, data root) does not change when a run directory moves."""
-    tree = OmegaConf.to_container(cfg, resolve=False)  # a plain copy: the job's config stays as it is
-    for key in ("logger", "hydra"):  # not resolved at all (a W&B group's ${now:}, Hydra's runtime)
-        tree.pop(key, None)
-    tree["paths"] = {key: f"<paths.{key}>" for key in tree.get("paths") or {}}
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(OmegaConf.create(tree), resolve=True), "")
-    config = {k: v for k, v in flat.items() if not ignored(k)}
-    tested = evaluated(cfg)
-    if tested is not None:  # without fitting, the checkpoint tested is what the run is of: file and content
-        config.update({f"evaluated.{k}": v for k, v in checkpoint_identity(tested).items()})
-    return config
-
-
-def evaluated(cfg: DictConfig) -> str | None:
-    """The checkpoint a run tests without training it: ``eval``'s (whose config has no ``train`` key) and
-    ``train=false``'s ``ckpt_path``; None for a run that fits (its ``ckpt_path`` only says where to resume)."""
-    if OmegaConf.select(cfg, "train", default=False):
-        return None
-    tested = OmegaConf.select(cfg, "ckpt_path", default=None, throw_on_missing=False)
-    return None if tested in (None, "last") else str(tested)
-
-
-def checkpoint_label(ckpt: str) -> str:
-    """A short name for a checkpoint path in a run name: its file name and a hash of its absolute path
-    (relative paths are relative to the launch directory, the working directory of every application)."""
-    path = os.path.abspath(ckpt)
-    stem = re.sub(r"[^\w.+\-@%]", "_", Path(path).name.removesuffix(".ckpt"))[:40] or "ckpt"
-    return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
-
-
-def checkpoint_identity(ckpt: str) -> dict[str, Any]:
-    """What is evaluated: the absolute path and the content (bytes, sha256 of the file, or of a
-    save_pretrained folder's files and names). A checkpoint rewritten at the same path is another run."""
-    path = Path(os.path.abspath(ckpt))
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
-    digest, size = hashlib.sha256(), 0
-    for f in files:
-        digest.update(str(f.relative_to(path) if path.is_dir() else "").encode())
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-                size += len(chunk)
-    return {"path": str(path), "bytes": size, "sha256": digest.hexdigest() if files else None}
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
-    shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:6]]
-    return "; ".join(shown) + (f"; and {len(keys) - 6} more" if len(keys) > 6 else "")
-
-
-# ------------------------------------------------------------------------------------------------
-# run.json
-
-
-def read_state(out: Path) -> dict[str, Any] | None:
-    """run.json, or what a directory of an older version holds (metrics.json: finished; checkpoints: not)."""
-    path = out / STATE
-    if path.is_file():
-        return _checked_record(path)
-    if (out / METRICS).is_file():
-        return {"state": "finished", "config": None}
-    if (out / "checkpoints").is_dir():
-        return {"state": "interrupted", "config": None}
-    return None
-
-
-def _checked_record(path: Path) -> dict[str, Any]:
-    """run.json as a dict with a known state, else one RunStateError naming the file, what is wrong and the fix."""
-    try:
-        text = path.read_text()
-        record = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        problem = "is empty" if not text.strip() else f"is not valid JSON ({e}; truncated?)"
-    else:
-        if not isinstance(record, dict):
-            problem = f"holds a JSON {type(record).__name__}, not the record of a run (an object)"
-        elif "state" not in record:
-            problem = "has no state"
-        elif record["state"] not in STATES:
-            problem = f"holds the state {record['state']!r}, not one of {', '.join(STATES)}"
-        else:
-            return record
-    raise RunStateError(
-        f"{path} {problem}: what this run directory holds is unknown, so nothing was done there. "
-        f"overwrite=true deletes the run and starts again; or delete {path} to keep what the run saved (its "
-        "checkpoints resume with ckpt_path=last; a metrics.json marks it finished)")
+# the checkpoint a run resumes from
 
 
 def saved_checkpoints(out: Path) -> list[Path]:
@@ -246,10 +148,10 @@ class Run:
         """metrics.json (once, whole, atomically), then the state that says it is final."""
         if rank() == "0":
             write_metrics(self.out, metrics)
-        self.write(state="finished", ended=_now(), reason="")
+        self.write(state=RunState.FINISHED, ended=_now(), reason="")
 
-    def end(self, state: str, reason: str) -> None:
-        if self.record.get("state") == "requeued" and state == "interrupted":
+    def end(self, state: RunState, reason: str) -> None:
+        if self.record.get("state") == RunState.REQUEUED and state == RunState.INTERRUPTED:
             return  # SLURM's SIGTERM after the requeue: still requeued
         self.write(state=state, ended=_now(), reason=reason)
 
@@ -277,9 +179,9 @@ def decide(cfg: DictConfig, out: Path) -> Run:
         return _cleared(fresh, f"overwrite=true: deleting the {old['state']} run in {out} and starting again")
     if old.get("config") is not None and old.get("config_hash") != record["config_hash"]:
         raise RunStateError(
-            f"{out} holds a run of another config ({_differences(old['config'], config)}): give this run "
+            f"{out} holds a run of another config ({config_differences(old['config'], config)}): give this run "
             "another name (any override, e.g. tags=[v2]), or overwrite=true to delete that run and start this one")
-    if old["state"] == "finished":
+    if old["state"] == RunState.FINISHED:
         if want_last:
             metrics = json.loads((out / METRICS).read_text()) if (out / METRICS).is_file() else {}
             log.info("ckpt_path=last: the run in %s has finished; its metrics are in %s (nothing to do)",
@@ -289,11 +191,12 @@ def decide(cfg: DictConfig, out: Path) -> Run:
         raise RunStateError(
             f"{out} holds {what} (metrics in {out / METRICS}); running it again would replace it: give "
             "this run another name (any override, e.g. tags=[again]), or overwrite=true to delete it and start again")
-    what = old["state"] if old["state"] != "running" else "running when its process ended without a word (killed?)"
+    what = str(old["state"]) if old["state"] != RunState.RUNNING else \
+        "running when its process ended without a word (killed?)"
     reason = f": {old['reason']}" if old.get("reason") else ""
     if tested is not None:  # nothing to resume: every file of an evaluation is made again
         return _cleared(fresh, f"the evaluation in {out} did not finish ({what}{reason}); evaluating again")
-    if not (want_last or old["state"] == "requeued"):
+    if not (want_last or old["state"] == RunState.REQUEUED):
         raise RunStateError(
             f"{out} holds an unfinished run ({what}{reason}): resume it with the same command + ckpt_path=last, "
             "or start it again with overwrite=true (deletes it), or give this run another name (e.g. tags=[v2])")
@@ -340,25 +243,16 @@ def run_lock(out: Path) -> Iterator[Callable[[], None]]:
     if rank() != "0":
         yield lambda: None
         return
-    with open(out / LOCK, "a+") as f:  # (an existing lock file is not modified by opening it)
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise RunStateError(
-                f"another process ({f.read().strip() or 'pid unknown'}) is writing to the run directory {out}; "
-                "wait for it, or make this run's name differ (any override, e.g. tags=[second])") from None
-
-        def claim() -> None:
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-            f.flush()
-
-        try:
-            yield claim
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    try:
+        lock = locks.hold(out / LOCK)  # taking it leaves the file as it was: a refused run changes nothing
+    except locks.Held as held:
+        raise RunStateError(
+            f"another process ({held.holder}) is writing to the run directory {out}; "
+            "wait for it, or make this run's name differ (any override, e.g. tags=[second])") from None
+    try:
+        yield lock.claim
+    finally:
+        lock.release()
 
 
 def hydra_files(cfg: DictConfig) -> dict[str, Any]:
@@ -393,19 +287,19 @@ def open_run(cfg: DictConfig, hydra_files: dict[str, Any] | None = None) -> Iter
         for name, node in (hydra_files or {}).items():
             (out / ".hydra").mkdir(exist_ok=True)
             OmegaConf.save(node, out / ".hydra" / name)
-        run.write(state="running")
+        run.write(state=RunState.RUNNING)
         release_logs(out, write=True)
         try:
             yield run
         except Requeued as e:
-            run.end("requeued", e.reason)
+            run.end(RunState.REQUEUED, e.reason)
             raise
         except (Stopped, SIGTERMException, KeyboardInterrupt) as e:
             name = getattr(e, "name", "SIGTERM" if isinstance(e, SIGTERMException) else "SIGINT")
-            run.end("interrupted", f"stopped by {name}")
+            run.end(RunState.INTERRUPTED, f"stopped by {name}")
             raise
         except BaseException as e:
-            run.end("failed", _reason(e))
+            run.end(RunState.FAILED, _reason(e))
             raise
 
 
@@ -428,35 +322,41 @@ def _reason(e: BaseException) -> str:
 # the job's log file waits for the decision
 
 
-class RunLogFile(logging.FileHandler):
-    """Hydra's job log file (``hydra.job_logging.handlers.file`` in conf/train.yaml). Records wait in memory
-    until the run directory is accepted (then written) or refused (then dropped: a refused process leaves
-    the directory as it found it). Applications with no run lifecycle (none calls ``release_logs``) get
-    their records written at the end."""
+class RunLogFile(logging.handlers.MemoryHandler):
+    """Hydra's job log file (``hydra.job_logging.handlers.file`` in conf/train.yaml): a ``FileHandler`` behind
+    a ``MemoryHandler`` with no target yet. Records wait in memory until the run directory is accepted (then
+    written, and every later one as it comes) or refused (then dropped: a refused process leaves the
+    directory as it found it). Applications with no run lifecycle (none calls ``release_logs``) get their
+    records written when logging shuts down."""
 
     def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = True):
-        super().__init__(filename, mode, encoding, delay=True)
-        self.pending: list[logging.LogRecord] | None = []
-        self.dropping = False
+        # made first, so that logging's shutdown (last made, first closed) closes it after this buffer's flush
+        self.file = logging.FileHandler(filename, mode, encoding, delay=True)  # the file opens at its first record
+        self.baseFilename = self.file.baseFilename
+        # capacity: never full; flushLevel: no record flushes early (nowhere to write until ``settle``)
+        super().__init__(capacity=2**62, flushLevel=logging.CRITICAL + 1, target=None)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.dropping:
-            return
-        if self.pending is not None:
-            self.pending.append(record)
-            return
-        super().emit(record)
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 -- logging's name
+        super().setFormatter(fmt)
+        self.file.setFormatter(fmt)  # the target formats what it writes
+
+    def shouldFlush(self, record: logging.LogRecord) -> bool:  # noqa: N802 -- logging's name
+        return self.target is not None  # once accepted, each record is written as it comes
 
     def settle(self, write: bool) -> None:
-        pending, self.pending = self.pending or [], None
-        self.dropping = not write
-        for record in pending if write else ():
-            super().emit(record)
+        """The run directory's decision: write what waited (and what comes), or drop it (and what comes)."""
+        if write:
+            self.setTarget(self.file)
+            self.flush()
+        else:
+            self.buffer.clear()
+            self.setLevel(logging.CRITICAL + 1)  # a refused run's later records are not kept either
 
     def close(self) -> None:
-        if self.pending:
-            self.settle(write=True)
-        super().close()
+        if self.buffer and self.target is None:  # never settled: no lifecycle, so the records are the job's
+            self.setTarget(self.file)
+        super().close()  # flushes into the target
+        self.file.close()
 
 
 def release_logs(out: Path, write: bool) -> None:
