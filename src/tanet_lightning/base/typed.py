@@ -16,6 +16,7 @@ import difflib
 import functools
 import inspect
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -301,7 +302,7 @@ def _choices(tp) -> tuple:
 
 
 WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
-         Mapping: "a mapping", type(None): "null"}
+         Mapping: "a mapping", os.PathLike: "a path", type(None): "null"}
 
 
 def describe(tp) -> str:

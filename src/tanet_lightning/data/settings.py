@@ -96,7 +96,7 @@ class ClipSettings:
         return ClipSampler(self.sampler, int(self.num_frames), int(self.dense_window))
 
 
-CLIP_FIELDS = model_of(ClipSettings)  # what __post_init__ checks, and the config schema's data.* clip keys
+CLIP_FIELDS = model_of(ClipSettings)  # what __post_init__ checks (the config schema reads the same annotations)
 
 
 def _setter(obj):
