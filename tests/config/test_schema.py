@@ -3,23 +3,28 @@ the value and the fix, before the application reads data or writes a file."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import re
 import shlex
 import sys
 import time
+import typing
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+from pydantic import Field
 
 import launcher as launched
 from documented import PAGES, documented_commands, expected_exit
 from tanet_lightning import complexity, ensemble
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.base.errors import ConfigError
+from tanet_lightning.base.typed import model_of, problems, settings_of
 from tanet_lightning.config import config_dir
 from tanet_lightning.config.schema import MONITORABLE, groups, validate
 from tanet_lightning.data.datamodule import VideoDataModule
@@ -212,17 +217,37 @@ def test_documented_commands_validate(make_cfg, tmp_path, app):
 
 
 def test_the_group_schemas_are_the_constructors_arguments():
-    """A new VideoDataModule / VideoClassificationModule / network argument needs its schema field (and back).
-    Both constructors take their open part as keywords: the clip settings and the network's arguments."""
+    """data.* and model.* are the models the constructors check their own arguments with: every
+    VideoDataModule / VideoClassificationModule / network argument is a key (and back)."""
 
     def named(fn) -> set[str]:
         return {n for n, p in inspect.signature(fn).parameters.items() if p.kind != p.VAR_KEYWORD} - {"self"}
 
-    data = named(VideoDataModule.__init__) | set(ClipSettings.keys())
-    assert set(groups.Data.__dataclass_fields__) == data, "VideoDataModule"
+    assert groups.Data is settings_of(VideoDataModule)
+    assert set(groups.Data.model_fields) == named(VideoDataModule.__init__) | set(ClipSettings.keys())
     model = named(VideoClassificationModule.__init__) | named(create_video_model)
-    assert set(groups.Model.__dataclass_fields__) == model - {"num_classes", "optimizer", "scheduler"}, \
-        "VideoClassificationModule + create_video_model"
+    assert set(groups.Model.model_fields) == model - {"num_classes", "optimizer", "scheduler"}
+
+
+def test_a_range_is_stated_once_in_the_code(make_cfg):
+    """ClipSettings's annotation is the schema's range: read off the class (not restated), the schema's message
+    and the constructor's quote it, and a class with another bound gives a schema with that bound."""
+    hint = typing.get_type_hints(ClipSettings, include_extras=True)["num_frames"]
+    bound = next(c.ge for m in hint.__metadata__ for c in m.metadata if hasattr(c, "ge"))  # Field(ge=...)
+    line = f"data.num_frames={bound - 1} must be >= {bound}"
+    for refuse in (lambda: validate(make_cfg([f"data.num_frames={bound - 1}"]), "train"),  # (model.num_frames too)
+                   lambda: ClipSettings(num_frames=bound - 1),
+                   lambda: VideoDataModule("unused", num_frames=bound - 1)):  # refused before anything is read
+        with pytest.raises(ConfigError) as err:
+            refuse()
+        assert line in [t.strip() for t in str(err.value).splitlines()]
+
+    # the schema's data model is assembled from the constructor and the clip settings class: another bound there
+    # is another bound in the schema, with nothing else edited
+    moved = dataclasses.make_dataclass("ClipSettings", [("num_frames", Annotated[int, Field(ge=bound + 3)], 8)])
+    data = model_of(VideoDataModule.__init__, moved)
+    assert problems(data, {"num_frames": bound + 1}, "data.") == [f"data.num_frames={bound + 1} must be >= {bound + 3}"]
+    assert problems(groups.Data, {"num_frames": bound + 1}, "data.") == []
 
 
 def test_monitorable_metrics_are_what_the_module_logs(make_cfg):

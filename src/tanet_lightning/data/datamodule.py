@@ -12,16 +12,19 @@ import math
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from pydantic import Field
 from torch.utils.data import DataLoader
 
 from ..base.errors import ConfigError, DataError
+from ..base.typed import Count, Fix, Nested, Seed, validated
 from . import shards
 from .datasets import BadFileLog, VideoClipDataset
 from .fingerprint import SplitFingerprint, fingerprint_split
@@ -74,6 +77,10 @@ class ResumableLoader(DataLoader):
         self._pending = state or None
 
 
+CacheDir = Annotated[str | None, Fix(give="DIR", why="where a remote shard location's chunks are cached")]
+CacheSize = Annotated[str | None, Fix(give="100GB", why="the shard cache's size limit")]
+
+
 class VideoDataModule(L.LightningDataModule):
     """Video clips for train/val/test.
 
@@ -98,42 +105,33 @@ class VideoDataModule(L.LightningDataModule):
             frame_template, start_index.
     """
 
+    @validated("data.", ClipSettings)  # every argument's type and range, from this signature and ClipSettings
     def __init__(
         self,
         data_dir: str | os.PathLike,
-        format: str = "synthetic",
-        root: str | None = None,
-        train_ann: str | None = None,
-        val_ann: str | None = None,
-        test_ann: str | None = None,
-        classes: str | None = None,
+        format: Literal[tuple(FORMATS)] = "synthetic",
+        root: Annotated[str | None, Fix(give="DIR")] = None,
+        train_ann: Annotated[str | None, Fix(give="FILE")] = None,
+        val_ann: Annotated[str | None, Fix(give="FILE")] = None,
+        test_ann: Annotated[str | None, Fix(give="FILE")] = None,
+        classes: Annotated[str | None, Fix(give="FILE")] = None,
         path_template: str | None = None,
-        val_fraction: float = 0.2,
-        split_seed: int = 0,
-        synthetic: dict | None = None,
+        val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+        split_seed: Seed = 0,
+        synthetic: Annotated[Mapping | None, Nested(SyntheticSpec)] = None,
         flip_label_map: dict[int, int] | None = None,
-        max_bad_fraction: float = 0.01,
-        batch_size: int = 8,
-        test_batch_size: int | None = None,
-        num_workers: int = 2,
+        max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01,
+        batch_size: Count = 8,
+        test_batch_size: Count | None = None,
+        num_workers: Annotated[int, Field(ge=0)] = 2,
         persistent_workers: bool = False,
         pin_memory: bool | None = None,
-        prefetch_factor: int | None = None,
-        cache_dir: str | None = None,
-        cache_size: str | None = None,
+        prefetch_factor: Count | None = None,
+        cache_dir: CacheDir = None,
+        cache_size: CacheSize = None,
         **clip,
     ):
         super().__init__()
-        if format not in FORMATS:
-            raise ConfigError(f"data.format must be one of {sorted(FORMATS)}, got {format!r}")
-        unknown = sorted(set(clip) - set(ClipSettings.keys()))
-        if unknown:
-            raise ConfigError(f"data.{unknown[0]} is not a data setting (format {format}); the clip settings are "
-                              f"{', '.join(ClipSettings.keys())}")
-        wrong = sorted(set(synthetic or {}) - set(SyntheticSpec.__dataclass_fields__))
-        if wrong:
-            raise ConfigError(f"data.synthetic.{wrong[0]} is not a synthetic data setting; the settings are "
-                              f"{', '.join(SyntheticSpec.__dataclass_fields__)}")
         self.settings = ClipSettings(**clip)
         self.protocol = TestProtocol.from_settings(self.settings)  # the test split reads through it
         self.data_dir, self.format, self.reader = Path(data_dir), format, FORMATS[format]
@@ -158,8 +156,6 @@ class VideoDataModule(L.LightningDataModule):
         # off by default so that resume is bit-identical (workers restart each epoch, seeded anew)
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        if prefetch_factor is not None and (not isinstance(prefetch_factor, int) or prefetch_factor < 1):
-            raise ConfigError(f"data.prefetch_factor must be a positive integer or null, got {prefetch_factor!r}")
         self.prefetch_factor, self.max_bad_fraction = prefetch_factor, max_bad_fraction
         # set by train() to the run directory (bad_files.<split>.tsv there); a temporary file otherwise
         self.bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"

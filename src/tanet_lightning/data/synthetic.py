@@ -33,13 +33,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Annotated, Literal
 
 import av
 import numpy as np
+from pydantic import Field
 
 from ..base import locks
 from ..base.errors import DataError
 from ..base.files import atomic_dir, this_hosts_temps
+from ..base.typed import Count, Seed
 
 VERSION = 5
 CLASS_NAMES = ["move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink"]
@@ -59,16 +62,16 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    seed: int = 0
-    train_per_class: int = 40
-    val_per_class: int = 10
-    test_per_class: int = 10
-    size: int = 48  # square frames, even for yuv420p
-    min_frames: int = 16
-    max_frames: int = 24
-    fps: int = 15
-    qp: int = 20
-    task: str = "motion"  # motion | order (TASKS)
+    seed: Seed = 0
+    train_per_class: Count = 40
+    val_per_class: Count = 10
+    test_per_class: Count = 10
+    size: Annotated[int, Field(ge=16)] = 48  # square frames, even for yuv420p
+    min_frames: Count = 16
+    max_frames: Count = 24
+    fps: Count = 15
+    qp: Annotated[int, Field(ge=0, le=51)] = 20  # x264's quantiser
+    task: Literal[tuple(TASKS)] = "motion"  # motion | order (TASKS)
 
     def __post_init__(self):
         if self.task not in TASKS:

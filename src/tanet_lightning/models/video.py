@@ -6,20 +6,26 @@ import inspect
 import re
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Annotated, Literal
 
 import torch
 import torch.nn as nn
+from pydantic import Field
 
 from ..base.errors import CheckpointError
+from ..base.typed import Count, Fix, check, validated
 from .backbones import ARCH_KWARGS, STAGE_NAMES, backbone_family, create_backbone
 from .fit import check_clip_length
 from .hub import HubMixin, plain
-from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal, replace_convs
+from .insertion import POSITIONS, inflate_first_convs, insert_after_blocks, insert_temporal, replace_convs
 from .temporal import TemporalSpec, create_conv_temporal, create_temporal, temporal_spec
 
 # The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
 # ResNet-50 (the indices of the TAM/TSM code), 5 blocks in all.
 NL_BLOCKS = {"res3": "every_other", "res4": "every_other"}
+
+
+Dropout = Annotated[float, Field(ge=0, lt=1)]  # the head's dropout probability
 
 
 class VideoClassifier(HubMixin, nn.Module):
@@ -34,13 +40,10 @@ class VideoClassifier(HubMixin, nn.Module):
     model_args: dict | None = None  # create_video_model's arguments (JSON types), pretrained weights aside
     architecture: dict | None = None  # the temporal module's effective options and place, for the model card
 
-    def __init__(self, backbone: nn.Module, num_classes: int, num_frames: int, dropout: float = 0.5,
+    @validated("model.")
+    def __init__(self, backbone: nn.Module, num_classes: Count, num_frames: Count, dropout: Dropout = 0.5,
                  init_std: float = 0.001):
         super().__init__()
-        if num_classes <= 0 or num_frames <= 0:
-            raise ValueError(f"num_classes and num_frames must be positive, got {num_classes}, {num_frames}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.backbone, self.num_frames, self.num_classes = backbone, num_frames, num_classes
         self.channels_last = False  # set with the weights' memory format (training config switch)
         self.head_drop = nn.Dropout(dropout)
@@ -96,18 +99,32 @@ def temporal_options(temporal: str | Mapping | None = None,
     return name, options, nl_blocks
 
 
+def _unknown_backbone(name: str) -> str | None:
+    try:
+        backbone_family(name)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+Backbone = Annotated[str, check(_unknown_backbone)]
+Position = Annotated[Literal[POSITIONS] | None, Fix(why="null: the module's own place")]
+Stages = Annotated[Sequence[Literal[STAGE_NAMES]], Field(min_length=1)]
+
+
+@validated("model.")  # the types and ranges of this signature; the config schema's model.* keys
 def create_video_model(
-    backbone: str = "resnet50",
+    backbone: Backbone = "resnet50",
     temporal: str | Mapping = "tam",
-    num_classes: int = 400,
-    num_frames: int = 8,
+    num_classes: Count = 400,
+    num_frames: Count = 8,
     *,
     tam: Mapping | None = None,
-    position: str | None = None,
-    stages: Sequence[str] = STAGE_NAMES,
-    dropout: float = 0.5,
+    position: Position = None,
+    stages: Stages = STAGE_NAMES,
+    dropout: Dropout = 0.5,
     pretrained: bool = False,
-    pretrained_path: str | None = None,
+    pretrained_path: Annotated[str | None, Fix(give="FILE")] = None,
     backbone_kwargs: Mapping | None = None,
 ) -> VideoClassifier:
     """Build any model of the paper's Tables 2, 3 and 5 by name: the ``model.*`` keys of the configs.

@@ -1,8 +1,9 @@
 """One typed schema for every application's config: ``validate(cfg, app)`` before anything is read or written.
 
-Each group is compared with its dataclass (``groups.py``): types, ranges, choices, ``???`` keys and
-unknown keys (with the closest known key suggested); every instantiated node's keys are checked
-against its `_target_`'s signature. Then the rules between keys. All problems are reported at once,
+Each group is compared with its pydantic model (``groups.py``; ``data`` and ``model`` are the models of
+the constructors' own signatures): types, ranges, choices, ``???`` keys and unknown keys (with the
+closest known key suggested); every instantiated node's keys are checked against its `_target_`'s
+signature. Then the rules between keys. All problems are reported at once,
 in one ``ConfigError`` whose lines each name the full key, the value and the fix.
 
 The argparse applications (convert, ensemble, complexity) check their arguments with the same
@@ -17,7 +18,6 @@ import copy
 import inspect
 import os
 import re
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,29 +28,28 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ...base.errors import ConfigError, handle_user_errors
+from ...base.typed import problems, report, unknown_key
 from ...models.fit import check_clip_length
 from ...models.temporal import TEMPORAL
 from ...training.diagnose import orders_problem
 from . import groups as g
-from .fields import Missing, check_node, check_target_keys, check_value, non_finite_values, read, unknown_key
+from .nodes import Missing, check_target_keys, non_finite_values, read, values
 
 __all__ = ["MONITORABLE", "ValidateConfig", "override_problems", "validate", "validate_args"]
 
 MONITORABLE = g.MONITORABLE
 
-# application -> (its own keys, its groups and their schemas; open groups take other `_target_` arguments)
-APPS: dict[str, tuple[type, dict[str, tuple[type, bool]]]] = {
-    "train": (g.Train, {"data": (g.Data, False), "model": (g.Model, False), "optimizer": (g.Optimizer, True),
-                        "scheduler": (g.Scheduler, True), "trainer": (g.Trainer, True),
-                        "callbacks": (g.Callback, True), "logger": (g.Logger, True), "paths": (g.Paths, False),
-                        "diagnose": (g.Diagnose, False)}),
-    "eval": (g.Eval, {"data": (g.Data, False), "trainer": (g.Trainer, True), "logger": (g.Logger, True),
-                      "paths": (g.Paths, False), "diagnose": (g.Diagnose, False)}),
-    "predict": (g.Predict, {"data": (g.Data, False), "paths": (g.Paths, False),  # +data=NAME: optional
-                            "diagnose": (g.Diagnose, False)}),
-    "export": (g.Export, {"paths": (g.Paths, False)}),
-    "visualize": (g.Visualize, {"paths": (g.Paths, False)}),
-    "prepare": (g.Prepare, {"data": (g.Data, False), "paths": (g.Paths, False)}),
+# application -> (its own keys, its groups; open groups take other `_target_` arguments: their signature's)
+APPS: dict[str, tuple[type, dict[str, type]]] = {
+    "train": (g.Train, {"data": g.Data, "model": g.Model, "optimizer": g.Optimizer, "scheduler": g.Scheduler,
+                        "trainer": g.Trainer, "callbacks": g.Callback, "logger": g.Logger, "paths": g.Paths,
+                        "diagnose": g.Diagnose}),
+    "eval": (g.Eval, {"data": g.Data, "trainer": g.Trainer, "logger": g.Logger, "paths": g.Paths,
+                      "diagnose": g.Diagnose}),
+    "predict": (g.Predict, {"data": g.Data, "paths": g.Paths, "diagnose": g.Diagnose}),  # +data=NAME: optional
+    "export": (g.Export, {"paths": g.Paths}),
+    "visualize": (g.Visualize, {"paths": g.Paths}),
+    "prepare": (g.Prepare, {"data": g.Data, "paths": g.Paths}),
 }
 ENTRY_GROUPS = ("callbacks", "logger")  # a mapping of named entries, each its own instantiated node
 
@@ -61,10 +60,11 @@ def validate(cfg: DictConfig, app: str) -> None:
     own, groups = APPS[app]
     errors: list[str] = []
     for key in cfg.keys():
-        if key not in groups and key != "hydra" and key not in own.__dataclass_fields__:
-            errors.append(unknown_key(str(key), str(key), [*own.__dataclass_fields__, *groups]))
-    check_node(cfg, own, "", errors, closed=False)  # closed above, with the groups among the known keys
-    for name, (schema, open_) in groups.items():
+        if key not in groups and key != "hydra" and key not in own.model_fields:
+            errors.append(unknown_key(str(key), str(key), [*own.model_fields, *groups]))
+    top = values(cfg, own, "", errors)
+    errors += problems(own, {k: v for k, v in top.items() if k in own.model_fields})
+    for name, schema in groups.items():
         node = read(cfg, name, name, errors) if name in cfg else None
         if node is Missing or node is None:
             continue
@@ -72,8 +72,8 @@ def validate(cfg: DictConfig, app: str) -> None:
             errors.append(f"{name}={node!r} must be a config group (e.g. {name}=default), not a value")
             continue
         for prefix, entry in _entries(name, node, errors):
-            check_node(entry, schema, prefix, errors, closed=not open_)
-            if open_:  # a closed group's dataclass lists its keys already
+            errors += problems(schema, values(entry, schema, prefix, errors), prefix)
+            if schema.model_config.get("extra") == "allow":  # a closed group's model lists its keys already
                 check_target_keys(entry, prefix, errors)
     for key in cfg.keys():  # typed or not: an open group's other arguments too
         if key != "hydra":
@@ -81,7 +81,7 @@ def validate(cfg: DictConfig, app: str) -> None:
     # the rules between keys first: their messages say more than a derived key's (scheduler.T_max)
     errors = [e for rule in RULES for e in _safely(rule, cfg, app)] + errors
     if errors:
-        raise ConfigError(_report(errors))
+        raise ConfigError(report(errors))
 
 
 def _safely(rule, cfg: DictConfig, app: str) -> list[str]:
@@ -104,13 +104,6 @@ def _entries(name: str, node: DictConfig, errors: list[str]):
                           f"(or null to disable it)")
             continue
         yield f"{name}.{key}.", entry
-
-
-def _report(errors: list[str], what: str = "config values") -> str:
-    errors = list(dict.fromkeys(errors))
-    if len(errors) == 1:
-        return errors[0]
-    return f"{len(errors)} {what} cannot work:\n" + "\n".join(f"  {e}" for e in errors)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -309,8 +302,8 @@ class ValidateConfig(HydraCallback):
     def _validate(config: DictConfig, app: str) -> None:
         cfg = copy.deepcopy(config)  # Hydra's own stays as it is
         HydraConfig.instance().set_config(cfg)  # `hydra:` interpolations (the run name) resolve
-        if problems := override_problems(cfg):
-            raise ConfigError(_report(problems))
+        if found := override_problems(cfg):
+            raise ConfigError(report(found))
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):  # as Hydra will set it
             cfg.hydra.runtime.output_dir = os.path.abspath(str(cfg.hydra.run.dir))
         HydraConfig.instance().set_config(cfg)
@@ -348,15 +341,8 @@ POSITIONAL = {"src", "scores", "sweep"}
 def validate_args(args: argparse.Namespace, app: str) -> None:
     """The arguments of an argparse application, with the same fields (named by their flags)."""
     schema = ARGS[app]
-    errors: list[str] = []
-    hints = typing.get_type_hints(schema)
-    for f in schema.__dataclass_fields__.values():
-        if not hasattr(args, f.name):
-            continue
-        name = f.name if f.name in POSITIONAL else "--" + f.name.replace("_", "-")
-        value = getattr(args, f.name)
-        value = str(value) if isinstance(value, Path) else value
-        check_value(value, hints[f.name], f.metadata, name, errors)
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in schema.model_fields}
+    errors = problems(schema, given, name=lambda key: key if key in POSITIONAL else "--" + key.replace("_", "-"))
     for flag in ("out", "page"):
         value = getattr(args, flag, None)
         if value is not None and not _writable(Path(value).parent):
@@ -366,4 +352,4 @@ def validate_args(args: argparse.Namespace, app: str) -> None:
         errors.append(f"--weights has {len(args.weights)} values for {len(args.scores)} score files: give one "
                       "weight per file")
     if errors:
-        raise ConfigError(_report(errors, "arguments"))
+        raise ConfigError(report(errors, "arguments"))

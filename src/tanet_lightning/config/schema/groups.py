@@ -1,26 +1,28 @@
-"""What each config group and application config may hold: one dataclass per node.
+"""What each config group and application config may hold: one pydantic model per node.
 
-Choice lists come from the code that consumes the values (the temporal-module registry, the backbone
-families, the data formats, the metrics the LightningModule logs), so a new module or format needs no
-edit here. Keys not listed in an open group (optimizer, scheduler, trainer, callbacks, loggers) are
-still checked against their `_target_`'s signature by ``fields.check_target_keys``.
+``Data`` and ``Model`` are not written here: they are the models of the constructors that take those keys
+(``VideoDataModule`` with ``ClipSettings``, ``create_video_model`` with ``VideoClassificationModule``),
+read off their signatures, where the types and ranges are stated once and checked on every call. The
+other groups describe third-party classes (optimisers, Lightning's Trainer and callbacks, loggers) and
+the applications' own keys. Choice lists come from the code that consumes the values (the temporal-module
+registry, the backbone families, the metrics the LightningModule logs). Keys not listed in an open group
+(optimizer, scheduler, trainer, callbacks, loggers) are still checked against their `_target_`'s signature.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, Literal
 
-from ...data.datamodule import FORMATS
-from ...data.settings import parse_views
-from ...data.synthetic import TASKS as SYNTHETIC_TASKS
-from ...models.backbones import STAGE_NAMES, backbone_family
-from ...models.insertion import POSITIONS
+from pydantic import BaseModel, Field
+
+from ...base.typed import OPEN, STRICT, Count, Fix, Seed, check, model_of, settings_of
+from ...data.datamodule import VideoDataModule
+from ...data.settings import views
 from ...models.temporal import TEMPORAL
+from ...models.video import Backbone, Position, Stages, create_video_model
 from ...training.diagnose import ORDERS
-from ...training.module import accuracy_metrics
-from .fields import spec
+from ...training.module import VideoClassificationModule, accuracy_metrics
 
 # What `callbacks.*.monitor` may name: the metrics VideoClassificationModule logs per epoch
 ACCURACY = tuple(accuracy_metrics(2, "").keys())  # top1, top5, mean_class_acc
@@ -29,312 +31,248 @@ MONITORABLE = (*(f"val/{m}" for m in (*ACCURACY, "loss", "top1_best")),
 # Lightning's precisions that this project's float32 data pipeline and kernels run with (64 is not one)
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", 32, 16, "32", "16", "bf16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-SEED = dict(ge=0, le=2**32 - 1)  # what numpy's (and so Lightning's) seeding accepts
+VIEW_AVERAGES = ("logits", "prob")
+
+NonNegative = Annotated[float, Field(ge=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]  # [0, 1)
 
 
-def _views(value) -> str | None:
+def _views(value: str) -> str | None:
     try:
-        parse_views(value)
-    except ValueError as e:
-        return f"{e}: give clips x crops, e.g. 10x3, 2x3 or 1x1 (crops: 1 or 3)"
-    return None
-
-
-def _backbone(value) -> str | None:
-    try:
-        backbone_family(value)
+        views(value)
     except ValueError as e:
         return str(e)
     return None
 
 
-def _odd(value) -> str | None:
+def _odd(value: int) -> str | None:
     return None if value % 2 == 1 else "a temporal kernel size must be odd (3, 5, ...)"
 
 
-def _device(value) -> str | None:
+def _device(value: str) -> str | None:
     return None if re.fullmatch(r"cpu|cuda(:\d+)?|mps", value) else "give cpu, cuda, cuda:N or mps"
+
+
+Views = Annotated[str, check(_views)]
+
+
+class Closed(BaseModel):
+    model_config = STRICT
+
+
+class Open(BaseModel):  # any other key (of the `_target_`'s signature: checked apart)
+    model_config = OPEN
 
 
 # ------------------------------------------------------------------------------------------------
 # Groups
 
 
-@dataclass
-class Synthetic:
-    seed: int = spec(**SEED)
-    train_per_class: int = spec(ge=1)
-    val_per_class: int = spec(ge=1)
-    test_per_class: int = spec(ge=1)
-    size: int = spec(ge=16)
-    min_frames: int = spec(ge=1)
-    max_frames: int = spec(ge=1)
-    fps: int = spec(ge=1)
-    qp: int = spec(ge=0, le=51)
-    task: str = spec(choices=tuple(SYNTHETIC_TASKS))
+Data = settings_of(VideoDataModule)  # VideoDataModule's arguments and ClipSettings' fields
 
 
-@dataclass
-class Data:  # VideoDataModule's arguments
-    data_dir: str = spec()
-    format: str = spec(choices=FORMATS)
-    root: str | None = spec(give="DIR")
-    train_ann: str | None = spec(give="FILE")
-    val_ann: str | None = spec(give="FILE")
-    test_ann: str | None = spec(give="FILE")
-    classes: str | None = spec(give="FILE")
-    num_frames: int = spec(ge=1)
-    sampler: str = spec(choices=("uniform", "dense"))
-    dense_window: int = spec(ge=1)
-    short_side: int | None = spec(ge=1)
-    crop_size: int = spec(ge=1)
-    test_crop_size: int | None = spec(ge=1)
-    test_views: str = spec(check=_views, give="10x3", why="clips x crops")
-    scales: list[float] = spec(gt=0, le=1, nonempty=True)
-    max_distort: int = spec(ge=0)
-    flip: bool = spec()
-    flip_label_map: dict[int, int] | None = spec()
-    frame_template: str = spec()
-    start_index: int = spec(ge=0)
-    path_template: str = spec()
-    max_bad_fraction: float = spec(ge=0, le=1)
-    batch_size: int = spec(ge=1)
-    test_batch_size: int | None = spec(ge=1)
-    num_workers: int = spec(ge=0)
-    persistent_workers: bool = spec()
-    pin_memory: bool | None = spec()
-    prefetch_factor: int | None = spec(ge=1)
-    cache_dir: str | None = spec(give="DIR", why="where a remote shard location's chunks are cached")
-    cache_size: str | None = spec(give="100GB", why="the shard cache's size limit")
-    synthetic: Synthetic | None = spec()
-    val_fraction: float = spec(ge=0, lt=1)
-    split_seed: int = spec(**SEED)
+class Temporal(Open):  # the name (one of TEMPORAL) and the module's options: schema/__init__.py's rule
+    name: str
 
 
-@dataclass
-class Temporal:  # the name (one of TEMPORAL) and the module's options: schema/__init__.py's rule
-    OPEN: ClassVar[bool] = True
-    name: str = spec()
+class Tam(Closed):
+    alpha: Count
+    beta: Count
+    kernel_size: Annotated[int, Field(ge=1), check(_odd)]
 
 
-@dataclass
-class Tam:
-    alpha: int = spec(ge=1)
-    beta: int = spec(ge=1)
-    kernel_size: int = spec(ge=1, check=_odd)
+# VideoClassificationModule's arguments: the network's (create_video_model's signature) and the module's own,
+# whose ranges its signature does not state (yet)
+Model = model_of(
+    create_video_model, VideoClassificationModule.__init__, name="Model",
+    skip=("num_classes", "optimizer", "scheduler"), temporal=Temporal, tam=Tam,
+    fc_lr_mult=Annotated[Positive, Fix(why="the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr")],
+    lr_scale_base_batch=Count | None, view_average=Literal[VIEW_AVERAGES], label_smoothing=Fraction,
+    init_from=Annotated[str | None, Fix(give="CKPT", why="a project, converted, official TAM or MMAction2 checkpoint, "
+                                                          "or a save_pretrained folder")])
 
 
-@dataclass
-class Model:  # VideoClassificationModule's arguments
-    backbone: str = spec(check=_backbone)
-    pretrained: bool = spec()
-    pretrained_path: str | None = spec(give="FILE")
-    backbone_kwargs: dict[str, Any] | None = spec()
-    num_frames: int = spec(ge=1)
-    position: str | None = spec(choices=POSITIONS, why="null: the module's own place")
-    stages: list[str] = spec(choices=STAGE_NAMES, nonempty=True)
-    temporal: Temporal = spec()
-    tam: Tam = spec()
-    dropout: float = spec(ge=0, lt=1)
-    fc_lr_mult: float = spec(gt=0, why="the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr")
-    lr_scale_base_batch: int | None = spec(ge=1)
-    view_average: str = spec(choices=("logits", "prob"))
-    label_smoothing: float = spec(ge=0, lt=1)
-    compile: bool = spec()
-    channels_last: bool = spec()
-    init_from: str | None = spec(give="CKPT", why="a project, converted, official TAM or MMAction2 checkpoint, "
-                                                 "or a save_pretrained folder")
-    freeze_bn: bool = spec()
-    sync_bn: bool = spec()
+class Optimizer(Open):  # any other argument of the optimiser class
+    lr: Positive
+    weight_decay: NonNegative
+    momentum: Fraction
+    dampening: Fraction
+    nesterov: bool
+    betas: list[Fraction]
+    eps: Positive
+    fused: bool | None
 
 
-@dataclass
-class Optimizer:  # open: any other argument of the optimiser class
-    lr: float = spec(gt=0)
-    weight_decay: float = spec(ge=0)
-    momentum: float = spec(ge=0, lt=1)
-    dampening: float = spec(ge=0, lt=1)
-    nesterov: bool = spec()
-    betas: list[float] = spec(ge=0, lt=1)
-    eps: float = spec(gt=0)
-    fused: bool | None = spec()
+class Scheduler(Open):
+    T_max: Count
+    eta_min: NonNegative
+    milestones: list[NonNegativeInt]
+    gamma: Positive
+    factor: Annotated[float, Field(gt=0, le=1)]
+    total_iters: NonNegativeInt
 
 
-@dataclass
-class Scheduler:  # open
-    T_max: int = spec(ge=1)
-    eta_min: float = spec(ge=0)
-    milestones: list[int] = spec(ge=0)
-    gamma: float = spec(gt=0)
-    factor: float = spec(gt=0, le=1)
-    total_iters: int = spec(ge=0)
+Limit = Annotated[int | float, Field(ge=0)]  # a number of batches or a fraction of them
 
 
-@dataclass
-class Trainer:  # open: Lightning's Trainer arguments, checked against its signature
-    default_root_dir: str | None = spec()
-    max_epochs: int | None = spec()  # bounds depend on the application: schema/__init__.py
-    min_epochs: int | None = spec(ge=0)
-    max_steps: int = spec(ge=-1)
-    accelerator: str = spec(choices=ACCELERATORS)
-    devices: int | str | list[int] = spec()
-    num_nodes: int = spec(ge=1)
-    precision: int | str | None = spec(choices=PRECISIONS, why="the clips and TAM's kernels are float32: no 64-bit")
-    gradient_clip_val: float | None = spec(ge=0)
-    gradient_clip_algorithm: str | None = spec(choices=("norm", "value"))
-    deterministic: bool | str | None = spec()
-    benchmark: bool | None = spec()
-    check_val_every_n_epoch: int | None = spec(ge=1)
-    log_every_n_steps: int | None = spec(ge=1)
-    num_sanity_val_steps: int | None = spec(ge=-1)
-    enable_progress_bar: bool | None = spec()
-    accumulate_grad_batches: int = spec(ge=1)
-    limit_train_batches: int | float | None = spec(ge=0)
-    limit_val_batches: int | float | None = spec(ge=0)
-    limit_test_batches: int | float | None = spec(ge=0)
-    overfit_batches: int | float = spec(ge=0)
-    fast_dev_run: bool | int = spec(ge=0)
-    sync_batchnorm: bool = spec()
-    use_distributed_sampler: bool = spec()
+class Trainer(Open):  # Lightning's Trainer arguments, checked against its signature
+    default_root_dir: str | None
+    max_epochs: int | None  # bounds depend on the application: schema/__init__.py
+    min_epochs: NonNegativeInt | None
+    max_steps: Annotated[int, Field(ge=-1)]
+    accelerator: Literal[ACCELERATORS]
+    devices: int | str | list[int]
+    num_nodes: Count
+    precision: Annotated[Literal[PRECISIONS] | None, Fix(why="the clips and TAM's kernels are float32: no 64-bit")]
+    gradient_clip_val: NonNegative | None
+    gradient_clip_algorithm: Literal["norm", "value"] | None
+    deterministic: bool | str | None
+    benchmark: bool | None
+    check_val_every_n_epoch: Count | None
+    log_every_n_steps: Count | None
+    num_sanity_val_steps: Annotated[int, Field(ge=-1)] | None
+    enable_progress_bar: bool | None
+    accumulate_grad_batches: Count
+    limit_train_batches: Limit | None
+    limit_val_batches: Limit | None
+    limit_test_batches: Limit | None
+    overfit_batches: Limit
+    fast_dev_run: bool | NonNegativeInt
+    sync_batchnorm: bool
+    use_distributed_sampler: bool
 
 
-@dataclass
-class Callback:  # open: one entry of the callbacks group
-    monitor: str | None = spec(choices=MONITORABLE, why="the metrics the model logs")
-    mode: str = spec(choices=("min", "max"))
-    save_top_k: int = spec(ge=-1)
-    every_n_epochs: int | None = spec(ge=0)
-    patience: int = spec(ge=0)
-    logging_interval: str | None = spec(choices=("step", "epoch"))
-    dirpath: str | None = spec()
-    filename: str | None = spec()
+class Callback(Open):  # one entry of the callbacks group
+    monitor: Annotated[Literal[MONITORABLE] | None, Fix(why="the metrics the model logs")]
+    mode: Literal["min", "max"]
+    save_top_k: Annotated[int, Field(ge=-1)]
+    every_n_epochs: NonNegativeInt | None
+    patience: NonNegativeInt
+    logging_interval: Literal["step", "epoch"] | None
+    dirpath: str | None
+    filename: str | None
 
 
-@dataclass
-class Logger:  # open: one entry of the logger group
-    save_dir: str = spec()
-    name: str | None = spec()
+class Logger(Open):  # one entry of the logger group
+    save_dir: str
+    name: str | None
 
 
-@dataclass
-class Paths:
-    root_dir: str = spec()
-    data_dir: str = spec()
-    log_dir: str = spec()
-    output_dir: str = spec()
+class Paths(Closed):
+    root_dir: str
+    data_dir: str
+    log_dir: str
+    output_dir: str
 
 
-@dataclass
-class Diagnose:  # +diagnose=time: TimeDiagnostic's arguments
-    orders: list[str] = spec(choices=ORDERS[1:], why="`ordered` is always scored: the reference")
-    shuffle_seed: int = spec(**SEED)
+class Diagnose(Closed):  # +diagnose=time: TimeDiagnostic's arguments
+    orders: Annotated[list[Literal[ORDERS[1:]]], Fix(why="`ordered` is always scored: the reference")]
+    shuffle_seed: Seed
 
 
 # ------------------------------------------------------------------------------------------------
-# Application configs (their own keys; their groups are checked with the dataclasses above)
+# Application configs (their own keys; their groups are checked with the models above)
 
 
-@dataclass
-class Common:
-    task_name: str = spec()
-    experiment_name: str = spec()
-    tags: list[Any] = spec()
-    seed: int | None = spec(**SEED, give="N", why="null: no seeding")
+class Common(Closed):
+    task_name: str
+    experiment_name: str
+    tags: list[Any]
+    seed: Annotated[Seed | None, Fix(give="N", why="null: no seeding")]
 
 
-@dataclass
+Checkpoint = Annotated[str, Fix(give="PATH", why="a project checkpoint (train, convert) or a save_pretrained folder")]
+
+
 class Train(Common):
-    train: bool = spec()
-    test: bool = spec()
-    torch_threads: int | None = spec(ge=1)
-    ckpt_path: str | None = spec(give="PATH", why="or last: resume this run")
-    overwrite: bool = spec()  # the run lifecycle's key (issue 17 item 1), where it exists
-    optimized_metric: str = spec(choices=MONITORABLE, why="what a sweeper (hparams_search=...) maximises")
+    train: bool
+    test: bool
+    torch_threads: Count | None
+    ckpt_path: Annotated[str | None, Fix(give="PATH", why="or last: resume this run")]
+    overwrite: bool  # the run lifecycle's key, where it exists
+    optimized_metric: Annotated[Literal[MONITORABLE], Fix(why="what a sweeper (hparams_search=...) maximises")]
 
 
-@dataclass
 class Eval(Common):
-    ckpt_path: str = spec(give="PATH", why="a checkpoint written by train or convert, or a save_pretrained folder")
-    view_average: str | None = spec(choices=("logits", "prob"))
-    overwrite: bool = spec()  # the run lifecycle's key: evaluate again over a finished evaluation
+    ckpt_path: Annotated[str, Fix(give="PATH", why="a checkpoint written by train or convert, or a save_pretrained "
+                                                    "folder")]
+    view_average: Literal[VIEW_AVERAGES] | None
+    overwrite: bool  # the run lifecycle's key: evaluate again over a finished evaluation
 
 
-@dataclass
 class Predict(Common):
-    ckpt_path: str = spec(give="PATH", why="a project checkpoint (train, convert) or a save_pretrained folder")
-    inputs: str | list[str] = spec(give="[a.mp4,videos/]", why="video files and/or folders", nonempty=True)
-    topk: int = spec(ge=1, give="5")
-    out: str = spec()
-    views: str | None = spec(check=_views, give="1x1", why="clips x crops; null: the checkpoint's")
-    device: str = spec(check=_device)
-    progress: bool = spec()
+    ckpt_path: Checkpoint
+    inputs: Annotated[str | Annotated[list[str], Field(min_length=1)],
+                      Fix(give="[a.mp4,videos/]", why="video files and/or folders")]
+    topk: Annotated[Count, Fix(give="5")]
+    out: str
+    views: Annotated[Views | None, Fix(give="1x1", why="clips x crops; null: the checkpoint's")]
+    device: Annotated[str, check(_device)]
+    progress: bool
 
 
-@dataclass
 class Export(Common):
-    ckpt_path: str = spec(give="PATH", why="a project checkpoint (train, convert) or a save_pretrained folder")
-    format: str = spec(choices=("onnx", "hf"))
-    out: str | None = spec(give="PATH", why="null: model.onnx / hf in the run directory")
-    opset: int = spec(ge=7)
-    video: str | None = spec()
-    check: bool = spec()
-    tolerance: float = spec(gt=0)
-    repo_id: str | None = spec(give="OWNER/NAME", why="format=hf: upload the folder to the Hugging Face Hub")
+    ckpt_path: Checkpoint
+    format: Literal["onnx", "hf"]
+    out: Annotated[str | None, Fix(give="PATH", why="null: model.onnx / hf in the run directory")]
+    opset: Annotated[int, Field(ge=7)]
+    video: str | None
+    check: bool
+    tolerance: Positive
+    repo_id: Annotated[str | None, Fix(give="OWNER/NAME", why="format=hf: upload the folder to the Hugging Face Hub")]
 
 
-@dataclass
 class Visualize(Common):
-    ckpt_path: str = spec(give="PATH", why="a TANet checkpoint from train")
-    videos: str | list[str] = spec()
-    video_root: str | None = spec()
-    block: str = spec()
-    i3d_ckpt_path: str | None = spec()
-    i3d_norm: str = spec(choices=("l1", "none"))
-    size: int | None = spec(ge=1)
-    out_dir: str = spec()
+    ckpt_path: Annotated[str, Fix(give="PATH", why="a TANet checkpoint from train")]
+    videos: str | list[str]
+    video_root: str | None
+    block: str
+    i3d_ckpt_path: str | None
+    i3d_norm: Literal["l1", "none"]
+    size: Count | None
+    out_dir: str
 
 
-@dataclass
 class Prepare(Common):
-    out: str = spec(give="DIR", why="the folder the prepared copy goes to")
-    gop: int = spec(ge=1, why="a keyframe at least every gop frames")
-    short_side: int | None = spec(ge=2, why="null: the source's size")
-    crf: int = spec(ge=0, le=51, why="x264 quality: lower is better and bigger")
-    workers: int | None = spec(ge=1, why="processes; null: one per core")
-    progress: bool = spec()
-    shards: bool = spec(why="true: the copy as LitData shards (data.root=OUT or its upload reads them)")
-    chunk_bytes: str = spec(give="128MB", why="the size of one shard (LitData recommends 64-256 MB)")
-    upload: str | None = spec(give="s3://BUCKET/PREFIX", why="shards=true: copy the shards to an object store")
+    out: Annotated[str, Fix(give="DIR", why="the folder the prepared copy goes to")]
+    gop: Annotated[Count, Fix(why="a keyframe at least every gop frames")]
+    short_side: Annotated[Annotated[int, Field(ge=2)] | None, Fix(why="null: the source's size")]
+    crf: Annotated[int, Field(ge=0, le=51), Fix(why="x264 quality: lower is better and bigger")]
+    workers: Annotated[Count | None, Fix(why="processes; null: one per core")]
+    progress: bool
+    shards: Annotated[bool, Fix(why="true: the copy as LitData shards (data.root=OUT or its upload reads them)")]
+    chunk_bytes: Annotated[str, Fix(give="128MB", why="the size of one shard (LitData recommends 64-256 MB)")]
+    upload: Annotated[str | None, Fix(give="s3://BUCKET/PREFIX", why="shards=true: copy the shards to an object store")]
 
 
 # ------------------------------------------------------------------------------------------------
 # argparse applications: the same fields, named by their flags
 
 
-@dataclass
-class ConvertArgs:
-    src: str = spec()
-    out: str = spec()
-    source: str = spec(choices=("auto", "official", "mmaction2", "project"))
-    num_frames: int | None = spec(ge=1)
-    classes: str | None = spec()
-    data: str | None = spec()
+class ConvertArgs(Closed):
+    src: str
+    out: str
+    source: Literal["auto", "official", "mmaction2", "project"]
+    num_frames: Count | None
+    classes: str | None
+    data: str | None
 
 
-@dataclass
-class EnsembleArgs:
-    scores: list[str] = spec(nonempty=True)
-    mode: str = spec(choices=("prob", "logits"))
-    weights: list[float] | None = spec(ge=0)
+class EnsembleArgs(Open):
+    scores: Annotated[list[str], Field(min_length=1)]
+    mode: Literal["prob", "logits"]
+    weights: list[NonNegative] | None
 
 
-@dataclass
-class ComplexityArgs:
-    backbone: str = spec(check=_backbone)
-    frames: int = spec(ge=1)
-    size: int | None = spec(ge=1)
-    position: str | None = spec(choices=POSITIONS)
-    stages: list[str] = spec(choices=STAGE_NAMES, nonempty=True)
-    classes: int = spec(ge=1)
-    rows: list[str] = spec(choices=tuple(s.paper_row for s in TEMPORAL.values() if s.paper or s.reported),
-                           nonempty=True)
+class ComplexityArgs(Open):
+    backbone: Backbone
+    frames: Count
+    size: Count | None
+    position: Position
+    stages: Stages
+    classes: Count
+    rows: Annotated[list[Literal[tuple(s.paper_row for s in TEMPORAL.values() if s.paper or s.reported)]],
+                    Field(min_length=1)]
+
