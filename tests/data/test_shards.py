@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import socket
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import shard_probe
 import torch
 
+import launcher as launched
 from tanet_lightning.data import shards
 from tanet_lightning.data.datamodule import VideoDataModule
 from tanet_lightning.eval import evaluate
 from tanet_lightning.prepare import prepare
 from tanet_lightning.train import train
-from tinyconf import TINY_SPEC, TINY_SYNTHETIC, compose_config
+from tinyconf import TINY_RUN, TINY_SPEC, TINY_SYNTHETIC, compose_config
 
 pytestmark = pytest.mark.heavy
 
@@ -161,3 +167,85 @@ def test_eval_under_ddp_from_shards_scores_every_video_once_as_one_process_from_
     order_f, order_d = np.argsort(sf["video_idx"]), np.argsort(sd["video_idx"])
     assert np.array_equal(sf["video_idx"][order_f], sd["video_idx"][order_d])
     np.testing.assert_allclose(sf["scores"][order_f], sd["scores"][order_d], rtol=0, atol=1e-6)
+
+
+def test_a_store_stopped_mid_epoch_fails_the_run_naming_the_url(prepared, make_cfg, s3, tmp_path, monkeypatch):
+    """The server goes away after the first training batch (shard_probe.StopStore); the cache is empty and
+    LitData's random access reads each sample's bytes from the store, so the next batch cannot be read: the
+    run fails with the URL, after boto3's bounded retries, and does not go on with the videos it could read."""
+    server, _ = s3
+    base, _ = prepared
+    shards.upload(base / "shards", "s3://videos/tiny")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setattr(shard_probe, "STOP", server.stop)
+    cfg = make_cfg(["data.root=s3://videos/tiny", f"data.cache_dir={tmp_path / 'cache'}",
+                    "+callbacks.stop_store._target_=shard_probe.StopStore"])
+    with pytest.raises(shards.ShardError, match=r"of s3://videos/tiny/train after 2 attempts .*EndpointConnection"):
+        train(cfg)
+    assert shard_probe.STOP is None  # it stopped the store, inside the first epoch
+    out = Path(cfg.paths.output_dir)
+    assert json.loads((out / "run.json").read_text())["state"] == "failed"
+    assert not (out / "metrics.json").exists()
+    assert not (out / "bad_files.tsv").exists()  # a store that went away is not a bad video
+    assert not list((tmp_path / "cache").rglob("chunk-*.bin"))  # every sample was read from the server
+
+
+# ----------------------------------------------------------------------------------------------------
+# stopped and resumed from the shards: the signal tests' mechanism (tests/runs: run_probe.SlowCheckpointWrite
+# holds the first checkpoint write until the test has sent SIGTERM, so the run stops at the end of the next
+# training batch, inside epoch 1), on a real training process forked from the launcher
+
+
+PROBES = Path(__file__).resolve().parents[1] / "runs"  # run_probe.py
+RESUMED = [*TINY_SYNTHETIC, *TINY_RUN, "trainer.max_epochs=2", "trainer.deterministic=true", "model.backbone=resnet18",
+           "model.pretrained=false", "+callbacks.probe._target_=run_probe.SlowCheckpointWrite"]
+COMPARED = ("test/top1", "test/top5", "val/top1", "val/top1_best", "val/loss", "train/loss_epoch")
+
+
+def _train(launcher, cwd: Path, data_dir: Path, *args: str, **env: str):
+    cwd.mkdir(exist_ok=True)
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("TANET_", "SLURM_"))}  # AWS_* from s3
+    full.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
+                PYTHONPATH=os.pathsep.join([str(PROBES), os.environ.get("PYTHONPATH", "")]), **env)
+    proc = launched.popen(launcher, [sys.executable, "-m", "tanet_lightning.train", *RESUMED, *args], cwd, full)
+    runs = cwd / "logs" / "train" / "runs"
+    if env.get("TANET_TEST_SLOW_SAVE"):  # SIGTERM inside the epoch-0 checkpoint write, then let the write go on
+        deadline = time.monotonic() + 300
+        while not list(runs.glob("*/saving")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        proc.send_signal(signal.SIGTERM)
+        next(runs.glob("*/saving")).with_name("signalled").write_text("")
+    log = proc.communicate(timeout=600)[0]
+    (run,) = runs.iterdir()
+    return proc.returncode, log, run
+
+
+@pytest.mark.slow  # five training processes: ~1-2 min on 2 shared cores
+@pytest.mark.process
+def test_sigterm_mid_epoch_then_ckpt_path_last_from_shards_ends_like_an_uninterrupted_run(
+        prepared, s3, launcher, tmp_path):
+    server, secret = s3
+    base, _ = prepared
+    shards.upload(base / "shards", "s3://videos/tiny")
+    data = base / "data"
+    rc, log, reference = _train(launcher, tmp_path / "uninterrupted", data, f"data.root={base / 'shards'}")
+    assert rc == 0, log[-3000:]
+    want = json.loads((reference / "metrics.json").read_text())
+    for name, root in (("local", [f"data.root={base / 'shards'}"]),
+                       ("s3", ["data.root=s3://videos/tiny", f"data.cache_dir={tmp_path / 'cache'}"])):
+        cwd = tmp_path / name
+        rc, log, run = _train(launcher, cwd, data, *root, TANET_TEST_SLOW_SAVE="1")
+        assert rc == 143, (name, log[-3000:])
+        record = json.loads((run / "run.json").read_text())
+        assert record["state"] == "interrupted" and not (run / "metrics.json").exists(), record
+        last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert last["epoch"] == 0  # stopped inside epoch 1: its batches are trained again from its start
+        rc, log, run = _train(launcher, cwd, data, *root, "ckpt_path=last")
+        assert rc == 0, (name, log[-3000:])
+        got = json.loads((run / "metrics.json").read_text())
+        for key in COMPARED:
+            assert got[key] == pytest.approx(want[key], abs=1e-6), (name, key)
+    for path in (tmp_path / "s3").rglob("*"):  # the credentials stayed in the environment
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
