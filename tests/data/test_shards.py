@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -110,13 +111,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class S3Server:
+    """moto's S3 server in a process of its own, so that ``stop()`` ends it for every client: a server thread
+    in this process would leave its listening socket open in the processes forked from here (DataLoader
+    workers), where a request to a stopped server then hangs in the kernel's backlog instead of failing."""
+
+    def __init__(self, port: int):
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's server did not start (exit {self.proc.poll()})") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
 @pytest.fixture
 def s3(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
     port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
+    server = S3Server(port)
     url = f"http://127.0.0.1:{port}"
     secret = "tanet-test-secret-0123456789"
     for key, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret,
@@ -171,17 +195,20 @@ def test_eval_under_ddp_from_shards_scores_every_video_once_as_one_process_from_
 
 def test_a_store_stopped_mid_epoch_fails_the_run_naming_the_url(prepared, make_cfg, s3, tmp_path, monkeypatch):
     """The server goes away after the first training batch (shard_probe.StopStore); the cache is empty and
-    LitData's random access reads each sample's bytes from the store, so the next batch cannot be read: the
-    run fails with the URL, after boto3's bounded retries, and does not go on with the videos it could read."""
+    LitData's random access reads each sample's bytes from the store, so the loader worker's next read (the
+    next training batch, or validation where the worker had read ahead) fails: the run fails with the URL,
+    after boto3's bounded retries, and does not go on with the videos it could read."""
     server, _ = s3
     base, _ = prepared
     shards.upload(base / "shards", "s3://videos/tiny")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     monkeypatch.setattr(shard_probe, "STOP", server.stop)
-    cfg = make_cfg(["data.root=s3://videos/tiny", f"data.cache_dir={tmp_path / 'cache'}",
-                    "+callbacks.stop_store._target_=shard_probe.StopStore"])
-    with pytest.raises(shards.ShardError, match=r"of s3://videos/tiny/train after 2 attempts .*EndpointConnection"):
+    cfg = make_cfg(["data.root=s3://videos/tiny", f"data.cache_dir={tmp_path / 'cache'}", "data.num_workers=1",
+                    "model.backbone=resnet18", "+callbacks.stop_store._target_=shard_probe.StopStore"])
+    with pytest.raises(shards.ShardError, match=r"^cannot .* s3://videos/tiny/(train|val) after 2 attempts .*Endpoint"
+                       ) as err:
         train(cfg)
+    assert "Traceback" not in str(err.value)  # the worker's message, not torch's report of where it was raised
     assert shard_probe.STOP is None  # it stopped the store, inside the first epoch
     out = Path(cfg.paths.output_dir)
     assert json.loads((out / "run.json").read_text())["state"] == "failed"
