@@ -8,12 +8,13 @@ video id (the path relative to ``data.root``, as in the split fingerprints) and 
 frame counts) and ``fingerprint.json`` (the split fingerprints, equal to those of the prepared files).
 
 Reading: ``data.root=DIR`` or ``data.root=s3://bucket/prefix`` (anything LitData reads) is recognised by its
-``shards.json``. The clip dataset stays map-style: sample ``i`` is read by LitData's random access (on a
-remote store one ranged read of the sample's bytes, or its chunk cached in ``data.cache_dir`` once
-``data.cache_size`` allows), so the project's samplers, seeded shuffle, DDP split, mid-epoch resume and
-exact-once evaluation are the same code as for files, and a streamed clip equals the file's clip bit for bit.
+``shards.json``. The clip dataset stays map-style: sample ``i`` is read by LitData's random access, so the
+project's samplers, seeded shuffle, DDP split, mid-epoch resume and exact-once evaluation are the same code as
+for files, and a streamed clip equals the file's clip bit for bit. On a remote store random access is two
+ranged reads per sample (its offset, its bytes), every epoch: LitData fills ``data.cache_dir`` with whole
+chunks only when it iterates them in order, so the cache holds the splits' ``index.json``, no videos.
 Credentials come from the environment (``AWS_*``, ``AWS_ENDPOINT_URL``) or the engine's usual files, never
-from the config.
+from the config; a failed request is retried as ``retries()`` says, then the run fails naming the URL.
 """
 
 from __future__ import annotations
