@@ -229,50 +229,75 @@ RESUMED = [*TINY_SYNTHETIC, *TINY_RUN, "trainer.max_epochs=2", "trainer.determin
 COMPARED = ("test/top1", "test/top5", "val/top1", "val/top1_best", "val/loss", "train/loss_epoch")
 
 
-def _train(launcher, cwd: Path, data_dir: Path, *args: str, **env: str):
+# a SLURM batch job's task, and a fake `scontrol` that does what a requeue does: SLURM ends the job with SIGTERM
+# (as tests/runs/test_signals.py)
+SLURM = dict(SLURM_JOB_ID="4242", SLURM_JOB_NAME="tanet", SLURM_NTASKS="1", SLURM_NTASKS_PER_NODE="1",
+             SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="localhost")
+FAKE_SCONTROL = '#!/bin/sh\necho "$@" >> "{log}"\nkill -TERM $PPID\n'
+
+
+def _train(launcher, cwd: Path, data_dir: Path, *args: str, stop: signal.Signals | None = None, slurm: bool = False):
+    """`python -m tanet_lightning.train`; ``stop``: that signal inside the epoch-0 checkpoint write, which then
+    goes on (run_probe.SlowCheckpointWrite), so the run stops at the end of the next batch. Returns (exit
+    status, output, the run directory)."""
     cwd.mkdir(exist_ok=True)
     full = {k: v for k, v in os.environ.items() if not k.startswith(("TANET_", "SLURM_"))}  # AWS_* from s3
     full.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
-                PYTHONPATH=os.pathsep.join([str(PROBES), os.environ.get("PYTHONPATH", "")]), **env)
+                PYTHONPATH=os.pathsep.join([str(PROBES), os.environ.get("PYTHONPATH", "")]))
+    if stop is not None:
+        full["TANET_TEST_SLOW_SAVE"] = "1"
+    if slurm:
+        (cwd / "bin").mkdir(exist_ok=True)
+        (cwd / "bin" / "scontrol").write_text(FAKE_SCONTROL.format(log=cwd / "scontrol_calls.txt"))
+        (cwd / "bin" / "scontrol").chmod(0o755)
+        full.update(SLURM, PATH=f"{cwd / 'bin'}{os.pathsep}{os.environ['PATH']}")
     proc = launched.popen(launcher, [sys.executable, "-m", "tanet_lightning.train", *RESUMED, *args], cwd, full)
     runs = cwd / "logs" / "train" / "runs"
-    if env.get("TANET_TEST_SLOW_SAVE"):  # SIGTERM inside the epoch-0 checkpoint write, then let the write go on
+    if stop is not None:
         deadline = time.monotonic() + 300
         while not list(runs.glob("*/saving")) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[0][-3000:]
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         next(runs.glob("*/saving")).with_name("signalled").write_text("")
     log = proc.communicate(timeout=600)[0]
     (run,) = runs.iterdir()
     return proc.returncode, log, run
 
 
-@pytest.mark.slow  # five training processes: ~1-2 min on 2 shared cores
+@pytest.mark.slow  # seven training processes: ~5-7 min on 2 loaded cores
 @pytest.mark.process
-def test_sigterm_mid_epoch_then_ckpt_path_last_from_shards_ends_like_an_uninterrupted_run(
-        prepared, s3, launcher, tmp_path):
+def test_stopped_mid_epoch_and_resumed_from_shards_ends_like_an_uninterrupted_run(prepared, s3, launcher, tmp_path):
+    """SIGTERM, then the same command with ``ckpt_path=last`` (the run starts epoch 1 again from last.ckpt), from
+    local shards and from S3; and SLURM's USR1 from S3: the exact mid-epoch state in hpc_ckpt_1.ckpt, the
+    requeued job's same command replaying the epoch's first batch (ResumableLoader) and going on from there."""
     server, secret = s3
     base, _ = prepared
     shards.upload(base / "shards", "s3://videos/tiny")
-    data = base / "data"
-    rc, log, reference = _train(launcher, tmp_path / "uninterrupted", data, f"data.root={base / 'shards'}")
+    data, local = base / "data", [f"data.root={base / 'shards'}"]
+    remote = ["data.root=s3://videos/tiny", f"data.cache_dir={tmp_path / 'cache'}"]
+    rc, log, reference = _train(launcher, tmp_path / "uninterrupted", data, *local)
     assert rc == 0, log[-3000:]
     want = json.loads((reference / "metrics.json").read_text())
-    for name, root in (("local", [f"data.root={base / 'shards'}"]),
-                       ("s3", ["data.root=s3://videos/tiny", f"data.cache_dir={tmp_path / 'cache'}"])):
-        cwd = tmp_path / name
-        rc, log, run = _train(launcher, cwd, data, *root, TANET_TEST_SLOW_SAVE="1")
-        assert rc == 143, (name, log[-3000:])
+    for name, root, stop in (("local", local, signal.SIGTERM), ("s3", remote, signal.SIGTERM),
+                             ("s3-usr1", remote, signal.SIGUSR1)):
+        cwd, slurm = tmp_path / name, stop == signal.SIGUSR1
+        rc, log, run = _train(launcher, cwd, data, *root, stop=stop, slurm=slurm)
         record = json.loads((run / "run.json").read_text())
-        assert record["state"] == "interrupted" and not (run / "metrics.json").exists(), record
-        last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-        assert last["epoch"] == 0  # stopped inside epoch 1: its batches are trained again from its start
-        rc, log, run = _train(launcher, cwd, data, *root, "ckpt_path=last")
+        assert (rc, record["state"]) == ((138, "requeued") if slurm else (143, "interrupted")), (name, log[-3000:])
+        assert not (run / "metrics.json").exists()
+        if slurm:  # the state inside epoch 1, one batch trained
+            assert record["reason"] == "SLURM requeue signal: state saved in hpc_ckpt_1.ckpt", record
+            state = torch.load(next(run.rglob("hpc_ckpt_1.ckpt")), map_location="cpu", weights_only=True)
+            assert (state["epoch"], state["global_step"]) == (1, 4), name
+        else:  # stopped inside epoch 1: its batches are trained again from its start
+            last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+            assert last["epoch"] == 0, name
+        rc, log, run = _train(launcher, cwd, data, *root, *([] if slurm else ["ckpt_path=last"]), slurm=slurm)
         assert rc == 0, (name, log[-3000:])
         got = json.loads((run / "metrics.json").read_text())
         for key in COMPARED:
             assert got[key] == pytest.approx(want[key], abs=1e-6), (name, key)
-    for path in (tmp_path / "s3").rglob("*"):  # the credentials stayed in the environment
+    for path in tmp_path.glob("s3*/**/*"):  # the credentials stayed in the environment
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path

@@ -48,8 +48,8 @@ VERSION = 1
 DEFAULT_CHUNK_BYTES = "128MB"  # inside LitData's recommended 64-256 MB
 STAGING = ".files"  # prepare ... shards=true: the prepared files, packed into shards and then removed
 # attempts per request to an object store, in boto3's standard retry mode (exponential backoff with jitter:
-# a store that is down is reported after ~15 s). LitData's own client makes up to 1000 in adaptive mode,
-# which against a stopped store ran ~4.5 minutes (measured: 277 s) before the error came.
+# a stopped store, connections refused, is reported within seconds; measured 0.9 s). LitData's own client makes
+# up to 1000 in adaptive mode, which against a stopped store ran 277 s (measured) before the error came.
 ATTEMPTS = 5
 
 
@@ -73,7 +73,7 @@ def retries() -> dict:
             "mode": os.environ.get("AWS_RETRY_MODE") or "standard"}
 
 
-def _retried() -> str:
+def _retry_note() -> str:
     r = retries()
     return f"after {r['max_attempts']} attempts ({r['mode']} retries; AWS_MAX_ATTEMPTS sets how many)"
 
@@ -105,7 +105,7 @@ def read_text(root: str, name: str) -> str | None:
     except client.exceptions.NoSuchKey:
         return None
     except Exception as e:  # connection refused, bad credentials, no bucket: the user fixes the URL or the env
-        raise ShardError(f"cannot read {root}/{name} {_retried()}: {type(e).__name__}: {e}. Check the URL, "
+        raise ShardError(f"cannot read {root}/{name} {_retry_note()}: {type(e).__name__}: {e}. Check the URL, "
                          f"the store (AWS_ENDPOINT_URL) and the credentials in the environment") from None
 
 
@@ -257,7 +257,7 @@ class ShardSplit:
         return self._dataset
 
     def _retried(self) -> str:
-        return f" {_retried()}" if is_remote(self.root) else ""
+        return f" {_retry_note()}" if is_remote(self.root) else ""
 
     def fetch(self, i: int) -> tuple[EncodedVideo, IndexEntry]:
         try:
