@@ -41,6 +41,7 @@ complexity: $(STAMP)  ## the paper's Table 2 FLOPs/params, measured
 bench: $(STAMP)  ## speed benchmarks (prints ratios measured side by side)
 	$(PY) benchmarks/temporal_modules.py
 	$(PY) benchmarks/data_loading.py
+	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/main_job.py
 
 lint: $(STAMP)  ## ruff, and the import layers (import-linter contract in pyproject.toml)
