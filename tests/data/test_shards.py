@@ -266,7 +266,6 @@ def _train(launcher, cwd: Path, data_dir: Path, *args: str, stop: signal.Signals
 
 
 @pytest.mark.slow  # seven training processes: ~5-7 min on 2 loaded cores
-@pytest.mark.process
 def test_stopped_mid_epoch_and_resumed_from_shards_ends_like_an_uninterrupted_run(prepared, s3, launcher, tmp_path):
     """SIGTERM, then the same command with ``ckpt_path=last`` (the run starts epoch 1 again from last.ckpt), from
     local shards and from S3; and SLURM's USR1 from S3: the exact mid-epoch state in hpc_ckpt_1.ckpt, the

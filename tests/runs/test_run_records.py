@@ -82,7 +82,7 @@ def test_a_refused_job_writes_no_log_and_one_without_a_lifecycle_writes_it_at_th
     assert (tmp_path / "train.log").read_text() == "[INFO] predicted\n"
 
 
-@pytest.mark.process  # a fresh interpreter: Lightning reads the rank from the environment at import
+@pytest.mark.heavy  # a fresh interpreter: Lightning reads the rank from the environment at import
 def test_a_process_lightning_started_in_a_one_task_slurm_job_is_not_rank_0():
     """`srun --pty bash` then DDP: every process has SLURM_PROCID=0, Lightning gives rank 1 LOCAL_RANK=1."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")}

@@ -14,7 +14,6 @@ NUM = r"[\d.]+"
 
 
 @pytest.mark.slow  # ~30 s on 2 shared cores: two prepares, a moto server process, 3 loader epochs twice
-@pytest.mark.process
 def test_streaming_benchmark_tiny_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH), "--tiny", "--dir", str(tmp_path)], capture_output=True,
                           text=True, timeout=600)

@@ -26,7 +26,7 @@ KEYS = ["time/top1_ordered", "time/top1_reversed", "time/top1_shuffled", "time/t
 
 def test_the_schema_is_the_diagnostics_arguments():
     params = set(inspect.signature(TimeDiagnostic.__init__).parameters) - {"self"}
-    assert set(groups.Diagnose.__dataclass_fields__) == params
+    assert set(groups.Diagnose.model_fields) == params
     assert metric_names() == KEYS
 
 
