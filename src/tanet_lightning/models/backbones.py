@@ -37,7 +37,16 @@ FAMILIES: dict[str, str] = {
     "mobilenetv2_100": "mobilenetv2",
     "inception_v3": "inception_v3",
     "shufflenet_v2_x1_0": "shufflenetv2",
+    # timm VisionTransformers (their own block positions, model.blocks): CLIP ViT-B/16
+    # (vit_base_patch16_clip_224.openai), ImageNet-21k ViT-B/16 (vit_base_patch16_224.augreg_in21k), and the
+    # small ones for CPU runs (e.g. vit_tiny_patch16_224 with backbone_kwargs {img_size: 32, patch_size: 8})
+    "vit_tiny_patch16_224": "vit",
+    "vit_small_patch16_224": "vit",
+    "vit_base_patch16_224": "vit",
+    "vit_base_patch16_clip_224": "vit",
+    "vit_large_patch14_clip_224": "vit",
 }
+VIT_FAMILIES = ("vit",)
 
 
 def family_of(backbone: nn.Module) -> str:

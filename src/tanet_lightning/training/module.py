@@ -55,6 +55,7 @@ class VideoClassificationModule(L.LightningModule):
         channels_last: bool = False,
         init_from: str | None = None,
         freeze_bn: bool = False,
+        freeze_backbone: bool = False,
         sync_bn: bool = False,
         **net: Any,
     ):
@@ -72,6 +73,8 @@ class VideoClassificationModule(L.LightningModule):
         if freeze_bn:  # TSN's partial BN: every BatchNorm2d but the first keeps its ImageNet/pretrained statistics
             for bn in frozen_batchnorms(self.net):
                 bn.requires_grad_(False)
+        if freeze_backbone:  # frozen image model: only temporal modules / adapters and the classifier train
+            self.net.freeze_backbone()
         if channels_last:  # per conv: Module.to(memory_format=channels_last) refuses the 5-D weights of a Conv3d
             for m in self.net.modules():
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)):
@@ -128,6 +131,10 @@ class VideoClassificationModule(L.LightningModule):
         if mode and self.hparams.get("freeze_bn"):
             for bn in frozen_batchnorms(self.net):
                 bn.eval()  # running statistics stay as loaded
+        if mode and self.hparams.get("freeze_backbone"):
+            for m in self.net.frozen_modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()  # a frozen image model keeps its BN statistics too
         return self
 
     # --- training / validation -----------------------------------------------------------------
