@@ -16,7 +16,7 @@ from ...data.datamodule import FORMATS
 from ...data.settings import parse_views
 from ...data.synthetic import TASKS as SYNTHETIC_TASKS
 from ...models.backbones import STAGE_NAMES, backbone_family
-from ...models.insertion import POSITIONS
+from ...models.insertion import POSITIONS, VIT_POSITIONS
 from ...models.temporal import TEMPORAL
 from ..diagnose import ORDERS
 from ..module import accuracy_metrics
@@ -128,8 +128,10 @@ class Model:  # VideoClassificationModule's arguments
     pretrained_path: str | None = spec(give="FILE")
     backbone_kwargs: dict[str, Any] | None = spec()
     num_frames: int = spec(ge=1)
-    position: str | None = spec(choices=POSITIONS, why="null: the module's own place")
+    position: str | list[str] | None = spec(choices=(*POSITIONS, *VIT_POSITIONS),
+                                            why="null: the module's own place; ViTs: one or a list of ViT positions")
     stages: list[str] = spec(choices=STAGE_NAMES, nonempty=True)
+    blocks: list[int] | None = spec(ge=0, nonempty=True, why="ViT block indices; null: every block")
     temporal: Temporal = spec()
     tam: Tam = spec()
     dropout: float = spec(ge=0, lt=1)
@@ -142,6 +144,7 @@ class Model:  # VideoClassificationModule's arguments
     init_from: str | None = spec(give="CKPT", why="a project, converted, official TAM or MMAction2 checkpoint, "
                                                  "or a save_pretrained folder")
     freeze_bn: bool = spec()
+    freeze_backbone: bool = spec()
     sync_bn: bool = spec()
 
 
