@@ -1,9 +1,11 @@
 """The index sidecar of a prepared dataset: what the loader would otherwise demux from every file on every open.
 
 ``python -m tanet_lightning.prepare`` writes ``<root>/video_index.npz`` beside the videos it re-encodes. Per
-video: frame count, sorted frame pts, keyframe pts, width, height, fps, time base, and the file's size and
-mtime_ns, so an entry whose file has changed since (re-encoded, replaced, copied without its mtime) is stale
-and the loader demuxes that file as before. ``lookup`` costs one ``stat``; a demux reads every packet.
+video: frame count, sorted frame pts, keyframe pts, width, height, fps, time base, the video stream they
+describe (FFmpeg's pick in a file with several; a prepared copy has one) and the source's stream prepare
+kept, and the file's size and mtime_ns, so an entry whose file has changed since (re-encoded, replaced,
+copied without its mtime) is stale and the loader demuxes that file as before. ``lookup`` costs one
+``stat``; a demux reads every packet.
 
 Why one uncompressed ``.npz`` of flat columns: 250k videos load in well under a second (a handful of arrays,
 no per-video Python objects until a lookup), without pickle, and the file stays far smaller than one JSON
@@ -25,9 +27,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "video_index.npz"
-VERSION = 1
+VERSION = 2  # 2: the stream columns; a version-1 sidecar reads with stream 0 and an unknown source stream
 _SCALARS = ("num_frames", "width", "height", "fps_num", "fps_den", "tb_num", "tb_den", "size", "mtime_ns",
-            "source_size", "source_mtime_ns", "pts_start", "pts_step")
+            "source_size", "source_mtime_ns", "pts_start", "pts_step", "stream", "source_stream")
+_ADDED = {"stream": 0, "source_stream": -1}  # columns a version-1 sidecar lacks, and their values there
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +51,8 @@ class IndexEntry:
     mtime_ns: int
     source_size: int = -1  # the file it was prepared from (prepare's resume check); -1 = unknown
     source_mtime_ns: int = -1
+    stream: int = 0  # the container's index of the video stream described (and read): FFmpeg's pick
+    source_stream: int = -1  # the source's video stream prepare re-encoded; -1 = unknown
 
     @classmethod
     def from_pts(cls, pts: np.ndarray, keys: np.ndarray, **fields) -> IndexEntry:
@@ -100,10 +105,13 @@ class VideoIndex:
             with np.load(path, allow_pickle=False) as z:
                 cols = {k: z[k] for k in z.files}
             version = int(cols.pop("version"))
-            if version != VERSION:
+            if version not in (1, VERSION):
                 raise ValueError(f"version {version}, not {VERSION}")
             names = bytes(cols.pop("paths")).decode("utf-8")
             paths = names.split("\0") if names else []
+            for k, v in _ADDED.items():
+                if version == 1:
+                    cols[k] = np.full(len(paths), v, dtype=np.int64)
             if any(len(cols[k]) != len(paths) for k in _SCALARS):
                 raise ValueError("columns of unequal length")
         except (OSError, ValueError, KeyError) as e:
@@ -130,7 +138,8 @@ class VideoIndex:
             fps=Fraction(int(c["fps_num"][i]), int(c["fps_den"][i])),
             time_base=Fraction(int(c["tb_num"][i]), int(c["tb_den"][i])),
             size=int(c["size"][i]), mtime_ns=int(c["mtime_ns"][i]),
-            source_size=int(c["source_size"][i]), source_mtime_ns=int(c["source_mtime_ns"][i]))
+            source_size=int(c["source_size"][i]), source_mtime_ns=int(c["source_mtime_ns"][i]),
+            stream=int(c["stream"][i]), source_stream=int(c["source_stream"][i]))
 
     def entries(self) -> dict[str, IndexEntry]:
         return {p: self.entry(p) for p in self.paths}
@@ -160,7 +169,7 @@ def write_index(root: str | os.PathLike, entries: Mapping[str, IndexEntry]) -> P
                       fps_num=e.fps.numerator, fps_den=e.fps.denominator,
                       tb_num=e.time_base.numerator, tb_den=e.time_base.denominator, size=e.size,
                       mtime_ns=e.mtime_ns, source_size=e.source_size, source_mtime_ns=e.source_mtime_ns,
-                      pts_start=e.pts_start, pts_step=e.pts_step)
+                      pts_start=e.pts_start, pts_step=e.pts_step, stream=e.stream, source_stream=e.source_stream)
         for k, v in values.items():
             cols[k].append(v)
         if e.pts_step <= 0:

@@ -19,6 +19,7 @@ DataLoader workers hangs or corrupts) and always closed, even on errors.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -236,22 +237,49 @@ def _decode_sequential(container, stream, wanted: np.ndarray, size) -> dict:
     return frames
 
 
-def _open_container(path: str, header_only: bool) -> av.container.InputContainer:
+class EncodedVideo:
+    """An encoded video held in memory (a streamed shard's sample), named for messages by its video id. Each
+    open reads it from the start through its own BytesIO, so the retry paths below see the same bytes."""
+
+    def __init__(self, data: bytes | memoryview, name: str):
+        self.data, self.name = data, name
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _input(path: str | EncodedVideo):
+    return path.open() if isinstance(path, EncodedVideo) else path
+
+
+def _open_container(path: str | EncodedVideo, header_only: bool) -> av.container.InputContainer:
     if header_only:
         try:
-            container = av.open(path, stream_options=_HEADER_ONLY)
+            container = av.open(_input(path), stream_options=_HEADER_ONLY)
         except ValueError:  # streams known only after probing (MPEG-TS/PS)
-            return av.open(path)
+            return av.open(_input(path))
         streams = container.streams.video
-        if not streams or (streams[0].codec_context.width and streams[0].codec_context.height):
+        # several video streams: which one FFmpeg picks depends on what its probe decodes (frame counts
+        # rank the candidates), so only a probed open picks the one torchcodec and the ffmpeg CLI read
+        if not streams or (len(streams) == 1 and streams[0].codec_context.width and streams[0].codec_context.height):
             return container
-        container.close()  # no size in the header: let FFmpeg probe the stream
-    return av.open(path)
+        container.close()  # no size in the header, or a choice to make: let FFmpeg probe the streams
+    return av.open(_input(path))
+
+
+def best_video_stream(container: av.container.InputContainer) -> av.video.VideoStream:
+    """The video stream FFmpeg's av_find_best_stream picks (default disposition, then probed frames, bit
+    rate): what torchcodec and the ffmpeg CLI read from a file with several, not necessarily index 0."""
+    return container.streams.best("video")
 
 
 @contextmanager
-def _open_video(path: str, header_only: bool = True):
-    """(container, first video stream), single-threaded; always closed; FFmpeg errors -> VideoDecodeError.
+def _open_video(path: str, header_only: bool = True, stream_index: int | None = None):
+    """(container, video stream), single-threaded; always closed; FFmpeg errors -> VideoDecodeError.
+    The stream is FFmpeg's pick (best_video_stream), or the one at `stream_index` (an index entry's).
     header_only: skip FFmpeg's probe decode (see _HEADER_ONLY)."""
     try:
         container = _open_container(path, header_only)
@@ -260,7 +288,12 @@ def _open_video(path: str, header_only: bool = True):
     try:
         if not container.streams.video:
             raise VideoDecodeError(f"{path} has no video stream")
-        stream = container.streams.video[0]
+        if stream_index is None:
+            stream = best_video_stream(container)
+        elif stream_index < len(container.streams) and container.streams[stream_index].type == "video":
+            stream = container.streams[stream_index]
+        else:
+            raise VideoDecodeError(f"{path} has no video stream {stream_index} (its index entry names it)")
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1  # workers give the parallelism; threads only add seek latency
         yield container, stream
@@ -273,11 +306,13 @@ def _open_video(path: str, header_only: bool = True):
 def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None,
                   entry: IndexEntry | None = None) -> torch.Tensor:
     frames, idx = None, None
+    stream_index = entry.stream if entry is not None else None  # else FFmpeg's pick, kept for the retries
     # a header-only open first; on any failure (e.g. an H.264 stream whose B-frame delay only the probe
     # finds: a timestamp mismatch) once more with FFmpeg's probe; without usable timestamps, in decode order
     for header_only in (True, False):
         try:
-            with _open_video(path, header_only) as (container, stream):
+            with _open_video(path, header_only, stream_index) as (container, stream):
+                stream_index = stream.index
                 # a prepared dataset's sidecar (index.py) saves the demux pass; the caller checked it is not stale
                 demuxed = _Demuxed(entry.pts, entry.keys, entry.num_frames) if entry is not None \
                     else _demux(container, stream, KEEP_PACKET_BYTES)
@@ -294,7 +329,7 @@ def _read_encoded(path: str, indices: Indices | IndexFn, short_side: int | None,
             if not header_only:
                 raise
     if frames is None:  # no usable timestamps: decode in order from a fresh open (raw streams cannot seek)
-        with _open_video(path, header_only=False) as (container, stream):
+        with _open_video(path, header_only=False, stream_index=stream_index) as (container, stream):
             frames = _decode_sequential(container, stream, wanted, size)
     missing = [int(f) for f in wanted if int(f) not in frames]
     if missing:
@@ -344,7 +379,7 @@ def _read_folder(
 
 
 def read_video_frames(
-    path: str | Path,
+    path: str | Path | EncodedVideo | bytes,
     indices: Indices | IndexFn,
     short_side: int | None = None,
     *,
@@ -360,14 +395,27 @@ def read_video_frames(
     `num_frames -> indices` so the sampler sees the true frame count without a second open.
     `short_side` resizes inside the decoder (swscale, bilinear) so full-size RGB is never built.
     `index_entry` (``VideoIndex.lookup(path)``, index.py) gives the frame pts and keyframes of a video file
-    instead of demuxing it. Raises VideoDecodeError for missing/corrupt inputs, IndexError for out-of-range indices.
+    instead of demuxing it (and the stream to read: FFmpeg's pick otherwise, see best_video_stream). `path` may
+    also be the encoded file itself (bytes, or an ``EncodedVideo`` that names it): the frames are those of the
+    same file read from disk.
+    Raises VideoDecodeError for missing/corrupt inputs, IndexError for out-of-range indices.
     """
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        path = EncodedVideo(path, "<bytes>")
+    if isinstance(path, EncodedVideo):
+        return _read_encoded(path, indices, short_side, index_entry)
     path = os.fspath(path)
     if os.path.isdir(path):
         return _read_folder(path, indices, short_side, frame_template, start_index, num_frames)
     if not os.path.exists(path):
         raise VideoDecodeError(f"video file not found: {path}")
     return _read_encoded(path, indices, short_side, index_entry)
+
+
+def video_stream(path: str | os.PathLike) -> int:
+    """The index of the video stream the loader reads from `path` (FFmpeg's pick, best_video_stream)."""
+    with _open_video(os.fspath(path)) as (_, stream):
+        return stream.index
 
 
 def probe_num_frames(path: str | Path, frame_template: str = FRAME_TEMPLATE) -> int:
