@@ -144,6 +144,11 @@ class VideoClassificationModule(L.LightningModule):
                     m.eval()  # a frozen image model keeps its BN statistics too
         return self
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning's fit never calls train() on the module (it runs in the mode it was built in, and its
+        # validation loops restore each submodule's mode): the frozen BatchNorms are put in eval mode here
+        self.train(self.training)
+
     # --- training / validation -----------------------------------------------------------------
     # Metrics are logged as torchmetrics objects: Lightning computes them over the epoch, syncs them
     # across processes and resets them.
