@@ -239,3 +239,17 @@ def test_a_timm_vit_checkpoint_loads_through_pretrained_path(tmp_path):
         assert {n.removeprefix("backbone.") for n in net.image_parameters} <= set(saved)
         for key, value in saved.items():
             assert torch.equal(state[f"backbone.{key}"], value), f"{temporal}: {key} not loaded"
+
+
+def test_model_card_shows_the_trained_parameters_of_a_frozen_backbone():
+    from tanet_lightning.models.card import card_fields
+    from tanet_lightning.models.hub import pretrained_config
+
+    net = vit_net("st_adapter")
+    fields = card_fields(pretrained_config(net, protocol={"crop_size": 32}))
+    assert "trained parameters" not in fields and fields["blocks"] == "every block"  # trained end to end
+    net.freeze_backbone()
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert trained == trained_by_construction(net)
+    fields = card_fields(pretrained_config(net, protocol={"crop_size": 32}))
+    assert fields["trained parameters"].startswith(f"{trained:,} (")
