@@ -191,7 +191,7 @@ def rule_temporal_options(cfg: DictConfig, app: str) -> list[str]:
     else:
         params = inspect.signature(spec.factory).parameters.values()
         known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {
-            "channels", "conv", "block", "first", "num_frames"}
+            "channels", "conv", "block", "num_frames"}
         open_ = any(p.kind == p.VAR_KEYWORD for p in params)
     if spec.name == "nl":
         known.add("blocks")
