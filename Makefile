@@ -4,8 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tanet-installed
 ARGS ?=
 # pytest-xdist: one worker per core (at most 4: each runs training processes); a test file, or a test
-# class (a documented-commands workspace), runs whole in one worker, in the order tests/conftest.py
-# gives (longest first); `make test XDIST=` runs in one process
+# class (a documented-commands workspace), runs whole in one worker, longest first by the durations the
+# last sessions measured (tests/durations.py); `make test XDIST=` runs in one process
 XDIST ?= -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 PYTEST := $(PY) -m pytest -q $(XDIST)
 
@@ -22,11 +22,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extra (editable)
 
+# the tiers follow from the two cost markers (tests/README.md)
 test: $(STAMP)  ## what CI runs: all but the slow tests, README/experiments commands included (budget: 8 min on 2 cores)
 	$(PYTEST) -m "not slow"
 
-test-quick: $(STAMP)  ## the inner loop: no slow/heavy tests, documented commands or training processes (budget: 2 min)
-	$(PYTEST) -m "not slow and not docs and not process and not heavy"
+test-quick: $(STAMP)  ## the inner loop: neither slow nor heavy (no processes, trainings, documented commands; budget: 2 min)
+	$(PYTEST) -m "not slow and not heavy"
 
 test-all: $(STAMP)  ## every test, slow ones included
 	$(PYTEST)

@@ -8,7 +8,7 @@ Generates (once, cached in --dir) videos with panning texture, moving shapes and
 Kinetics-like H.264 (x264 crf 23, medium, B-frames) at 340x256 (MMAction's resized Kinetics) and
 640x360 (YouTube 360p), 30 fps, 10 s, a keyframe every 250 frames; a Something-Something-V2-like
 427x240 12 fps VP9 webm (one keyframe, 48 frames). The two GOP-250 files are also re-encoded as `prepare`
-does (`tanet_lightning.data.prepare.prepare_video` where this checkout has it, else its settings here with
+does (`tanet_lightning.data.transcode.prepare_video` where this checkout has it, else its settings here with
 PyAV: H.264 yuv420p crf 23 veryfast, tune fastdecode, a keyframe every 30 frames, short side 320, never
 upscaled).
 
@@ -108,7 +108,7 @@ def generate(path: Path, w: int, h: int, fps: int, n: int, codec: str, gop: int)
 
 
 def _reencode(src: Path, dst: Path, gop: int, short_side: int) -> None:
-    """prepare's re-encode with PyAV and its settings, for checkouts without tanet_lightning.data.prepare."""
+    """prepare's re-encode with PyAV and its settings, for checkouts without tanet_lightning.data.transcode."""
     tmp = dst.with_suffix(".tmp" + dst.suffix)
     with av.open(str(src)) as inp, av.open(str(tmp), "w") as out:
         vs = inp.streams.video[0]
@@ -132,13 +132,13 @@ def _reencode(src: Path, dst: Path, gop: int, short_side: int) -> None:
 def prepared_copy(src: Path) -> tuple[Path, str]:
     dst = src.with_name(src.stem + ".prepared.mp4")
     try:
-        from tanet_lightning.data.prepare import prepare_video
+        from tanet_lightning.data.transcode import prepare_video
     except ImportError:
-        how = "re-encoded here with PyAV (prepare's settings: tanet_lightning.data.prepare is not in this checkout)"
+        how = "re-encoded here with PyAV (prepare's settings: tanet_lightning.data.transcode is not in this checkout)"
         if not dst.exists():
             _reencode(src, dst, PREPARED_GOP, PREPARED_SHORT_SIDE)
     else:
-        how = "tanet_lightning.data.prepare.prepare_video"
+        how = "tanet_lightning.data.transcode.prepare_video"
         if not dst.exists():
             prepare_video(src, dst, gop=PREPARED_GOP, short_side=PREPARED_SHORT_SIDE)
     return dst, how

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from durations import Durations
 from launcher import Launcher
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
@@ -23,47 +24,9 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     torch.set_num_threads(_share)
 
 
-# Seconds per xdist unit (a test file, or a documented-commands workspace: one test class), the units over
-# ~6 s, measured with `--durations=0` under `make test` on 2 cores (2026-12-04). Re-measure when a unit grows.
-LONGEST = {
-    "tests/test_documented_commands.py::TestReadmeRunOnACluster": 56,
-    "tests/test_documented_commands.py::TestReadmeAShortTour": 40,
-    "tests/training/test_train.py": 34,
-    "tests/config/test_schema.py": 30,
-    "tests/models/test_insertion.py": 25,
-    "tests/test_documented_commands.py::TestReadmeSearchHyperParametersAndTrackRuns": 22,
-    "tests/data/test_data_synthetic_variants.py": 21,
-    "tests/test_documented_commands.py::TestExperimentsBackbonesReproduce": 19,
-    "tests/test_documented_commands.py::TestReadmeTwoCommandsOnAFreshMachine": 19,
-    "tests/test_documented_commands.py::TestLauncher": 15,
-    "tests/test_documented_commands.py::TestReadmeUseAPretrainedTanet": 13,
-    "tests/data/test_prepare.py": 13,
-    "tests/runs/test_run_directories.py": 13,
-    "tests/test_documented_commands.py::TestExperimentsAblationAlphaBetaReproduce": 12,
-    "tests/test_documented_commands.py::TestExperimentsAblationKernelReproduce": 12,
-    "tests/scale/test_scale_precision.py": 10,
-    "tests/test_documented_commands.py::TestExperimentsAblationStagesReproduce": 10,
-    "tests/analysis/test_experiments.py": 9,
-    "tests/test_documented_commands.py::TestExperimentsAblationPositionReproduce": 9,
-    "tests/scale/test_scale_ddp.py": 9,
-    "tests/test_documented_commands.py::TestReadmeYourOwnDatasetAtFullSpeed": 9,
-    "tests/analysis/test_sweep_lifecycle.py": 8,
-    "tests/runs/test_lifecycle.py": 7,
-    "tests/analysis/test_wandb_report.py": 7,
-    "tests/scale/test_scale_throughput.py": 6,
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    """The longest units first (LONGEST), then the documented commands, then the rest in file order: under
-    `--dist loadscope --no-loadscope-reorder` each worker takes the next unit as it frees up, so the short
-    files fill the end instead of a long one starting last."""
-
-    def unit(item) -> str:  # what --dist loadscope keeps together: the test's class, else its file
-        return item.nodeid.rsplit("::", 1)[0] if item.cls else item.nodeid.split("::")[0]
-
-    # stable: the order within a unit stays
-    items.sort(key=lambda item: (-LONGEST.get(unit(item), 0), not any(item.iter_markers("docs"))))
+def pytest_configure(config):
+    """The longest units first, by the durations earlier sessions measured (tests/durations.py)."""
+    config.pluginmanager.register(Durations(), "tanet-durations")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 [gop=30] [short_side=320] [workers=N]``.
 
 Reads any dataset the DataModule reads (the same ``data=`` configs and keys), re-encodes every video with
-a keyframe at least every ``gop`` frames (data/prepare.py), rewrites the annotation files, writes the index
+a keyframe at least every ``gop`` frames (data/transcode.py), rewrites the annotation files, writes the index
 sidecar the loader uses instead of demuxing each file (data/index.py), and prints the ``data.*`` keys that
 train on the copy. Unreadable videos are listed in ``<out>/prepare_failed.tsv``, never fatal; a readable
 video whose copy at ``crf`` is not close enough is kept at a higher quality or as the source

@@ -70,12 +70,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def differences(release: Release, conv: Converted) -> list[str]:
+def differences(release: Release, converted: Converted) -> list[str]:
     """What the file is that the table says the release is not."""
-    mk = conv.model_kwargs
+    mk = converted.model_kwargs
     temporal = mk["temporal"]["name"] if isinstance(mk["temporal"], dict) else mk["temporal"]
-    found = {"layout": (conv.source, release.layout), "backbone": (mk["backbone"], release.backbone),
-             "T": (conv.num_frames, release.num_frames), "classes": (conv.num_classes, release.num_classes),
+    found = {"layout": (converted.source, release.layout), "backbone": (mk["backbone"], release.backbone),
+             "T": (converted.num_frames, release.num_frames), "classes": (converted.num_classes, release.num_classes),
              "temporal module": (temporal, "tam")}
     return [f"{what} {got} (the release: {want})" for what, (got, want) in found.items() if got != want]
 
@@ -127,36 +127,36 @@ def evaluate_release(name: str, tokens: list[str], argv: list[str]) -> dict:
     schema.validate(cfg, "eval")
     datamodule = build.instantiate_data(cfg)  # a missing dataset stops here, before anything is written
 
-    conv = convert(path, num_frames=None)
-    differs = differences(release, conv)
+    converted = convert(path, num_frames=None)
+    differs = differences(release, converted)
     if differs and force != "true":
         raise CheckpointError(f"ckpt={path} is not {release.name}'s file: {'; '.join(differs)}; force=true "
                               "evaluates it anyway (the row records the differences)")
     names = list(datamodule.class_names)
-    if len(names) != conv.num_classes:
-        names = [str(i) for i in range(conv.num_classes)]  # eval refuses the class count, naming both
+    if len(names) != converted.num_classes:
+        names = [str(i) for i in range(converted.num_classes)]  # eval refuses the class count, naming both
     elif release.class_order == "sorted":
         names = sorted(names)  # the publisher's class i is the i-th name in sorted order
-    protocol = convert_app.data_config(release.dataset, release.num_frames, conv.source, sampler=release.sampler,
+    protocol = convert_app.data_config(release.dataset, release.num_frames, converted.source, sampler=release.sampler,
                                        dense_window=release.dense_window, short_side=release.short_side,
                                        test_crop_size=release.crop, test_views=release.views)
-    converted = convert_app.write_project_checkpoint(conv, out / "converted.ckpt", names, protocol,
+    ckpt_file = convert_app.write_project_checkpoint(converted, out / "converted.ckpt", names, protocol,
                                                      release.view_average, str(path))
     with open_dict(cfg):
-        cfg.ckpt_path = str(converted)
+        cfg.ckpt_path = str(ckpt_file)
     metrics, objects = eval_app.evaluate(cfg)
 
     measured = {k: 100 * float(metrics[f"test/{k}"]) for k in ("top1", "top5", "mean_class_acc")
                 if f"test/{k}" in metrics}
     measured["num_videos"] = int(metrics.get("test/num_videos", 0))
-    row = {"release": release.name, "publisher": release.publisher, "layout": conv.source,
+    row = {"release": release.name, "publisher": release.publisher, "layout": converted.source,
            "file": str(path.resolve()), "sha256": digest, "checksum": checksum,
            "dataset": given.get("data", release.dataset), "reported": {"top1": release.top1, "top5": release.top5},
            "measured": measured, "views": str(cfg.data.test_views),
            "protocol": {k: OmegaConf.select(cfg, k) for k in release.protocol}, "deviations": deviations,
            "differs": differs, "split_fingerprint": split_fingerprint(out, objects["datamodule"]),
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "project_version": __version__, "eval_dir": str(out.resolve()), "converted": str(converted.resolve()),
+           "project_version": __version__, "eval_dir": str(out.resolve()), "converted": str(ckpt_file.resolve()),
            "command": " ".join(["python -m tanet_lightning.zoo", *argv])}
     ledger = Path(own.get("ledger") or LEDGER)
     append_row(ledger, row)

@@ -185,7 +185,6 @@ def compose_hydra(make_cfg, name: str):
 
 
 @pytest.mark.slow  # ~20 s; `make test` runs experiments/ablation_position.md
-@pytest.mark.process
 def test_ablation_sweep_runs_end_to_end_and_reports(tmp_path, data_dir, tiny_synthetic):
     """`+experiment=ablation_position +preset=synthetic` in a subprocess: 4 real jobs, then the report.
 

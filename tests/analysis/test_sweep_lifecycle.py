@@ -19,7 +19,7 @@ import launcher as launched
 from lock_holder import hold
 from tanet_lightning.analysis.report import collect, group_rows
 
-pytestmark = pytest.mark.process  # real sweeps in subprocesses
+pytestmark = pytest.mark.heavy  # real sweeps in subprocesses
 
 LIMITS = ["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null"]

@@ -123,7 +123,7 @@ def test_bad_block_names_list_the_valid_ones(assets):
         i3d_kernels(model, "stage4_2b")
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path, launcher):
     run_dir = tmp_path / "run"
     videos = ",".join(str(v) for v in assets["videos"])
@@ -135,7 +135,7 @@ def test_cli_writes_into_the_hydra_run_dir(assets, tmp_path, launcher):
     assert len(list(run_dir.glob("theta_hist_stage3_1b_*.png"))) == 2
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_cli_refuses_a_bad_block_and_a_bare_weights_file_with_one_message(assets, tmp_path, launcher):
     """The application fails the one way every entry point does: the message, exit 2, no traceback."""
     torch.save({"fc.weight": torch.zeros(3, 4)}, tmp_path / "bare.pth")

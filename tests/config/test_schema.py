@@ -16,6 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import launcher as launched
+from documented import PAGES, documented_commands, expected_exit
 from tanet_lightning import complexity, ensemble
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.base.errors import ConfigError
@@ -30,7 +31,6 @@ from tanet_lightning.models.temporal import TEMPORAL
 from tanet_lightning.predict import predict
 from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule
-from test_documented_commands import PAGES, documented_commands, expected_exit
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
 
@@ -266,7 +266,7 @@ def test_convert_refuses_bad_arguments_before_reading(tmp_path, capsys, caplog):
     assert "--num-frames=0 must be >= 1" in err and f"--out {afile}/out.ckpt cannot be written" in err
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, data_dir, launcher):
     env = {**os.environ, "TANET_DATA_DIR": str(data_dir), "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("TANET_LOG_DIR", None)

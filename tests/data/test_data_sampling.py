@@ -1,4 +1,4 @@
-"""Sampler indices against the reference numbers (notes/reference_impl.md section 9, facts 13-14)."""
+"""Sampler indices against the numbers the official code and MMAction2 give for the same settings."""
 
 from __future__ import annotations
 

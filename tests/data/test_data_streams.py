@@ -11,8 +11,8 @@ import pytest
 
 from tanet_lightning.data.index import VideoIndex, write_index
 from tanet_lightning.data.io import probe_num_frames, read_video_frames, video_stream
-from tanet_lightning.data.prepare import MAX_MEAN_ERROR, index_file, prepare_video
 from tanet_lightning.data.sampling import ClipSampler
+from tanet_lightning.data.transcode import MAX_MEAN_ERROR, index_file, prepare_video
 
 SMALL = (24, 32, 12)  # height, width, frames: stream 0, no default disposition
 LARGE = (72, 96, 20)  # stream 1, the default stream: FFmpeg's pick

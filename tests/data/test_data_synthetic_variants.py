@@ -61,7 +61,7 @@ def _spawn(data_dir: Path, spec: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_concurrent_generators_of_one_or_two_variants_do_not_clash(tmp_path):
     specs = [TINY, {**TINY, "seed": 5}, TINY]
     procs = [_spawn(tmp_path, s) for s in specs]
@@ -77,7 +77,7 @@ def test_concurrent_generators_of_one_or_two_variants_do_not_clash(tmp_path):
         sorted({r.name for r in roots})  # no temporary folders left
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_a_killed_generator_leaves_no_partial_variant(tmp_path):
     big = {**TINY, "train_per_class": 60}
     proc = _spawn(tmp_path, big)

@@ -22,10 +22,10 @@ from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset
 from tanet_lightning.data.formats import VideoRecord
 from tanet_lightning.data.index import INDEX_NAME, VideoIndex, write_index
 from tanet_lightning.data.io import probe_num_frames, read_video_frames
-from tanet_lightning.data.prepare import index_file, output_size
 from tanet_lightning.data.prepare_dataset import FAILED, TMP
 from tanet_lightning.data.sampling import ClipSampler
 from tanet_lightning.data.settings import ClipSettings
+from tanet_lightning.data.transcode import index_file, output_size
 from tanet_lightning.prepare import prepare
 from tanet_lightning.train import train
 from tinyconf import compose_config
@@ -224,7 +224,7 @@ def test_training_on_the_prepared_copy_runs(prepared, tmp_path):
     assert objects["datamodule"].bad_files() == []
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path, vt, launcher):
     """Real workers: a stopped run leaves only whole files under final names; the rerun keeps them."""
     src = tmp_path / "videos"

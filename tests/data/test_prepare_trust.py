@@ -1,5 +1,5 @@
 """`prepare` never writes over what it reads or over a file it did not write, and never leaves a readable
-video out (issue 27, defects 3 and 4). Tiny PyAV videos, the Hydra app's function run in-process."""
+video out. Tiny PyAV videos, the Hydra app's function run in-process."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from tanet_lightning.base.errors import DataError
-from tanet_lightning.data import prepare as prepare_module
+from tanet_lightning.data import transcode as prepare_module
 from tanet_lightning.data.index import INDEX_NAME, VideoIndex
 from tanet_lightning.data.io import probe_num_frames
-from tanet_lightning.data.prepare import prepare_video
 from tanet_lightning.data.prepare_dataset import FAILED
+from tanet_lightning.data.transcode import prepare_video
 from tanet_lightning.prepare import prepare
 from tinyconf import compose_config
 

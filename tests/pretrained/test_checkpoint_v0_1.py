@@ -90,7 +90,7 @@ def test_resumes_with_the_same_metrics(make_cfg):
     assert metrics["val/loss"] == pytest.approx(EXPECTED["resume"]["val/loss"], rel=1e-4)
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_converting_a_project_checkpoint_needs_no_training_code(tmp_path):
     """models.convert reads a project checkpoint's model config itself: no import of training/ (the
     circle models/convert.py <-> training/module.py is gone)."""

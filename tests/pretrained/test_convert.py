@@ -36,7 +36,7 @@ def test_peer_checkpoint_gives_the_peer_model(tmp_path, peer_cls, source):
     assert converted.model_kwargs["backbone"] == "resnet50" and converted.model_kwargs["num_frames"] == 8
     ours = create_video_model("resnet50", "tam", num_classes=10, num_frames=8)
     ours.load_state_dict(convert_checkpoint(path), strict=True)
-    assert len(converted.state_dict) == 544  # every key of TANet-R50 (reference_impl.md section 6)
+    assert len(converted.state_dict) == 544  # every key of TANet-R50 (counted in the official file)
     _assert_same_logits(peer, ours)
 
 

@@ -23,7 +23,8 @@ from tanet_lightning.models.video import VideoClassifier
 from tanet_lightning.predict import Predictor, predict
 from tinyconf import TINY_SYNTHETIC, tiny_synthetic_dir
 
-FINGERPRINT = {"test": {"annotated": 8, "found": 8, "unreadable": 0, "ids_sha256": "9f2c4e0a1b7d3c5e" * 4}}
+FINGERPRINT = {"test": {"annotated": 8, "found": 8, "unreadable": 0, "videos_sha256": "9f2c4e0a1b7d3c5e" * 4,
+                        "classes_sha256": "1" * 64, "flip_map_sha256": "2" * 64, "num_classes": 2}}
 
 
 def _clips(t: int = 4, n: int = 2) -> torch.Tensor:
@@ -118,7 +119,7 @@ def test_export_hf_round_trip_card_predict_init_from(make_cfg, trained_run, data
         fields["test protocol"] and "crop 32" in fields["test protocol"]
     assert f"{config['complexity']['params']:,}" in fields["parameters"] and fields["GFLOPs"].startswith(
         f"{config['complexity']['gflops_per_view']:.2f} per view")
-    assert "ids_sha256 9f2c4e0a1b7d3c5e…" in fields["split fingerprint"] and "found 8" in fields["split fingerprint"]
+    assert "videos_sha256 9f2c4e0a1b7d3c5e…" in fields["split fingerprint"] and "found 8" in fields["split fingerprint"]
     assert "epoch_003.ckpt of the same run (exported: last.ckpt)" in fields["source"]
     for field, value in fields.items():
         assert f"| {field} | {value.replace('|', '/')} |" in card

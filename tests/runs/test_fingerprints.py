@@ -100,3 +100,16 @@ def test_a_run_carries_its_fingerprints_and_eval_on_a_list_without_3_videos_name
     predict(pred)
     assert any("test: 5 videos found vs 8" in r.getMessage() for r in caplog.records)
     assert (Path(pred.out).parent / "missing_test.txt").read_text().split() == missing
+
+
+def test_a_saved_fingerprint_in_another_layout_is_named_not_compared(tmp_path, caplog):
+    """A checkpoint or Hub folder whose fingerprint lacks the hashes (another version's layout, a hand-edited
+    config.json) is reported and skipped; it used to stop eval with a TypeError inside the comparison."""
+    from tanet_lightning.runs.fingerprints import check_against_checkpoint
+
+    current = fingerprint_split(records(tmp_path / "v", {"a/1.mp4": 0}), tmp_path / "v", CLASSES, {})
+    raw = {"data_fingerprint": {"test": {"annotated": 1, "found": 1, "ids_sha256": "9f" * 32}}}
+    with caplog.at_level(logging.WARNING):
+        assert check_against_checkpoint(raw, current, "test", tmp_path, "ckpt.ckpt") == []
+    assert "without videos_sha256, classes_sha256, flip_map_sha256" in caplog.text and "ckpt.ckpt" in caplog.text
+    assert not list(tmp_path.glob("missing_*.txt"))

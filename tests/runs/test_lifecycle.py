@@ -197,7 +197,6 @@ def _run(cwd: Path, env: dict, args: list[str], stop_after_epoch: int | None = N
 
 
 @pytest.mark.slow  # ~57 s on 2 shared cores: four training processes
-@pytest.mark.process
 def test_faults_sigterm_and_resume_end_like_an_uninterrupted_run(make_cfg, data_dir, tmp_path):
     train(make_cfg(["debug=fdr"]))  # the tiny synthetic set
     names = sorted(p.relative_to(tiny_synthetic_dir(data_dir)).as_posix()

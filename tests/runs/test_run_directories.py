@@ -148,7 +148,7 @@ def cli(launcher, cwd: Path, data_dir: Path, *args: str, **env: str):
                           cwd, full)
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_a_process_refused_by_the_run_lock_writes_nothing(tmp_path, data_dir, make_cfg, launcher):
     out = Path(make_cfg().paths.output_dir)  # the directory the CLI below runs in (tmp_path is the cwd)
     out.mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""Nothing a run saved is lost or silently replaced (issue 27: items 2, 5, 9, 11's run.json): real tiny runs.
+"""Nothing a run saved is lost or silently replaced (eval over eval, resume over damaged checkpoints, a broken
+run.json): real tiny runs.
 
 - an evaluation is a run of its checkpoint: another checkpoint is another directory, a finished one is kept;
 - ``ckpt_path=last`` resumes from the newest loadable checkpoint of any kind, never deletes saved ones;
@@ -148,7 +149,6 @@ def _app(launcher, app: str, cwd: Path, *args: str):
 
 
 @pytest.mark.slow  # ~34 s on 2 shared cores: a train and two eval processes
-@pytest.mark.process
 def test_chdir_true_resolves_relative_paths_against_the_launch_directory(tmp_path, data_dir, launcher):
     tiny_synthetic_dir(data_dir)  # the pre-generated set, reached through a relative path
     (tmp_path / "data").symlink_to(data_dir)

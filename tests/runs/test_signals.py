@@ -96,7 +96,7 @@ def assert_finishes_like_the_reference(launcher, cwd: Path, data_dir: Path, sign
         assert got[key] == pytest.approx(want[key], abs=1e-6), (key, log[-3000:])
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM], ids=["USR1", "SIGTERM"])
 def test_a_stop_signal_inside_a_checkpoint_write_is_recorded_and_the_run_finishes(
         tmp_path, data_dir, launcher, reference, signum):
@@ -158,18 +158,16 @@ def signals_at_random_moments(tmp_path, data_dir, launcher, reference, tries: in
 
 
 @pytest.mark.slow  # 3 interrupted runs and their finishing commands: ~3 min on 2 loaded cores
-@pytest.mark.process
 def test_stop_signals_at_random_moments_are_recorded_and_the_runs_finish(tmp_path, data_dir, launcher, reference):
     signals_at_random_moments(tmp_path, data_dir, launcher, reference, tries=3)
 
 
 @pytest.mark.slow  # 16 interrupted runs and their finishing commands
-@pytest.mark.process
 def test_stop_signals_at_many_random_moments(tmp_path, data_dir, launcher, reference):
     signals_at_random_moments(tmp_path, data_dir, launcher, reference, tries=16)
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_ctrl_c_to_the_whole_process_group_with_loader_workers_is_a_stop_not_a_failure(tmp_path, data_dir):
     """A terminal's Ctrl-C (and a scheduler's SIGTERM) reaches every process of the group, DataLoader workers
     included: the workers leave the stop to the run's process, which records it as interrupted (exit 130),

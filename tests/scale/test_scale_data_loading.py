@@ -13,7 +13,6 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "data_loading.py"
 
 
 @pytest.mark.slow  # ~15-30 s on 2 shared cores: video generation, re-encoding, every installed peer
-@pytest.mark.process
 def test_data_loading_benchmark_tiny_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH), "--tiny", "--dir", str(tmp_path)], capture_output=True,
                           text=True, timeout=600)

@@ -73,7 +73,7 @@ def tiny_module(sync_bn: bool) -> VideoClassificationModule:
                                      dropout=0.0, sync_bn=sync_bn, optimizer=partial(torch.optim.SGD, lr=0.01))
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 @pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
     torch.cuda.device_count() < 2, reason="NCCL DDP needs 2 CUDA GPUs (this machine has fewer)")])])
 def test_two_ranks_with_sync_bn_match_one_process_with_the_global_batch(tmp_path, accelerator, monkeypatch):

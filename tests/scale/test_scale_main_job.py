@@ -16,7 +16,6 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "main_job.py"
 
 
 @pytest.mark.slow  # ~35 s on 2 shared cores
-@pytest.mark.process
 def test_main_job_benchmark_tiny_smoke(tmp_path):
     cmd = [sys.executable, str(BENCH), *TINY_SYNTHETIC, "trainer.max_epochs=3"]
     env = {**os.environ, "WANDB_MODE": "disabled", "TANET_DATA_DIR": str(tmp_path / "data")}

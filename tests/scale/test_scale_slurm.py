@@ -85,7 +85,6 @@ def test_slurm_launcher_config_sizes_the_allocation(make_cfg, monkeypatch, tmp_p
 
 
 @pytest.mark.slow  # ~29 s; `make test` runs README's submitit sweep
-@pytest.mark.process
 def test_submitit_local_two_job_sweep(tmp_path, data_dir, train_cmd):
     """Hydra's submitit launcher (local executor: real separate job processes) runs a 2-job sweep."""
     proc = run(train_cmd("seed=0,1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",

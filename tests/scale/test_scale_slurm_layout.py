@@ -83,7 +83,7 @@ def test_devices_minus_one_counts_the_visible_gpus(make_cfg):
         check_slurm_layout(cfg.trainer, srun_env(n + 1, 1, n + 1))
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_train_refuses_the_20391_layout_before_any_work(tmp_path, data_dir, launcher):
     """`python -m tanet_lightning.train` in a task of `#SBATCH --ntasks=1 --ntasks-per-node=2`: exit 2, one
     message naming the setting, no traceback, nothing in the run directory but Hydra's log of the refusal."""

@@ -13,7 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_throughput_benchmark_tiny_cpu_smoke(tmp_path):
     cmd = [sys.executable, str(BENCH), "--device", "cpu", "--tiny", "--steps", "1", "--warmup", "1",
            "--workers", "0", "1", "--compile", "off", "--num-videos", "4", "--dir", str(tmp_path)]

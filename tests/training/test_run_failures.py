@@ -1,5 +1,5 @@
-"""Runs that cannot give a result end `failed` with one message that names the step or the path and the fix
-(issue 27 items 7 and 11): a loss that became non-finite, a full disk; and a search of no trials is refused."""
+"""Runs that cannot give a result end `failed` with one message that names the step or the path and the fix:
+a loss that became non-finite, a full disk; and a search of no trials is refused."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _only_run(logs: Path) -> Path:
     return run.parent
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_a_loss_that_becomes_nan_fails_the_run_naming_the_step(tmp_path, data_dir, launcher):
     cmd = [sys.executable, "-m", "tanet_lightning.train", "optimizer.lr=1e30", *TINY_SYNTHETIC, *TINY_RUN,
            "torch_threads=1"]
@@ -44,7 +44,7 @@ def test_a_loss_that_becomes_nan_fails_the_run_naming_the_step(tmp_path, data_di
     assert not (run / "metrics.json").exists()
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_a_full_disk_fails_the_run_naming_its_directory(tmp_path, data_dir):
     """A real full disk: the run directory on a 2 MB tmpfs (its own mount namespace: no root needed, nothing
     mounted outside the test), where the first checkpoint does not fit."""

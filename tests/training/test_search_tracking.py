@@ -38,7 +38,6 @@ def _train(cwd, *args):
 
 
 @pytest.mark.slow
-@pytest.mark.process
 def test_a_second_launch_continues_the_study_and_mlflow_records_the_run(tmp_path):
     search = ["hparams_search=tanet_optuna", "hydra.sweeper.sampler.n_startup_trials=2", "hydra.sweep.dir=search"]
     _train(tmp_path, *search, "hydra.sweeper.n_trials=3")
@@ -62,9 +61,8 @@ def test_a_second_launch_continues_the_study_and_mlflow_records_the_run(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.process
 def test_the_finishing_command_finishes_a_stopped_search(tmp_path):
-    """Issue 27 item 8: after SIGTERM the printed command exited 0 but sampled new trials, leaving the stopped
+    """After SIGTERM the printed command exited 0 but sampled new trials, leaving the stopped
     trial RUNNING and its run interrupted. Now it resumes that trial's run, tells the study its value, and
     samples only what the launch still owed (n_trials=2: one more)."""
     import json

@@ -147,7 +147,7 @@ def test_wandb_offline_run_has_group_name_and_config(make_cfg, tmp_path, monkeyp
     assert run_dir.name.startswith("offline-run-") and list(run_dir.glob("*.wandb"))
 
 
-@pytest.mark.process
+@pytest.mark.heavy
 def test_two_process_ddp_multiview_test_counts_every_video_once(make_cfg, tmp_path):
     """gloo DDP on CPU: test views are sharded over 2 ranks, gathered, and each video counted once."""
     single, objects = train(make_cfg(["trainer.max_epochs=1", "test=false"]))

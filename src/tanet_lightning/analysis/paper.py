@@ -6,7 +6,7 @@ Every sweep of ``conf/experiment/`` is declared here once and read from here by 
   experiment pages label runs by ``keys`` (the resolved-config keys the sweep varies) and put the
   paper's ``numbers`` beside them, row by row (``row(cfg)`` maps a job's resolved config to its row).
 
-Accuracies are Kinetics-400 top-1/top-5 (%), re-typed from ../shared/paper/tables.md; FLOPs/params of
+Accuracies are Kinetics-400 top-1/top-5 (%), re-typed from the paper's tables; FLOPs/params of
 Table 2 live with the counter (complexity.py).
 """
 

@@ -4,7 +4,7 @@
 MMAction2 (1.x and 0.x model zoos) publish for TANet-R50, with its layout (models/convert.py's names),
 the checksum where one is published, the test protocol the publisher reports with (frames, sampler,
 views, crop, how views are averaged) and the publisher's top-1/top-5 (%), as published
-(shared/notes/reference_impl.md section 4.5; the peers' READMEs and metafiles). A file published with
+(the peers' READMEs and metafiles). A file published with
 two protocols (MMAction2's Sth-V1 "efficient" 1x1 and "accurate" 2x3) has one row per protocol.
 
 Checksums: MMAction2 names each published file ``<name>-<first 8 hex digits of its SHA-256>.pth``

@@ -44,7 +44,7 @@ from ..base.errors import DataError
 from .files import read_text
 from .formats import SPLITS, Reader, Source, VideoRecord, text_lines
 from .index import INDEX_NAME, IndexEntry, VideoIndex, write_index
-from .prepare import CRF, GOP, SHORT_SIDE, prepare_video
+from .transcode import CRF, GOP, SHORT_SIDE, prepare_video
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,13 @@ the video classifier (``video``); a project checkpoint -> a ready model (``load`
 run (``fit``)."""
 
 from .backbones import STAGE_NAMES, create_backbone
-from .checkpoint import CheckpointError, load_checkpoint_file
 from .convert import convert_checkpoint, to_peer_layout
 from .fit import check_clip_length, check_fits
 from .insertion import POSITIONS, insert_temporal
 from .load import Checkpoint, load_model
 from .temporal import TAM, TEMPORAL_MODULES, create_temporal
 from .video import VideoClassifier, create_video_model, temporal_options
+from .weights_file import CheckpointError, load_checkpoint_file
 
 __all__ = [
     "Checkpoint",

@@ -17,7 +17,7 @@ import timm
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_checkpoint_file
+from .weights_file import load_checkpoint_file
 
 # The paper's res2..res5 end at output strides 4, 8, 16 and 32. timm models say where (``feature_info``:
 # the module that ends each stride); the insertion utility reads it there. torchvision's ShuffleNet V2

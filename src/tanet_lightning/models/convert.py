@@ -5,7 +5,7 @@
 works. ``convert`` also returns the architecture it read off the weights (backbone depth, T, K, alpha,
 beta, classes), which is what ``python -m tanet_lightning.convert`` writes into a project checkpoint.
 
-Key layouts (notes/reference_impl.md section 6):
+Key layouts (read off the files the official code and MMAction2 save):
 
 * official (TSN wrapper saved from DataParallel): ``module.base_model.layerX.Y.net.conv1.weight``,
   ``...layerX.Y.tam.G.0.weight`` (older files: ``self_conv.conv_f`` = G, ``self_conv.conv_g`` = L),
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint_file
 from .fit import check_clip_length, check_fits
 from .load import net_kwargs, read_checkpoint, source_of
 from .video import create_video_model
+from .weights_file import CheckpointError, load_checkpoint_file
 
 __all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
            "load_init_weights", "to_peer_layout"]

@@ -75,7 +75,7 @@ class ClassMatch:
 
 def check_fits(ckpt, *, num_frames: int, class_names: Sequence[str] | None, use: str,
                num_classes: int | None = None, protocol: Mapping | None = None) -> ClassMatch:
-    """The checkpoint ``ckpt`` (a ``models.checkpoint.Checkpoint``) against the run's T and classes.
+    """The checkpoint ``ckpt`` (a ``models.weights_file.Checkpoint``) against the run's T and classes.
 
     ``use``: ``resume`` (train's ``ckpt_path``, also ``train=false``) needs the same classes in the same
     order; ``eval`` accepts the same names in another order (the classifier rows are reordered: the

@@ -27,8 +27,8 @@ from .. import __version__
 from ..base.errors import CheckpointError
 from ..base.files import atomic_write_json, atomic_write_text
 from .card import render_card
-from .checkpoint import HUB_CARD, HUB_CONFIG, HUB_WEIGHTS, load_pretrained_folder
 from .flops import count
+from .weights_file import HUB_CARD, HUB_CONFIG, HUB_WEIGHTS, load_pretrained_folder
 
 __all__ = ["FORMAT", "INFO_KEYS", "HubMixin", "plain", "pretrained_config", "push_to_hub", "resolve_pretrained",
            "write_pretrained"]

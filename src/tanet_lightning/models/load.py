@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from ..base.errors import CheckpointError
-from .checkpoint import HUB_CONFIG, load_checkpoint_file, load_pretrained_folder
 from .hub import INFO_KEYS
 from .video import NET_ARGS, VideoClassifier, create_video_model, model_args_from_file
+from .weights_file import HUB_CONFIG, load_checkpoint_file, load_pretrained_folder
 
 __all__ = ["NET_ARGS", "Checkpoint", "load_model", "net_kwargs", "read_checkpoint", "source_of"]
 

@@ -22,6 +22,9 @@ log = logging.getLogger("tanet_lightning")
 FILE = "fingerprint.json"
 
 
+COMPARED = ("videos_sha256", "classes_sha256", "flip_map_sha256")  # what compare() reads
+
+
 def records(fingerprints: Mapping[str, SplitFingerprint]) -> dict[str, dict]:
     return {split: fp.to_dict() for split, fp in fingerprints.items()}
 
@@ -44,6 +47,11 @@ def check_against_checkpoint(raw: Mapping, current: SplitFingerprint, split: str
     if not saved:
         log.info("%s records no fingerprint of its %s data (saved before fingerprints, or converted): "
                  "nothing to compare", where, split)
+        return []
+    unreadable = [k for k in COMPARED if not isinstance(saved.get(k), str)] if isinstance(saved, Mapping) else COMPARED
+    if unreadable:  # another version's layout, or a hand-edited file: say so rather than compare garbage
+        log.warning("%s records a fingerprint of its %s data without %s (another version's layout?): "
+                    "nothing compared", where, split, ", ".join(unreadable))
         return []
     missing_file = out / f"missing_{split}.txt"
     diff = compare(split, saved, current, (raw.get("data_video_ids") or {}).get(split), missing_file,

@@ -136,7 +136,7 @@ class TAM(TemporalAdaptiveModule):
     """Temporal Adaptive Module (paper Sec. 3): ``TAM(channels, num_frames, alpha=2, beta=4, kernel_size=3)``.
 
     ``local_kernel_size`` is the temporal kernel of L's first Conv1d; it follows ``kernel_size`` unless
-    given, as in the official code (reference_impl.md 1.6).
+    given, as in the official code (liu-zhy/temporal-adaptive-module, ``ops/tam.py``).
     """
 
     def __init__(

@@ -69,13 +69,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from documented import PAGES, REPO, documented_commands, expected_exit
 from launcher import Launcher
 from tanet_lightning.data.synthetic import SyntheticSpec, synthetic_dir
 
-pytestmark = pytest.mark.docs
+pytestmark = pytest.mark.heavy
 
-REPO = Path(__file__).resolve().parents[1]
-PAGES = [REPO / "README.md", *sorted(p for p in (REPO / "experiments").glob("*.md") if p.name != "README.md")]
 SMALL_BATCHES = ["data.batch_size=4", "data.num_workers=0"]  # every data config has both; no sweep sweeps them
 LIMITS = {  # appended to the command line, per entry point
     "tanet_lightning.train": ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
@@ -86,21 +85,6 @@ LIMITS = {  # appended to the command line, per entry point
     "tanet_lightning.prepare": ["progress=false"],
 }
 NOT_RUN = {"make test": "it is this test suite (running it here would recurse)"}
-
-
-def documented_commands(page: Path) -> list[tuple[int, str, str]]:
-    """(line number, command line with its comment, its ``##`` section) of every command in the page's
-    shell code blocks."""
-    out, in_block, section = [], False, ""
-    for n, line in enumerate(page.read_text().splitlines(), 1):
-        if line.startswith("```"):
-            in_block = not in_block and line.strip("`").strip() in ("", "bash", "sh", "shell", "console")
-            continue
-        if not in_block and line.startswith("## "):
-            section = line[3:].strip()
-        elif in_block and line.strip() and not line.lstrip().startswith("#"):
-            out.append((n, line.strip(), section))
-    return out
 
 
 @functools.cache
@@ -177,13 +161,6 @@ def test_a_report_runs_in_the_workspace_of_its_sweep():
     assert duplicate_of(page, report) == (REPO / "README.md", reports[0])
     assert workspace_names(page)[report] == readme[sweep]
     assert [(p, n) for p, n, _ in (c.values for c in CASES) if duplicate_of(p, n)] == [(page, again), (page, report)]
-
-
-def expected_exit(comment: str) -> int:
-    if "needs the dataset" in comment:
-        return 2
-    m = re.search(r"exits (\d+)", comment)
-    return int(m.group(1)) if m else 0
 
 
 class Workspace:
