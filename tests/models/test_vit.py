@@ -196,6 +196,7 @@ def trained_by_construction(net: torch.nn.Module) -> int:
     return count + sum(p.numel() for p in net.fc.parameters())
 
 
+@pytest.mark.heavy  # trains (two Trainer steps per case)
 @pytest.mark.parametrize("backbone, temporal", [(VIT, "st_adapter"), (VIT, "aim"), ("resnet18", "tam")])
 def test_freeze_backbone_trains_only_the_new_modules(backbone, temporal, tmp_path):
     kwargs = {"backbone_kwargs": KW} if backbone == VIT else {"backbone_kwargs": TINY_RESNET}
