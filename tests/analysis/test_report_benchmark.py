@@ -148,3 +148,17 @@ def test_paper_numbers_are_drawn_only_in_the_papers_setting(tmp_path):
     plt.close(fig)
     md = report(sweep).read_text()
     assert "the paper's own numbers" not in md and "### " not in md
+
+
+def test_frozen_backbone_runs_get_a_trained_parameters_column(tmp_path):
+    """model.freeze_backbone: trained / total parameters beside top-1; no such column when nothing froze."""
+    sweep = tmp_path / "sweep"
+    for i, module in enumerate(("st_adapter", "tam")):
+        fake_job(sweep, i, module, 0, 0.5 + 0.1 * i, "order")
+        metrics = json.loads((sweep / str(i) / "metrics.json").read_text())
+        trained = 7_000_000 if module == "st_adapter" else 90_000_000
+        metrics.update({"model/params": 90_000_000.0, "model/params_trained": float(trained)})
+        (sweep / str(i) / "metrics.json").write_text(json.dumps(metrics))
+    md = report(sweep, tmp_path / "page.md").read_text()
+    assert "| top-1 | trained / params (M) | top-5 |" in md
+    assert "| 7.000 / 90.000 |" in md and "| 90.000 / 90.000 |" in md

@@ -51,3 +51,35 @@ def test_onnx_export_matches_pytorch_on_a_real_clip(tmp_path, data_dir):
         got = session.run(None, {"video": x.numpy()})[0]
         with torch.no_grad():
             assert abs(got - predictor.model(x).numpy()).max() <= 1e-4
+
+
+VIT_KW = {"img_size": 32, "patch_size": 8, "depth": 2}  # conf model/arch vit_tiny, 2 of its 12 blocks
+
+
+@pytest.mark.parametrize("temporal", ["tam", "st_adapter", "aim"])
+def test_vit_tanet_converts_predicts_and_exports(tmp_path, data_dir, temporal):
+    """A ViT network (TAM on tokens, ST-Adapter, AIM) as a user gets one out of training: its save_pretrained
+    folder -> convert --data synthetic -> a checkpoint predict reads -> ONNX that onnxruntime reproduces."""
+    from tanet_lightning.export import check_onnx, export_onnx
+    from tanet_lightning.predict import Predictor
+    from weights import randomized
+
+    torch.manual_seed(0)
+    net = create_video_model("vit_tiny_patch16_224", temporal, 8, 4, backbone_kwargs=VIT_KW)
+    randomized(net, scale=0.2)  # the zero-initialised adapters too: an identity would hide them in the graph
+    net.save_pretrained(tmp_path / "folder", class_names=[f"class{i}" for i in range(8)],
+                        protocol={"crop_size": 32, "num_frames": 4})
+    convert_main([str(tmp_path / "folder"), "--out", str(tmp_path / "m.ckpt"), "--data", "synthetic"])
+    predictor = Predictor.from_checkpoint(tmp_path / "m.ckpt")
+    assert predictor.data_config["crop_size"] == 32 and predictor.data_config["num_frames"] == 4
+    state = predictor.model.state_dict()
+    assert set(state) == set(net.state_dict()) and all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    video = str(tiny_synthetic_dir(data_dir) / "videos" / "test" / "rotate_cw_0000.mp4")
+    top = predictor.predict(video, topk=3)
+    with torch.no_grad():  # predict's scores are the network's on the video's test views
+        want = net.eval()(predictor.protocol.normalize(predictor.clip_views(video))).mean(0).softmax(-1)
+    assert top.indices == want.topk(3).indices.tolist()
+    path = export_onnx(predictor, tmp_path / "m.onnx")
+    diff = check_onnx(path, predictor, video)
+    print(f"{temporal} on ViT: onnxruntime - PyTorch max |logit diff| {diff:.2e}")
+    assert diff <= 1e-4

@@ -13,6 +13,7 @@ from tanet_lightning.analysis import ensemble as ens
 from tanet_lightning.base.errors import ConfigError
 from tanet_lightning.config import config_dir
 from tanet_lightning.eval import evaluate
+from tanet_lightning.models.temporal import TEMPORAL
 from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule, average_views
 
@@ -25,7 +26,9 @@ def group_options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("temporal", group_options("model/temporal"))
 def test_every_temporal_option_composes_and_instantiates(make_cfg, temporal):
-    cfg = make_cfg([f"model/temporal={temporal}", "model=tanet", *SMALL])
+    vit_only = not TEMPORAL[temporal].cnn  # ST-Adapter, AIM, TokShift: on the tiny ViT
+    arch = ["+model/arch=vit_tiny"] if vit_only else SMALL
+    cfg = make_cfg([f"model/temporal={temporal}", "model=tanet", *arch])
     if temporal in ("i3d", "nl"):  # bottlenecks to inflate / res3 has 4 blocks for NL's {0, 2}
         cfg.model.backbone = "resnet50"
     model = instantiate(cfg.model, num_classes=8)

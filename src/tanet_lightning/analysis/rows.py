@@ -83,14 +83,18 @@ def fmt(x: float | None, std: float | None = None, digits: int = 1) -> str:
 def table_markdown(rows: list[Row], experiment: str) -> str:
     paper = TABLES[experiment].numbers if experiment in TABLES else {}
     time = time_columns(rows)
-    head = ["setting", "top-1", "top-5", "mean class acc", "paper top-1", "paper top-5", "GFLOPs", "params (M)",
-            *time.values(), "test data", "seeds", "status"]
+    # model.freeze_backbone runs: their trained parameters beside top-1 (a column only where some row froze)
+    frozen = any(r.first("model/params_trained") not in (None, r.first("model/params")) for r in rows)
+    head = ["setting", "top-1", *(["trained / params (M)"] if frozen else []), "top-5", "mean class acc",
+            "paper top-1", "paper top-5", "GFLOPs", "params (M)", *time.values(), "test data", "seeds", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         p1, p5 = paper.get(r.setting, (None, None))
         flops, params = r.first("model/gflops"), r.first("model/params")
+        trained, m = r.first("model/params_trained"), (lambda n: fmt(n / 1e6 if n else None, digits=3))
         lines.append("| " + " | ".join([
-            r.setting, fmt(*r.mean_std("test/top1")), fmt(*r.mean_std("test/top5")),
+            r.setting, fmt(*r.mean_std("test/top1")), *([f"{m(trained)} / {m(params)}"] if frozen else []),
+            fmt(*r.mean_std("test/top5")),
             fmt(*r.mean_std("test/mean_class_acc")), fmt(p1, digits=2), fmt(p5, digits=2),
             fmt(flops, digits=3), fmt(params / 1e6 if params else None, digits=3),
             *(fmt(*r.mean_std(k)) for k in time), data_cell(r.jobs), str(len(r.values("test/top1"))), r.status]) + " |")

@@ -70,14 +70,21 @@ def card_sections(config: Mapping) -> list[tuple[str, list[tuple[str, str]]]]:
         net.append(("position", str(arch["position"])))
     if "stages" in arch:
         net.append(("stages", ", ".join(arch["stages"])))
-    if "blocks" in arch:
+    if isinstance(arch.get("blocks"), Mapping):  # non-local blocks: stage -> indices
         net.append(("blocks", ", ".join(f"{k} {v}" for k, v in arch["blocks"].items())))
+    elif "blocks" in arch:  # ViT block indices (null: every block)
+        blocks = arch["blocks"]
+        net.append(("blocks", "every block" if blocks is None else ", ".join(str(b) for b in blocks)))
     others = {k: v for k, v in options.items() if k not in ("alpha", "beta", "kernel_size") and v is not None}
     if others:
         net.append(("other module options", ", ".join(f"{k}={v}" for k, v in others.items())))
     net.append(("classes", str(model.get("num_classes", NOT_RECORDED))))
     if size:
         net.append(("parameters", f"{size['params']:,} ({size['params'] / 1e6:.2f} M)"))
+        if size.get("params_trained") is not None and size["params_trained"] != size["params"]:  # freeze_backbone
+            trained = size["params_trained"]
+            net.append(("trained parameters", f"{trained:,} ({trained / 1e6:.2f} M, {trained / size['params']:.1%}; "
+                                              "the image backbone frozen)"))
         shape = "x".join(str(v) for v in size.get("clip", []))
         net.append(("GFLOPs", f"{size['gflops_per_view']:.2f} per view ({shape} clip, one multiply-add = one FLOP); "
                               f"{size['gflops_per_video']:.2f} per video ({_views(size.get('views', 1))})"))

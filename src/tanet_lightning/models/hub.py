@@ -56,8 +56,9 @@ def complexity(net: torch.nn.Module, crop: int, views: int = 1) -> dict:
     """Parameters and paper-convention GFLOPs of one view (1, T, 3, crop, crop), counted on the meta device."""
     clip = (1, net.num_frames, 3, int(crop), int(crop))
     gflops, _, params = count(copy.deepcopy(net).to_empty(device="meta"), clip)
-    return {"params": int(params), "gflops_per_view": round(gflops, 4), "gflops_per_video": round(gflops * views, 4),
-            "clip": list(clip), "views": int(views)}
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)  # fewer under model.freeze_backbone
+    return {"params": int(params), "params_trained": int(trained), "gflops_per_view": round(gflops, 4),
+            "gflops_per_video": round(gflops * views, 4), "clip": list(clip), "views": int(views)}
 
 
 def pretrained_config(net: torch.nn.Module, *, class_names=None, protocol: Mapping | None = None,

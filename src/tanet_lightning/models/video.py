@@ -14,11 +14,21 @@ from pydantic import Field
 
 from ..base.errors import CheckpointError
 from ..base.typed import Count, Fix, check, validated
-from .backbones import ARCH_KWARGS, STAGE_NAMES, backbone_family, create_backbone
+from .backbones import ARCH_KWARGS, STAGE_NAMES, VIT_FAMILIES, backbone_family, create_backbone
 from .fit import check_clip_length
 from .hub import HubMixin, plain
-from .insertion import POSITIONS, inflate_first_convs, insert_after_blocks, insert_temporal, replace_convs
-from .temporal import TemporalSpec, create_conv_temporal, create_temporal, temporal_spec
+from .insertion import (
+    POSITIONS,
+    VIT_POSITIONS,
+    inflate_first_convs,
+    insert_after_blocks,
+    insert_temporal,
+    insert_temporal_embedding,
+    insert_vit,
+    replace_convs,
+    replace_vit_blocks,
+)
+from .temporal import TemporalSpec, create_block_temporal, create_conv_temporal, create_temporal, temporal_spec
 
 # The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
 # ResNet-50 (the indices of the TAM/TSM code), 5 blocks in all.
@@ -39,6 +49,7 @@ class VideoClassifier(HubMixin, nn.Module):
 
     model_args: dict | None = None  # create_video_model's arguments (JSON types), pretrained weights aside
     architecture: dict | None = None  # the temporal module's effective options and place, for the model card
+    image_parameters: tuple[str, ...] = ()  # names of the image backbone's own parameters (the rest are new)
 
     @validated("model.")
     def __init__(self, backbone: nn.Module, num_classes: Count, num_frames: Count, dropout: Dropout = 0.5,
@@ -71,11 +82,30 @@ class VideoClassifier(HubMixin, nn.Module):
         frames = video.flatten(0, 1)
         if self.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
-        feats = self.backbone.forward_features(frames).mean(dim=(-2, -1))
+        feats = self.backbone.forward_features(frames)
+        # CNN maps (B, C, h, w): the spatial mean; ViT tokens (B, L, C): the backbone's own pooling (the class
+        # token of CLIP / ImageNet ViTs, through its final norm)
+        feats = self.backbone.forward_head(feats, pre_logits=True) if feats.dim() == 3 else feats.mean(dim=(-2, -1))
         return self.fc(self.head_drop(feats)).view(n, t, -1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.frame_logits(video).mean(dim=1)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The backbone's modules made of image parameters only (under ``freeze_backbone``: no grad, and their
+        norm statistics kept as loaded: a module in this list runs in eval mode)."""
+        image = set(self.image_parameters)
+        return [m for name, m in self.named_modules() if name.startswith("backbone")
+                and (params := [f"{name}.{p}" for p, _ in m.named_parameters(recurse=True)])
+                and all(p in image for p in params)]
+
+    def freeze_backbone(self) -> None:
+        """Every image weight frozen; the temporal modules / adapters (parameters the image model did not have)
+        and the classifier train."""
+        image = set(self.image_parameters)
+        for name, p in self.named_parameters():
+            if name in image:
+                p.requires_grad_(False)
 
     @classmethod
     def from_model_args(cls, args: Mapping, where: str = "model_args") -> VideoClassifier:
@@ -108,7 +138,11 @@ def _unknown_backbone(name: str) -> str | None:
 
 
 Backbone = Annotated[str, check(_unknown_backbone)]
-Position = Annotated[Literal[POSITIONS] | None, Fix(why="null: the module's own place")]
+_PLACES = Literal[(*POSITIONS, *VIT_POSITIONS)]
+Position = Annotated[_PLACES | Sequence[_PLACES] | None,
+                     Fix(why="null: the module's own place; ViTs: one or a list of ViT positions")]
+Blocks = Annotated[Annotated[Sequence[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None,
+                   Fix(why="ViT block indices; null: every block")]
 Stages = Annotated[Sequence[Literal[STAGE_NAMES]], Field(min_length=1)]
 
 
@@ -122,6 +156,7 @@ def create_video_model(
     tam: Mapping | None = None,
     position: Position = None,
     stages: Stages = STAGE_NAMES,
+    blocks: Blocks = None,
     dropout: Dropout = 0.5,
     pretrained: bool = False,
     pretrained_path: Annotated[str | None, Fix(give="FILE")] = None,
@@ -132,16 +167,26 @@ def create_video_model(
     ``temporal`` is a name of the registry ``temporal.TEMPORAL`` or the ``model.temporal`` node (its
     ``name`` plus module options; ``blocks`` for non-local placement); ``tam`` holds the paper's TAM
     sweep keys, merged in by ``temporal_options``. ``position=None`` puts an in-block module at its own
-    place (TAM: b, TSM: a); modules that replace the 3x3 conv (TAda2D, TEA, GST) have none. ImageNet
-    weights are loaded into the plain backbone before it is patched, so temporal modules keep their own
-    initialisation.
+    place (TAM: b, TSM: a); modules that replace the 3x3 conv (TAda2D, TEA, GST) have none. On a timm ViT
+    ``position`` is one or more ViT positions (``insertion.VIT_POSITIONS``; null: the module's ``vit_position``)
+    and ``blocks`` the block indices (null: every block); ``stages`` is for CNNs. ImageNet weights are loaded
+    into the plain backbone before it is patched, so temporal modules keep their own initialisation; the
+    names of the image weights are kept (``image_parameters``: what ``freeze_backbone`` freezes).
     """
     family = backbone_family(backbone)  # unknown names fail here, before any weights are loaded
     name, kwargs, nl_blocks = temporal_options(temporal, tam)
     spec = temporal_spec(name)
+    vit = family in VIT_FAMILIES
+    positions = _positions(name, spec, position, blocks, vit)
+    vit_blocks = (blocks if blocks is not None else spec.vit_blocks) if vit else None
     net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path, **(backbone_kwargs or {}))
+    image_parameters = [n for n, _ in net.named_parameters()]
     stages = list(stages)
-    if spec.placement == "none":
+    if vit and spec.placement == "in_block":
+        insert_vit(net, partial(create_temporal, name, num_frames=num_frames, **kwargs), positions, vit_blocks)
+    elif vit and spec.placement == "replace_block":
+        replace_vit_blocks(net, partial(create_block_temporal, name, num_frames=num_frames, **kwargs), vit_blocks)
+    elif spec.placement == "none":
         if kwargs:
             raise ValueError(f"{name} has no temporal module; unexpected options {sorted(kwargs)}")
     elif spec.placement == "inflate":
@@ -154,11 +199,15 @@ def create_video_model(
     else:
         factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_temporal(net, family, factory, position or spec.position, stages)
+    if vit and spec.temporal_embedding:
+        insert_temporal_embedding(net, num_frames)
     model = VideoClassifier(net, num_classes, num_frames, dropout)
+    model.image_parameters = tuple(f"backbone.{n}" for n in image_parameters)
     model.model_args = plain({"backbone": backbone, "temporal": temporal, "num_classes": num_classes,
                               "num_frames": num_frames, "tam": tam, "position": position, "stages": stages,
-                              "dropout": dropout, "backbone_kwargs": backbone_kwargs})
-    model.architecture = _architecture(backbone, spec, kwargs, position, stages, nl_blocks)
+                              "blocks": blocks, "dropout": dropout, "backbone_kwargs": backbone_kwargs})
+    model.architecture = _architecture(backbone, spec, kwargs, positions if vit else position, stages, nl_blocks,
+                                       vit_blocks)
     return model
 
 
@@ -199,8 +248,30 @@ def model_args_from_file(args: Mapping, where: str) -> dict:
             "pretrained": False, "pretrained_path": None}
 
 
-def _architecture(backbone: str, spec: TemporalSpec, options: Mapping, position: str | None,
-                  stages: Sequence[str], nl_blocks: Mapping | None) -> dict:
+def _positions(name: str, spec: TemporalSpec, position, blocks, vit: bool) -> list[str]:
+    """The ViT positions of an in-block module (empty on CNNs); a backbone the module is not defined on, a
+    ViT position on a CNN or the reverse is an error naming the keys."""
+    given = [position] if isinstance(position, str) else list(position) if position is not None else None
+    supported = spec.placement in ("in_block", "replace_block", "none") if vit else spec.cnn
+    if not supported:
+        fix = "a CNN backbone (resnet50, ...)" if vit else "a timm ViT backbone (e.g. vit_base_patch16_clip_224.openai)"
+        raise ValueError(f"model/temporal={name} is not defined on {'ViT' if vit else 'CNN'} backbones: use {fix}")
+    if not vit:
+        if blocks is not None:
+            raise ValueError("model.blocks picks ViT blocks; on a CNN choose model.stages (set model.blocks=null)")
+        if given is not None and (len(given) != 1 or given[0] not in POSITIONS):
+            raise ValueError(f"model.position={position!r} is not a CNN block position: choose one of "
+                             f"{list(POSITIONS)} (ViT positions such as before_attn need a ViT backbone)")
+        return []
+    if spec.placement != "in_block":
+        if given is not None:
+            raise ValueError(f"model/temporal={name} (placement {spec.placement}) takes no model.position")
+        return []
+    return given if given is not None else list(spec.vit_position)
+
+
+def _architecture(backbone: str, spec: TemporalSpec, options: Mapping, position, stages: Sequence[str],
+                  nl_blocks: Mapping | None, vit_blocks: Sequence[int] | None) -> dict:
     """The temporal module with its effective options (its own defaults filled in) and where it stands."""
     effective = {}
     if spec.factory is not None:
@@ -208,7 +279,9 @@ def _architecture(backbone: str, spec: TemporalSpec, options: Mapping, position:
                      if p.default is not inspect.Parameter.empty}
     arch = {"backbone": backbone, "temporal": spec.name, "options": {**effective, **options},
             "placement": spec.placement}
-    if spec.placement == "in_block":
+    if isinstance(position, list):  # a ViT
+        arch.update(position=position, blocks=None if vit_blocks is None else list(vit_blocks))
+    elif spec.placement == "in_block":
         arch.update(position=position or spec.position, stages=list(stages))
     elif spec.placement in ("inflate", "replace_conv"):
         arch["stages"] = list(stages)

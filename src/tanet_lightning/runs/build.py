@@ -82,4 +82,5 @@ def model_complexity(net: torch.nn.Module, datamodule) -> dict[str, float]:
     """Parameters and paper-convention GFLOPs of one training-size clip, counted on the meta device."""
     size = datamodule.settings.crop_size
     flops, _, params = count(copy.deepcopy(net).to_empty(device="meta"), (1, net.num_frames, 3, size, size))
-    return {"model/params": float(params), "model/gflops": round(flops, 4)}
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)  # model.freeze_backbone: fewer
+    return {"model/params": float(params), "model/params_trained": float(trained), "model/gflops": round(flops, 4)}

@@ -60,6 +60,7 @@ class VideoClassificationModule(L.LightningModule):
         channels_last: bool = False,
         init_from: str | None = None,
         freeze_bn: bool = False,
+        freeze_backbone: bool = False,
         sync_bn: bool = False,
         **net: Any,
     ):
@@ -77,6 +78,8 @@ class VideoClassificationModule(L.LightningModule):
         if freeze_bn:  # TSN's partial BN: every BatchNorm2d but the first keeps its ImageNet/pretrained statistics
             for bn in frozen_batchnorms(self.net):
                 bn.requires_grad_(False)
+        if freeze_backbone:  # frozen image model: only temporal modules / adapters and the classifier train
+            self.net.freeze_backbone()
         if channels_last:  # per conv: Module.to(memory_format=channels_last) refuses the 5-D weights of a Conv3d
             for m in self.net.modules():
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)):
@@ -135,7 +138,16 @@ class VideoClassificationModule(L.LightningModule):
         if mode and self.hparams.get("freeze_bn"):
             for bn in frozen_batchnorms(self.net):
                 bn.eval()  # running statistics stay as loaded
+        if mode and self.hparams.get("freeze_backbone"):
+            for m in self.net.frozen_modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()  # a frozen image model keeps its BN statistics too
         return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning's fit never calls train() on the module (it runs in the mode it was built in, and its
+        # validation loops restore each submodule's mode): the frozen BatchNorms are put in eval mode here
+        self.train(self.training)
 
     # --- training / validation -----------------------------------------------------------------
     # Metrics are logged as torchmetrics objects: Lightning computes them over the epoch, syncs them

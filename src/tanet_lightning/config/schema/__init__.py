@@ -28,8 +28,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ...base.errors import ConfigError, handle_user_errors
-from ...base.typed import problems, report, unknown_key
+from ...base.typed import problems, report, show, unknown_key
+from ...models.backbones import VIT_FAMILIES, backbone_family
 from ...models.fit import check_clip_length
+from ...models.insertion import POSITIONS, VIT_POSITIONS
 from ...models.temporal import TEMPORAL
 from ...training.diagnose import orders_problem
 from . import groups as g
@@ -182,7 +184,7 @@ def rule_temporal_options(cfg: DictConfig, app: str) -> list[str]:
     else:
         params = inspect.signature(spec.factory).parameters.values()
         known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {
-            "channels", "conv", "num_frames"}
+            "channels", "conv", "block", "num_frames"}
         open_ = any(p.kind == p.VAR_KEYWORD for p in params)
     if spec.name == "nl":
         known.add("blocks")
@@ -190,6 +192,34 @@ def rule_temporal_options(cfg: DictConfig, app: str) -> list[str]:
         return []
     return [unknown_key(f"model.temporal.{k}", str(k), known, owner=f"model/temporal={spec.name} takes")
             for k in temporal.keys() if k != "name" and k not in known]
+
+
+def rule_positions_backbone(cfg: DictConfig, app: str) -> list[str]:
+    """ResNet positions (a-d) and model.stages are for CNNs; ViT positions and model.blocks for timm ViTs; a
+    module is defined on the backbones its spec names."""
+    backbone, position, blocks = _get(cfg, "model.backbone"), _get(cfg, "model.position"), _get(cfg, "model.blocks")
+    try:
+        vit = backbone_family(backbone) in VIT_FAMILIES
+    except (ValueError, AttributeError):
+        return []  # an unknown backbone: its own check says so
+    given = [position] if isinstance(position, str) else list(position) if position is not None else []
+    out = []
+    wrong = [p for p in given if p in (POSITIONS if vit else VIT_POSITIONS)]
+    if wrong:
+        kind, other = ("ResNet block", VIT_POSITIONS) if vit else ("ViT block", POSITIONS)
+        out.append(f"model.position={show(position)}: {wrong} are {kind} positions, not defined on "
+                   f"model.backbone={backbone}; choose from {list(other)} (or null: the module's own place)")
+    elif not vit and len(given) > 1:
+        out.append(f"model.position={show(position)}: a CNN block takes one position, one of {list(POSITIONS)}")
+    if blocks is not None and not vit:
+        out.append(f"model.blocks={show(blocks)} picks ViT blocks; model.backbone={backbone} is a CNN: set "
+                   "model.blocks=null and choose model.stages")
+    name = _get(cfg, "model.temporal.name")
+    spec = TEMPORAL.get(name) if isinstance(name, str) else None
+    if spec is not None and not (spec.placement in ("in_block", "replace_block", "none") if vit else spec.cnn):
+        fix = "a CNN backbone (model/arch=resnet50, ...)" if vit else "a timm ViT (model/arch=vit_b16_clip, ...)"
+        out.append(f"model/temporal={name} is not defined on model.backbone={backbone}: use {fix}")
+    return out
 
 
 def rule_paths(cfg: DictConfig, app: str) -> list[str]:
@@ -280,8 +310,8 @@ def rule_clip_length(cfg: DictConfig, app: str) -> list[str]:
 
 
 RULES: tuple[Callable[[DictConfig, str], list[str]], ...] = (
-    rule_something_to_do, rule_epochs, rule_monitor_mode, rule_crop_fits, rule_temporal_options, rule_paths,
-    rule_tracking_stores, rule_clip_length, rule_diagnose_frames,
+    rule_something_to_do, rule_epochs, rule_monitor_mode, rule_crop_fits, rule_temporal_options,
+    rule_positions_backbone, rule_paths, rule_tracking_stores, rule_clip_length, rule_diagnose_frames,
 )
 
 

@@ -13,23 +13,31 @@ block-insertion utility (``insertion.py``) can place any of them anywhere. Modul
 - ``aggregation.py``: the temporal aggregation op of TAM and TEINet (custom op, backward, FLOPs, ONNX twin)
 - ``tam.py``: TAM and its Table 2 variants; ``baselines.py``: Table 2's other modules
 - ``tada.py``, ``tea.py``, ``gst.py``: TAda2D, TEA, GST (placement ``replace_conv``)
+- ``st_adapter.py``, ``tokshift.py``, ``aim.py``: ST-Adapter, TokShift, AIM, for (frozen) image ViTs
+- ``atm.py``: ATM, the arithmetic temporal module (CNNs and ViTs)
 - ``registry.py``: ``TEMPORAL``, one ``TemporalSpec`` per module, and the factories ``create_*``
 """
 
 from .aggregation import plain_aggregation, temporal_aggregate, temporal_aggregate_plain
+from .aim import AIMBlock
+from .atm import ATM
 from .baselines import NonLocalBlock, TEIModule, TemporalAvgPool, TemporalConv, TemporalShift
 from .registry import (
+    BLOCK_MODULES,
     CONV_MODULES,
     PLACEMENTS,
     TAM_FAMILY,
     TEMPORAL,
     TEMPORAL_MODULES,
+    TOKEN_MODULES,
     Reported,
     TemporalSpec,
+    create_block_temporal,
     create_conv_temporal,
     create_temporal,
     temporal_spec,
 )
+from .st_adapter import STAdapter
 from .tam import (
     TAM,
     GlobalBranch,
@@ -41,6 +49,7 @@ from .tam import (
     tam_local_only,
     tanet_r,
 )
+from .tokshift import TokenShift
 
 __all__ = [
     "TAM",
@@ -57,12 +66,18 @@ __all__ = [
     "TemporalConv",
     "TEIModule",
     "NonLocalBlock",
+    "STAdapter",
+    "TokenShift",
+    "AIMBlock",
+    "ATM",
     "temporal_aggregate",
     "temporal_aggregate_plain",
     "plain_aggregation",
     "TEMPORAL",
     "TEMPORAL_MODULES",
+    "TOKEN_MODULES",
     "CONV_MODULES",
+    "BLOCK_MODULES",
     "TAM_FAMILY",
     "PLACEMENTS",
     "Reported",
@@ -70,4 +85,5 @@ __all__ = [
     "temporal_spec",
     "create_temporal",
     "create_conv_temporal",
+    "create_block_temporal",
 ]
