@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from ..base.errors import ConfigError, DataError
 from .datasets import BadFileLog, VideoClipDataset
+from .decoders import FrameReader
 from .fingerprint import SplitFingerprint, fingerprint_split
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
 from .index import VideoIndex
@@ -117,6 +118,8 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         pin_memory: bool | None = None,
         prefetch_factor: int | None = None,
+        decoder: str = "pyav",
+        decode_device: str = "cpu",
         **clip,
     ):
         super().__init__()
@@ -131,6 +134,11 @@ class VideoDataModule(L.LightningDataModule):
             raise ConfigError(f"data.synthetic.{wrong[0]} is not a synthetic data setting; the settings are "
                               f"{', '.join(SyntheticSpec.__dataclass_fields__)}")
         self.settings = ClipSettings(**clip)
+        self.frames = FrameReader(decoder, decode_device)  # decoders.py: the library and device that decode
+        if decode_device == "cuda" and num_workers > 0:
+            raise ConfigError(f"data.decode_device=cuda decodes in the main process (CUDA cannot run in forked "
+                              f"DataLoader workers; NVDEC is the parallelism): set data.num_workers=0, not "
+                              f"{num_workers}")
         self.protocol = TestProtocol.from_settings(self.settings)  # the test split reads through it
         self.data_dir, self.format, self.reader = Path(data_dir), format, FORMATS[format]
         self.source = self.reader.locate(Source(
@@ -148,6 +156,7 @@ class VideoDataModule(L.LightningDataModule):
         # off by default so that resume is bit-identical (workers restart each epoch, seeded anew)
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.pin_memory = self.pin_memory and decode_device == "cpu"  # frames decoded on the GPU stay there
         if prefetch_factor is not None and (not isinstance(prefetch_factor, int) or prefetch_factor < 1):
             raise ConfigError(f"data.prefetch_factor must be a positive integer or null, got {prefetch_factor!r}")
         self.prefetch_factor, self.max_bad_fraction = prefetch_factor, max_bad_fraction
@@ -207,7 +216,7 @@ class VideoDataModule(L.LightningDataModule):
         if self.video_index is None:  # a prepared dataset's sidecar (python -m tanet_lightning.prepare)
             self.video_index = VideoIndex.load(self.root)
         return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map,
-                                index=self.video_index)
+                                index=self.video_index, frames=self.frames)
 
     def _check_training_batches(self, world_size: int) -> None:
         """Zero training steps (fewer videos than one batch on every device, drop_last) is refused, not run."""

@@ -103,6 +103,8 @@ class Data:  # VideoDataModule's arguments
     persistent_workers: bool = spec()
     pin_memory: bool | None = spec()
     prefetch_factor: int | None = spec(ge=1)
+    decoder: str = spec(choices=("pyav", "torchcodec"))
+    decode_device: str = spec(choices=("cpu", "cuda"))
     synthetic: Synthetic | None = spec()
     val_fraction: float = spec(ge=0, lt=1)
     split_seed: int = spec()
