@@ -1,4 +1,4 @@
-"""A second process holding a run directory's lock (training/lifecycle.py ``run_lock``), for the tests of what
+"""A second process holding a run directory's lock (runs/lifecycle.py ``run_lock``), for the tests of what
 a refused process does: ``python -m lock_holder DIR MARKER`` claims DIR, writes MARKER, sleeps until killed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import launcher as launched
-from tanet_lightning.training.lifecycle import run_lock
+from tanet_lightning.runs.lifecycle import run_lock
 
 HERE = Path(__file__).resolve().parent
 

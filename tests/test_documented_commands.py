@@ -60,6 +60,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -399,17 +400,44 @@ def command_env() -> dict[str, str]:
     return {**env, "WANDB_MODE": "disabled", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 
 
+S3_SECTION = "README.md#Data beyond one disk"  # its s3:// commands run against a loopback S3 server
+S3_BUCKET = "tanet-demo"
+
+
+def start_s3(env: dict[str, str]):
+    """An S3 server on the loopback address (moto's, a real HTTP S3 API) with the section's bucket; its
+    endpoint and test credentials go into the workspace's environment, as a user's would."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=S3_BUCKET)
+    return server
+
+
 @pytest.fixture(scope="module")
 def workspaces(tmp_path_factory, default_data_dir, launcher):
     data_dir = default_data_dir  # one for every xdist worker: the videos are generated once
     made: dict[str, Workspace] = {}
+    servers = []
 
     def get(name: str) -> Workspace:
         if name not in made:
             made[name] = Workspace(tmp_path_factory.mktemp(re.sub(r"\W+", "_", name)), data_dir, launcher)
+            if name == S3_SECTION:
+                servers.append(start_s3(made[name].env))
         return made[name]
 
-    return get
+    yield get
+    for server in servers:
+        server.stop()
 
 
 def tidy(ws: Workspace, name: str, page: Path, line: int) -> None:

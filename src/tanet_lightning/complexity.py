@@ -14,8 +14,8 @@ from dataclasses import asdict
 
 from .analysis.complexity import NEWER, ROWS, measure, reference
 from .base.errors import handle_user_errors
+from .config import schema
 from .models import STAGE_NAMES
-from .training import schema
 
 
 @handle_user_errors

@@ -19,11 +19,11 @@ from omegaconf import OmegaConf
 
 from . import config
 from .base.errors import CheckpointError, ConfigError, handle_user_errors
+from .config import schema
 from .data.protocol import TestProtocol
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .models.convert import Converted, convert
 from .models.video import temporal_options
-from .training import schema
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .analysis.ensemble import ensemble
 from .base.errors import handle_user_errors
-from .training import schema
+from .config import schema
 
 
 @handle_user_errors

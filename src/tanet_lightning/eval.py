@@ -6,9 +6,14 @@ The model (architecture and weights) comes from the checkpoint (a file, or a sav
 the data's order). Writes ``metrics.json`` and ``scores.npz``
 (video_idx, labels, view-averaged scores, and the video paths when the dataset knows them) so runs can
 be ensembled with ``tanet_lightning.ensemble``, and the test split's fingerprint (``fingerprint.json``, in
-metrics.json too); what differs from the checkpoint's is a warning (training/fingerprints.py).
+metrics.json too); what differs from the checkpoint's is a warning (runs/fingerprints.py).
 ``+diagnose=time`` also scores the test clips reversed, shuffled and frozen (``time/*`` in metrics.json:
 training/diagnose.py).
+
+An evaluation is a run (runs/lifecycle.py): its directory is named after the overrides and the
+checkpoint (``<overrides>__ckpt-<file>-<path hash>__seed-N``), its ``run.json`` records the checkpoint's
+path and content; a finished one is kept (refused; ``overwrite=true`` evaluates again), an unfinished
+one runs again.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from omegaconf import DictConfig
 
 from . import config
 from .base.errors import handle_user_errors
+from .config import schema
 from .models.load import Checkpoint
-from .training import fingerprints, run_files, runner, schema
-from .training.loggers import finish_wandb, log_config
+from .runs import build, fingerprints, lifecycle, outputs
+from .runs.loggers import finish_wandb, log_config
 from .training.module import VideoClassificationModule
 
 log = logging.getLogger("tanet_lightning")
@@ -32,28 +38,35 @@ log = logging.getLogger("tanet_lightning")
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     schema.validate(cfg, "eval")
-    out = run_files.output_dir(cfg)
-    runner.seed(cfg)
-    datamodule = runner.instantiate_data(cfg)
-    mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
+    # what cannot work (not a checkpoint, a missing dataset, a checkpoint of other data) is refused before
+    # the run directory is touched
     ckpt = Checkpoint.read(cfg.ckpt_path)
+    build.seed(cfg)
+    datamodule = build.instantiate_data(cfg)
+    mechanics = {"view_average": cfg.view_average} if cfg.get("view_average") is not None else {}
     model = VideoClassificationModule.from_checkpoint(
         ckpt, num_frames=cfg.data.num_frames, class_names=datamodule.class_names,
         protocol=datamodule.test_protocol().to_dict(), **mechanics)
-    loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=runner.instantiate_diagnostics(cfg))
-    resolved = run_files.save_resolved_config(cfg, out)
+    with lifecycle.open_run(cfg, lifecycle.hydra_files(cfg)) as run:
+        return _test(cfg, ckpt, datamodule, model, run)
+
+
+def _test(cfg: DictConfig, ckpt: Checkpoint, datamodule, model: VideoClassificationModule,
+          run: lifecycle.Run) -> tuple[dict[str, float], dict[str, Any]]:
+    out = run.out
+    loggers = build.instantiate_dict(cfg.get("logger"), "logger")
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build.instantiate_diagnostics(cfg))
+    resolved = outputs.save_resolved_config(cfg, out)
     log_config(loggers, resolved, model)
     model.scores_path = out / "scores.npz"
     datamodule.bad_log_base = out / "bad_files"
     # split fingerprint: warn what differs from the test data of the checkpoint's run
     fingerprints.check_against_checkpoint(ckpt.raw, datamodule.fingerprint("test"), "test", out, ckpt.where)
     trainer.test(model, datamodule=datamodule)
-    run_files.write_bad_files(out, datamodule.bad_file_rows())
-    metrics = run_files.to_python(trainer.callback_metrics)
+    outputs.write_bad_files(out, datamodule.bad_file_rows())
+    metrics = outputs.to_python(trainer.callback_metrics)
     metrics["data_fingerprint"] = fingerprints.write(out, datamodule.fingerprints(read=("test",)))
-    if trainer.is_global_zero:
-        run_files.write_metrics(out, metrics)
+    run.finish(metrics)
     log.info("metrics and scores.npz in %s", out)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 

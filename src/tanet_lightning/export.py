@@ -26,11 +26,12 @@ from omegaconf import DictConfig
 from . import config
 from .analysis.zoo import release_of_file
 from .base.errors import ConfigError, handle_user_errors
+from .config import schema
 from .models.hub import push_to_hub
 from .models.load import Checkpoint
 from .models.temporal import plain_aggregation
 from .predict import Predictor
-from .training import run_files, schema
+from .runs import outputs
 
 log = logging.getLogger("tanet_lightning")
 
@@ -79,7 +80,7 @@ def check_onnx(path: str | Path, predictor: Predictor, video: str | None = None)
 def card_info(ckpt: Checkpoint) -> dict:
     """What a model card can say besides the checkpoint's own record: its training run (command, test
     results, dataset) or, for a converted release, the publisher's reported numbers (analysis/zoo.py)."""
-    info = run_files.run_info(ckpt.path, ckpt.raw.get("callbacks"))
+    info = outputs.run_info(ckpt.path, ckpt.raw.get("callbacks"))
     converted = ckpt.info.get("training", {}).get("converted_from") or {}
     release = release_of_file(converted.get("file", ""))
     if release is not None and "results" not in ckpt.info:

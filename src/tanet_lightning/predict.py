@@ -30,13 +30,14 @@ from tqdm import tqdm
 
 from . import config
 from .base.errors import CheckpointError, ConfigError, handle_user_errors
+from .config import schema
 from .data.files import find_videos
 from .data.io import VideoDecodeError
 from .data.protocol import TestProtocol
 from .models.hub import push_to_hub, resolve_pretrained
 from .models.load import Checkpoint
 from .models.video import VideoClassifier
-from .training import fingerprints, runner, schema
+from .runs import build, fingerprints
 from .training.diagnose import time_table, video_orders
 
 log = logging.getLogger("tanet_lightning")
@@ -179,7 +180,7 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     out.parent.mkdir(parents=True, exist_ok=True)
     if cfg.get("data") is not None:  # +data=NAME: warn what differs from the data of the checkpoint's run
         ckpt = Checkpoint.read(cfg.ckpt_path)
-        fingerprints.check_against_checkpoint(ckpt.raw, runner.instantiate_data(cfg).fingerprint("test"), "test",
+        fingerprints.check_against_checkpoint(ckpt.raw, build.instantiate_data(cfg).fingerprint("test"), "test",
                                               out.parent, ckpt.where)
     diagnostic = instantiate(cfg.diagnose) if cfg.get("diagnose") else None
     orders = diagnostic.indices(int(predictor.protocol.num_frames)) if diagnostic else {}

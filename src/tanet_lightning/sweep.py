@@ -3,7 +3,7 @@
 A sweep launches many jobs from one config. What every job would fail on in the same way (a dataset
 that is not on this machine) is checked once, before the first job, so the sweep stops in seconds
 with one clear message instead of failing every point one by one. A job that fails is recorded
-(state ``failed`` in its ``run.json``, training/lifecycle.py) and the sweep goes on; when the last job has
+(state ``failed`` in its ``run.json``, runs/lifecycle.py) and the sweep goes on; when the last job has
 ended, the sweep writes its comparison (report.md/.csv/.png, and with ``logger=wandb`` the W&B report:
 published when online, else ``wandb_report.json``), failed and unfinished jobs included, and then a sweep
 with failed or refused jobs exits non-zero, naming them.
@@ -38,9 +38,10 @@ from omegaconf import DictConfig, OmegaConf
 from .analysis import wandb_report
 from .analysis.report import report
 from .base.errors import ConfigError
-from .training import runner
-from .training.lifecycle import STATE
-from .training.signals import Stopped
+from .config import schema
+from .runs import build
+from .runs.lifecycle import STATE
+from .runs.signals import Stopped
 
 log = logging.getLogger("tanet_lightning")
 
@@ -56,6 +57,9 @@ class SweepCallback(Callback):
         self.launching = SWEEP_DIR_ENV not in os.environ or "LOCAL_RANK" not in os.environ
         if not self.launching:
             return  # the launching process checked the data
+        if problems := sweep_problems(config):  # before the sweep directory exists
+            log.error("%s", "\n".join(problems))
+            raise SystemExit(2)
         SweepCallback.refused.clear()
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +90,7 @@ class SweepCallback(Callback):
         OmegaConf.select(config, "logger.wandb.group", throw_on_resolution_failure=False)
         try:
             # also generates the synthetic data once, before jobs (or SLURM tasks) could race for it
-            runner.instantiate_data(config).prepare_data()
+            build.instantiate_data(config).prepare_data()
         except ConfigError as e:
             log.error("%s\nThe sweep was not started: every job would fail the same way.", e)
             raise SystemExit(2) from None
@@ -121,6 +125,17 @@ class SweepCallback(Callback):
         task = [o for o in task if not o.startswith(("ckpt_path=", "hydra.sweep.dir=", "-m", "--multirun"))]
         return shlex.join(["python", "-m", "tanet_lightning.train", "-m", *task, f"hydra.sweep.dir={sweep_dir}",
                            "ckpt_path=last"])
+
+
+def sweep_problems(config: DictConfig) -> list[str]:
+    """What the sweep's own settings get wrong (each job checks its config itself): a search of no trials
+    (Optuna's sweeper would fail at its end with "Record does not exist"), an override that cannot resolve."""
+    problems = schema.override_problems(config)
+    for key in ("n_trials", "n_jobs"):
+        value = OmegaConf.select(config, f"hydra.sweeper.{key}", default=None, throw_on_resolution_failure=False)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"hydra.sweeper.{key}={value!r} must be an integer >= 1: give hydra.sweeper.{key}=N")
+    return problems
 
 
 def write_reports(sweep_dir: Path) -> None:

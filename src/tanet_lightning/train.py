@@ -2,7 +2,7 @@
 
 With no arguments: TANet on the embedded synthetic motion videos, on the CPU, in a few minutes.
 ``train(cfg)`` is the testable entry point; ``main`` only adds Hydra. What re-running a command does
-(start, resume, refuse) is the run directory's lifecycle: training/lifecycle.py.
+(start, resume, refuse) is the run directory's lifecycle: runs/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import config
 from .base.errors import ConfigError, DataError, RunStateError, UserError, handle_user_errors
+from .config import checks, schema
 from .models.fit import check_fits
 from .models.load import Checkpoint
+from .runs import build, fingerprints, lifecycle, loggers, outputs, signals
+from .runs.callbacks import LAST
 from .sweep import SweepCallback, write_reports
-from .training import checks, fingerprints, lifecycle, loggers, run_files, runner, schema, signals
-from .training.callbacks import LAST
 from .training.module import instantiate_model
 
 log = logging.getLogger("tanet_lightning")
@@ -46,16 +46,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint")
     try:
-        with signals.stop_on_signals(), lifecycle.open_run(cfg, _hydra_files(cfg)) as run:
+        with signals.stop_on_signals(requeue=True), lifecycle.open_run(cfg, lifecycle.hydra_files(cfg)) as run:
             if run.done:
                 return run.metrics, {"cfg": cfg}
             try:
                 return _train(cfg, run)
-            except SIGTERMException:  # Lightning's own, raised at a batch end after its SIGTERM notice
-                raise signals.Stopped(signal.SIGTERM) from None
-            except Exception as e:  # a signal that surfaced as another library's error is still a stop
-                stop = signals.stop_behind(e)
-                if stop is None:
+            except BaseException as e:  # a signal that surfaced as another library's error is still a stop, and
+                # so is Lightning's SIGTERMException (a SystemExit of status 0); a full disk is named as such
+                stop = signals.stop_behind(e) or checks.disk_full_behind(e, run.out)
+                if stop is None or stop is e:
                     raise
                 raise stop from None
     except signals.Stopped as e:
@@ -69,28 +68,20 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         raise
 
 
-def _hydra_files(cfg: DictConfig) -> dict[str, Any]:
-    """Hydra's .hydra/*.yaml (conf/train.yaml sets hydra.output_subdir=null: the lifecycle writes them once
-    the run directory is accepted, so that a refused process leaves it untouched)."""
-    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
-        return {}
-    hc = HydraConfig.get()
-    return {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hc}), "overrides.yaml": hc.overrides.task}
-
-
 def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[str, Any]]:
     out = run.out
     fit, test = cfg.get("train", True), cfg.get("test", True)
     ckpt_path = run.resume_from or (cfg.ckpt_path if cfg.get("ckpt_path") not in (None, "last") else None)
-    runner.seed(cfg)
+    build.seed(cfg)
 
-    datamodule = runner.instantiate_data(cfg)
+    datamodule = build.instantiate_data(cfg)
     datamodule.bad_log_base = out / "bad_files"  # per split while running; bad_files.tsv at the end
     checks.check_pretrained(cfg.model)
     model = instantiate_model(cfg.model, num_classes=datamodule.num_classes,
                               optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
-    callbacks = [*runner.instantiate_dict(cfg.get("callbacks"), "callbacks"), *runner.instantiate_diagnostics(cfg)]
-    experiment_loggers = runner.instantiate_dict(cfg.get("logger"), "logger")
+    callbacks = [*build.instantiate_dict(cfg.get("callbacks"), "callbacks"), *build.instantiate_diagnostics(cfg)]
+    experiment_loggers = build.instantiate_dict(cfg.get("logger"), "logger")
+    callbacks.append(signals.StopAtSafePoints(out))  # a stop signal waits for the end of a batch
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=experiment_loggers or False)
     if ckpt_path is not None:
         ckpt = Checkpoint.read(ckpt_path)  # a clear error for a file that is not one of ours
@@ -102,30 +93,26 @@ def _train(cfg: DictConfig, run: lifecycle.Run) -> tuple[dict[str, float], dict[
                     lg.resume_at(int(ckpt.raw.get("global_step", 0)))
     datamodule.check_annotations()  # every split's list read and validated before the first step
     fingerprints.write(out, datamodule.fingerprints())  # which videos (unreadable ones: at the end)
-    resolved = run_files.save_resolved_config(cfg, out)
+    resolved = outputs.save_resolved_config(cfg, out)
     loggers.log_config(experiment_loggers, resolved, model)
-
-    def requeued(path: Path) -> None:
-        run.end("requeued", f"SLURM requeue signal: state saved in {path.name}")
 
     metrics: dict[str, float] = dict(run.record.get("fit_metrics") or {})  # a resume that only tests keeps them
     try:
-        with signals.requeue_on_signal(trainer, out, requeued):
-            if fit:
-                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-                # ddp_spawn trains in child processes: only their logged metrics come back, not global_step
-                if trainer.global_step == 0 and not any(k.startswith("train/") for k in trainer.callback_metrics):
-                    raise DataError(_no_steps(cfg, trainer, datamodule))
-                metrics.update(run_files.to_python(trainer.callback_metrics))
-                run.fit_ended(metrics)
-            if test:
-                tested = _best_checkpoint(trainer) if fit else ckpt_path
-                trainer.test(model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
-                metrics.update(run_files.to_python(trainer.callback_metrics))
+        if fit:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            # ddp_spawn trains in child processes: only their logged metrics come back, not global_step
+            if trainer.global_step == 0 and not any(k.startswith("train/") for k in trainer.callback_metrics):
+                raise DataError(_no_steps(cfg, trainer, datamodule))
+            metrics.update(outputs.to_python(trainer.callback_metrics))
+            run.fit_ended(metrics)
+        if test:
+            tested = _best_checkpoint(trainer) if fit else ckpt_path
+            trainer.test(model, datamodule=datamodule, ckpt_path=tested, weights_only=True)
+            metrics.update(outputs.to_python(trainer.callback_metrics))
     finally:
-        run_files.write_bad_files(out, datamodule.bad_file_rows())
+        outputs.write_bad_files(out, datamodule.bad_file_rows())
     metrics = {k: v for k, v in metrics.items() if not k.endswith("_step")}
-    metrics.update(runner.model_complexity(model.net, datamodule))
+    metrics.update(build.model_complexity(model.net, datamodule))
     metrics["data/bad_files"] = float(len(datamodule.bad_files()))
     if metrics["data/bad_files"]:
         metrics["data/bad_files_list"] = "bad_files.tsv"  # split, path, reason of each

@@ -28,8 +28,8 @@ from .analysis.visualize import (
     short_name,
 )
 from .base.errors import ConfigError, handle_user_errors
+from .config import schema
 from .models.load import Checkpoint, load_model
-from .training import schema
 
 log = logging.getLogger("tanet_lightning")
 

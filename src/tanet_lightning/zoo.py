@@ -32,8 +32,9 @@ from . import convert as convert_app
 from . import eval as eval_app
 from .analysis.zoo import LEDGER, RELEASES, Release, append_row, releases_text
 from .base.errors import CheckpointError, ConfigError, handle_user_errors
+from .config import schema
 from .models.convert import Converted, convert
-from .training import runner, schema
+from .runs import build
 
 log = logging.getLogger("tanet_lightning")
 
@@ -124,7 +125,7 @@ def evaluate_release(name: str, tokens: list[str], argv: list[str]) -> dict:
     with open_dict(cfg):
         cfg.paths.output_dir = str(out.resolve())
     schema.validate(cfg, "eval")
-    datamodule = runner.instantiate_data(cfg)  # a missing dataset stops here, before anything is written
+    datamodule = build.instantiate_data(cfg)  # a missing dataset stops here, before anything is written
 
     conv = convert(path, num_frames=None)
     differs = differences(release, conv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from tanet_lightning.analysis.ensemble import ensemble
 from tanet_lightning.analysis.report import collect, group_rows, report
+from tanet_lightning.ensemble import main as ensemble_main
 
 NAMES = np.asarray(["a.mp4", "b.mp4", "c.mp4"])
 LABELS = np.asarray([0, 1, 2])
@@ -71,6 +73,68 @@ def test_reordered_lists_match_videos_by_name(tmp_path, mode):
     assert ensemble([a_idx, b_idx], mode=mode) == ensemble([a, b], mode=mode)
     with pytest.raises(ValueError, match="some score files name their videos and some do not"):
         ensemble([a, b_idx], mode=mode)
+
+
+def bomb(path, shape=(1_200_000, 1000), payload: int = 1 << 20) -> str:
+    """A 1 KB .npz whose 'scores' header says float32 ``shape`` (4.8 GB): the npy header and ``payload``
+    zeros streamed into a deflated zip member, beside real labels and names; nothing large is allocated."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("scores.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            f.write(bytes(payload))
+        for name, array in (("labels", LABELS), ("video_names", NAMES)):
+            with z.open(f"{name}.npy", "w") as f:
+                np.lib.format.write_array(f, array)
+    return str(path)
+
+
+def refused(args: list[str], capsys, caplog) -> str:
+    """What ``python -m tanet_lightning.ensemble ARGS`` says when it exits 2 (no traceback)."""
+    with pytest.raises(SystemExit) as exit_:
+        ensemble_main(args)
+    said = capsys.readouterr().err + caplog.text
+    assert exit_.value.code == 2 and "Traceback" not in said, said
+    return said
+
+
+def test_a_score_file_that_would_decompress_to_gigabytes_is_refused_from_its_headers(tmp_path, capsys, caplog):
+    big = bomb(tmp_path / "bomb.npz")
+    assert (tmp_path / "bomb.npz").stat().st_size < 10_000
+    good = scores_file(tmp_path / "a.npz", SCORES_A)
+    said = refused([good, big], capsys, caplog)
+    # the header's size, not the data (1 MiB of it is there): a read of the array would have failed otherwise
+    assert f"{big}: array 'scores' is (1200000, 1000) float32, 4.47 GiB uncompressed" in said
+    assert "refused before decompressing it" in said
+
+
+def test_an_object_array_is_refused_without_unpickling(tmp_path, capsys, caplog):
+    path = tmp_path / "objects.npz"
+    np.savez(path, scores=np.asarray([{"a": 1}, {}, {}], dtype=object), labels=LABELS, video_names=NAMES)
+    said = refused([str(path), scores_file(tmp_path / "a.npz", SCORES_A)], capsys, caplog)
+    assert f"{path}: array 'scores' holds Python objects (dtype object)" in said
+
+
+@pytest.mark.parametrize("case, message", [
+    ("text", "is not a scores file: not a .npz archive"),
+    ("extra", "holds 'model.npy', which is not an array eval writes"),
+    ("rows", "array 'labels' is (2,) int64; eval writes 1-D arrays of kind 'iu' with one row per video (3 videos"),
+    ("label", "labels outside 0..2"),
+    ("nan", "scores that are not finite"),
+    ("twice", "1 videos have more than one row"),
+])
+def test_a_file_that_is_not_what_eval_writes_is_refused_naming_it(case, message, tmp_path, capsys, caplog):
+    path = tmp_path / f"{case}.npz"
+    arrays = {"video_idx": np.arange(3), "labels": LABELS, "scores": SCORES_B, "num_views": np.ones(3),
+              "video_names": NAMES}
+    if case == "text":
+        path.write_text("video label score\n")
+    else:
+        arrays.update({"extra": {"model": np.zeros(2)}, "rows": {"labels": LABELS[:2]},
+                       "label": {"labels": np.asarray([0, 1, 3])}, "nan": {"scores": SCORES_B * np.nan},
+                       "twice": {"video_names": NAMES[[0, 1, 1]]}}[case])
+        np.savez(path, **arrays)
+    said = refused([scores_file(tmp_path / "a.npz", SCORES_A), str(path)], capsys, caplog)
+    assert f"{path}" in said and message in said
 
 
 def fake_job(sweep, i: int, position: str, seed: int, top1: float | None):

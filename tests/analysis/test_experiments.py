@@ -205,7 +205,7 @@ def test_ablation_sweep_runs_end_to_end_and_reports(tmp_path, data_dir, tiny_syn
     status = {j.overrides["model.position"]: j.status for j in jobs}
     assert status == {"a": "done", "b": "done", "c": "failed", "d": "done"}
     failed = next(j for j in jobs if j.status == "failed")
-    record = json.loads((failed.path / "run.json").read_text())  # training/lifecycle.py
+    record = json.loads((failed.path / "run.json").read_text())  # runs/lifecycle.py
     assert record["state"] == "failed" and "position 'c' is not defined for BasicBlock" in record["reason"]
     rows = group_rows(jobs, "ablation_position")
     assert [r.setting for r in rows] == ["TANet-a", "TANet-b", "TANet-c", "TANet-d"]

@@ -8,7 +8,7 @@ import pytest
 
 from tanet_lightning.data.datamodule import VideoDataModule
 from tanet_lightning.data.probe import probe_spacing
-from tanet_lightning.training import runner
+from tanet_lightning.runs import build
 from tinyconf import compose_config, video_set
 
 
@@ -47,7 +47,7 @@ def test_the_command_repeats_the_launch_data_config(tmp_path, long_gop, caplog, 
                                    f"data.val_ann={root}/val.txt", "data.num_workers=0", "data.short_side=32",
                                    "data.crop_size=32", "data.batch_size=2"])
     with caplog.at_level(logging.WARNING):
-        runner.instantiate_data(cfg).setup("fit")
+        build.instantiate_data(cfg).setup("fit")
     assert (f"python -m tanet_lightning.prepare data=video_list data.train_ann={root}/train.txt "
             f"data.val_ann={root}/val.txt data.num_workers=0 data.short_side=32 data.crop_size=32 data.batch_size=2 "
             f"data.root={root} out={root}_prepared gop=30") in caplog.text

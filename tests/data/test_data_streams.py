@@ -99,7 +99,7 @@ def test_a_version_1_sidecar_still_reads(two, tmp_path):
 
 
 def test_prepare_keeps_the_picked_stream(two, tmp_path):
-    entry = prepare_video(two, tmp_path / "two.mp4")
+    entry = prepare_video(two, tmp_path / "two.mp4").entry
     assert (entry.source_stream, entry.stream) == (1, 0)
     with av.open(str(tmp_path / "two.mp4")) as c:
         assert len(c.streams.video) == 1

@@ -147,7 +147,7 @@ def test_cuda_decoding_without_a_gpu_is_refused():
 def test_the_data_config_keys_reach_the_datamodule(make_cfg):
     from hydra.utils import instantiate
 
-    from tanet_lightning.training import schema
+    from tanet_lightning.config import schema
 
     dm = instantiate(make_cfg(["data.decoder=pyav", "data.decode_device=cpu"]).data)
     assert isinstance(dm, VideoDataModule) and dm.frames == FrameReader("pyav", "cpu")

@@ -133,7 +133,8 @@ def test_prepare_refuses_what_cannot_work_before_writing(prepared, tmp_path):
         run_app(prepare, k400.parent, tmp_path, ["data=kinetics400"])
     with pytest.raises(ConfigError, match=r"gop=0 must be >= 1"):
         run_app(prepare, k400.parent, tmp_path, ["data=kinetics400", "out=x", "gop=0"])
-    with pytest.raises(DataError, match=r"out=.*/videos/copy and the dataset it prepares .* overlap"):
+    with pytest.raises(DataError, match=r"out=.*/videos/copy and the dataset it prepares overlap: out=.*/videos/copy "
+                                        r"is inside data.root=.*/videos"):
         run_app(prepare, k400.parent, tmp_path, ["data=kinetics400", f"out={k400 / 'videos' / 'copy'}", *KEYS])
     assert not (k400 / "videos" / "copy").exists() and not (tmp_path / "x").exists()
 

@@ -14,7 +14,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from tanet_lightning.analysis.complexity import NEWER, measure
 from tanet_lightning.models import create_video_model
 from tanet_lightning.models.insertion import ConvReplacedBasicBlock, ConvReplacedBottleneck, replace_convs
-from tanet_lightning.models.tada import TAdaConv2d, tada
+from tanet_lightning.models.temporal.tada import TAdaConv2d, tada
 from tanet_lightning.training.module import frozen_batchnorms
 from tanet_lightning.training.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
 from weights import randomized as random_weights

@@ -17,10 +17,10 @@ from timm.models.res2net import Bottle2neck
 from tanet_lightning.analysis.complexity import NEWER, measure
 from tanet_lightning.models import create_video_model
 from tanet_lightning.models.flops import count_exact
-from tanet_lightning.models.gst import OFFICIAL_KEYS as GST_KEYS
-from tanet_lightning.models.gst import GSTConv
-from tanet_lightning.models.tea import OFFICIAL_KEYS as TEA_KEYS
-from tanet_lightning.models.tea import MEModule, ShiftModule, TEAConv
+from tanet_lightning.models.temporal.gst import OFFICIAL_KEYS as GST_KEYS
+from tanet_lightning.models.temporal.gst import GSTConv
+from tanet_lightning.models.temporal.tea import OFFICIAL_KEYS as TEA_KEYS
+from tanet_lightning.models.temporal.tea import MEModule, ShiftModule, TEAConv
 from tanet_lightning.models.video import VideoClassifier
 from tanet_lightning.training.module import VideoClassificationModule
 from weights import randomized

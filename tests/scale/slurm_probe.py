@@ -1,8 +1,9 @@
 """A callback for the SLURM tests, loaded by the training subprocess (`+callbacks.probe=...`).
 
 With ``TANET_TEST_PAUSE_AT_STEP=N`` it writes ``paused`` into the run directory when step N starts and
-waits there (for at most 2 minutes), so the test can send the requeue signal at a known point in the
-middle of an epoch. Without the variable it does nothing: every run uses the same command.
+waits there (for at most 2 minutes) until the test writes ``signalled`` next to it, so the test can send
+the requeue signal at a known point in the middle of an epoch (the run stops at the end of that step).
+Without the variable it does nothing: every run uses the same command.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PauseForSignal(L.Callback):
             return
         marker.write_text(f"{os.getpid()}\n")
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the signal handler runs (and the job is killed) in here
+        while not marker.with_name("signalled").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no requeue signal arrived within 2 minutes")
             time.sleep(0.05)
-        raise RuntimeError("no requeue signal arrived within 2 minutes")

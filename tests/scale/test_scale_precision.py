@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from tanet_lightning.models import create_video_model
 from tanet_lightning.models.temporal import (
     TEMPORAL_MODULES,
-    _temporal_aggregate,
     create_temporal,
     temporal_aggregate,
     temporal_aggregate_plain,
 )
+from tanet_lightning.models.temporal.aggregation import _temporal_aggregate
 from tanet_lightning.training.module import VideoClassificationModule
 
 BF16_RTOL, BF16_GRAD_RTOL = 2e-2, 6e-2

@@ -128,10 +128,10 @@ kill -TERM $PPID
 
 @pytest.mark.slow  # three training runs in subprocesses: ~1 min
 def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_dir, train_cmd):
-    """SIGUSR1 mid-epoch under SLURM: the job saves hpc_ckpt_1.ckpt, records the run as requeued, runs
-    `scontrol requeue <job>` (fake, on PATH) and stops: no test, no metrics.json, exit 138. The requeued
-    job (the same command) resumes from the checkpoint, replays the interrupted epoch's order, and ends
-    exit 0 with the uninterrupted run's metrics (val and train included)."""
+    """SIGUSR1 mid-epoch under SLURM: at the end of that step the job saves hpc_ckpt_1.ckpt, records the run
+    as requeued, runs `scontrol requeue <job>` (fake, on PATH) and stops: no test, no metrics.json, exit
+    138. The requeued job (the same command) resumes from the checkpoint, replays the interrupted epoch's
+    order, and ends exit 0 with the uninterrupted run's metrics (val and train included)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls.txt"
@@ -161,6 +161,7 @@ def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_d
         time.sleep(0.2)
     assert job.poll() is None, job.communicate()[0][-4000:]
     job.send_signal(signal.SIGUSR1)
+    next(runs.glob("*/paused")).with_name("signalled").write_text("")  # the probe lets step 4 end
     out = job.communicate(timeout=300)[0]
     assert job.returncode == 138, out[-4000:]  # 128 + SIGUSR1: stopped for the requeue, not finished
     assert calls.read_text().split() == ["requeue", "4242"]
@@ -179,3 +180,22 @@ def test_slurm_requeue_resumes_and_matches_an_uninterrupted_run(tmp_path, data_d
     for key in ("test/top1", "test/top5", "val/top1", "val/top1_best", "val/loss", "train/loss_epoch"):
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
     assert json.loads((run_dir / "run.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.slow  # 2 DDP ranks, each a fresh interpreter: ~40 s on 2 cores
+def test_ddp_processes_started_by_lightning_in_a_one_task_slurm_allocation(tmp_path, data_dir, train_cmd):
+    """An interactive SLURM allocation (`srun --pty bash`: one task, SLURM_PROCID=0 in every process started
+    from it) running `trainer=ddp_cpu trainer.strategy=ddp`: Lightning starts rank 1 itself (LOCAL_RANK=1).
+    Rank 1 must know it is not rank 0 (LOCAL_RANK before SLURM_PROCID, Lightning's rule): it neither takes
+    the run lock nor records; the run finishes once, with one run.json, metrics.json and two ranks' logs."""
+    slurm = dict(SLURM_JOB_ID="4243", SLURM_JOB_NAME="interactive", SLURM_NTASKS="1", SLURM_PROCID="0",
+                 SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="localhost")
+    proc = run(train_cmd("trainer=ddp_cpu", "trainer.strategy=ddp", "data.batch_size=4"), tmp_path, data_dir,
+               timeout=300, **slurm)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "another process" not in proc.stdout + proc.stderr  # rank 1 did not try the run lock
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "finished"
+    assert json.loads((run_dir / "metrics.json").read_text())["test/num_videos"] == 8  # both ranks' videos
+    assert (run_dir / "train.log").read_text().count("run directory:") == 1
+    assert (run_dir / "train_ddp_process_1.log").read_text().count("run directory:") == 1

@@ -12,7 +12,7 @@ import torch
 
 import launcher as launched
 from tanet_lightning.base.errors import ConfigError
-from tanet_lightning.training.checks import check_slurm_layout
+from tanet_lightning.config.checks import check_slurm_layout
 from tinyconf import TINY_RUN, TINY_SYNTHETIC
 
 HERE = Path(__file__).resolve().parent

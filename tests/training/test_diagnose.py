@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from tanet_lightning.base.errors import ConfigError
+from tanet_lightning.config.schema import groups, validate
 from tanet_lightning.eval import evaluate
 from tanet_lightning.predict import predict
 from tanet_lightning.train import train
 from tanet_lightning.training.diagnose import ORDERS, TimeDiagnostic, metric_names, time_metrics, video_orders
-from tanet_lightning.training.schema import groups, validate
 
 # a narrow TANet (ResNet-18 layout, widths 4-32) at the tiny set's T=4: one training step is enough here
 TINY_TANET = ["+model.backbone_kwargs.channels=[4,8,16,32]", "+model.backbone_kwargs.stem_width=8",

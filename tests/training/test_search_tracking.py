@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tanet_lightning.base.errors import ConfigError
-from tanet_lightning.training import schema
+from tanet_lightning.config import schema
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, compose_config
 
 optuna = pytest.importorskip("optuna")
@@ -59,3 +59,46 @@ def test_a_second_launch_continues_the_study_and_mlflow_records_the_run(tmp_path
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert 0.0 <= runs[0].data.metrics["test/top1"] <= 1.0
     assert runs[0].data.params["model/temporal/name"] == "tam"
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_the_finishing_command_finishes_a_stopped_search(tmp_path):
+    """Issue 27 item 8: after SIGTERM the printed command exited 0 but sampled new trials, leaving the stopped
+    trial RUNNING and its run interrupted. Now it resumes that trial's run, tells the study its value, and
+    samples only what the launch still owed (n_trials=2: one more)."""
+    import json
+    import re
+    import shlex
+    import signal
+    import time
+    from pathlib import Path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "tanet_lightning.train", "hparams_search=tanet_optuna", "hydra.sweeper.n_trials=2",
+           "hydra.sweep.dir=search", *TINY_SYNTHETIC, *TINY_RUN, "torch_threads=1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not any('"running"' in p.read_text() for p in (tmp_path / "search").glob("*/run.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0
+    storage = f"sqlite:///{tmp_path}/search/optuna.db"
+    assert [t.state.name for t in optuna.load_study(study_name="hparams_search", storage=storage).trials] == ["RUNNING"]
+    (stopped,) = (tmp_path / "search").glob("*/run.json")
+    assert json.loads(stopped.read_text())["state"] == "interrupted"
+
+    finish = shlex.split(re.findall(r"finish it with: (.*)", out)[-1])
+    assert finish[:3] == ["python", "-m", "tanet_lightning.train"] and finish[-1] == "ckpt_path=last"
+    done = subprocess.run([sys.executable, *finish[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    trials = optuna.load_study(study_name="hparams_search", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"] and all(0 <= t.value <= 1 for t in trials)
+    runs = {p.parent: json.loads(p.read_text()) for p in Path(tmp_path, "search").glob("*/run.json")}
+    assert len(runs) == 2 and all(r["state"] == "finished" for r in runs.values())
+    assert json.loads(stopped.read_text())["state"] == "finished"  # the stopped trial's own run, finished
+    metrics = json.loads((stopped.parent / "metrics.json").read_text())
+    assert trials[0].value == metrics["val/top1_best"]

@@ -28,8 +28,8 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from ..runs.lifecycle import ignored
 from ..training.diagnose import metric_names
-from ..training.lifecycle import ignored
 from . import wandb_report
 from .paper import ARCH_NAMES, RECIPES, TABLES, own_papers_markdown, sweep_params
 
@@ -92,7 +92,7 @@ def load_job(path: Path) -> Job:
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     status, reason = "unfinished", ""
     run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    if run.get("state") == "failed":  # run.json: training/lifecycle.py
+    if run.get("state") == "failed":  # run.json: runs/lifecycle.py
         status, reason = "failed", run.get("reason", "")[:200]
     elif run.get("state") in ("interrupted", "requeued"):
         status = "interrupted"
@@ -218,7 +218,7 @@ def table_markdown(rows: list[Row], experiment: str) -> str:
     return "\n".join(lines)
 
 
-# --- split fingerprints (training/fingerprints.py): which test videos each number is of ---
+# --- split fingerprints (runs/fingerprints.py): which test videos each number is of ---
 def split_fingerprint(job: Job, split: str = "test") -> dict:
     return (job.metrics.get("data_fingerprint") or {}).get(split) or {}
 
@@ -363,7 +363,7 @@ def summary_markdown(per_facet: list[tuple[str, list[Row]]], key: str = "test/to
 
 
 def job_seconds(job: Job) -> float | None:
-    """A finished job's wall time from its run.json (started/ended, training/lifecycle.py)."""
+    """A finished job's wall time from its run.json (started/ended, runs/lifecycle.py)."""
     from datetime import datetime
 
     try:

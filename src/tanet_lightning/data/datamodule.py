@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from ..base.errors import ConfigError, DataError
+from . import shards
 from .datasets import BadFileLog, VideoClipDataset
 from .decoders import FrameReader
 from .fingerprint import SplitFingerprint, fingerprint_split
@@ -64,7 +65,8 @@ class ResumableLoader(DataLoader):
         trainer = getattr(self.datamodule, "trainer", None)
         if trainer is None or self._epoch_rng is None:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # the batches trained: `completed` lags by one in a checkpoint saved at a batch's end (a stop signal's)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if not 0 < done < trainer.num_training_batches:  # epoch boundary: nothing to replay
             return {}
         return {"rng": self._epoch_rng, "batches": done}
@@ -120,6 +122,8 @@ class VideoDataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         decoder: str = "pyav",
         decode_device: str = "cpu",
+        cache_dir: str | None = None,
+        cache_size: str | None = None,
         **clip,
     ):
         super().__init__()
@@ -141,6 +145,12 @@ class VideoDataModule(L.LightningDataModule):
                               f"{num_workers}")
         self.protocol = TestProtocol.from_settings(self.settings)  # the test split reads through it
         self.data_dir, self.format, self.reader = Path(data_dir), format, FORMATS[format]
+        # a shard location (prepare ... shards=true) is recognised by its manifest; its splits and classes
+        # come from there, whatever the format's annotation keys say
+        found = shards.manifest(str(root)) if root is not None else None
+        self.shards = shards.open_splits(str(root), found, cache_dir, cache_size) if found else {}
+        if found:
+            self.reader = shards.ShardFormat(str(root), found)
         self.source = self.reader.locate(Source(
             format, Path(root) if root is not None else self.data_dir / format,
             ann={"train": train_ann, "val": val_ann, "test": test_ann or val_ann},
@@ -149,7 +159,7 @@ class VideoDataModule(L.LightningDataModule):
             classes=classes, path_template=path_template, val_fraction=val_fraction, split_seed=split_seed,
             synthetic=SyntheticSpec(**(synthetic or {})),
         ))
-        self.root = self.source.root
+        self.root = str(root).rstrip("/") if found else self.source.root  # a URL stays a URL
         self.batch_size, self.num_workers = batch_size, num_workers
         self.test_batch_size = test_batch_size or batch_size
         # persistent workers keep their RNG streams across epochs, which a resumed run cannot restore:
@@ -212,11 +222,12 @@ class VideoDataModule(L.LightningDataModule):
     def _dataset(self, split: str) -> VideoClipDataset:
         records = self._read_records(split)
         bad = BadFileLog(f"{self.bad_log_base}.{split}.tsv", self.max_bad_fraction, len(records))
-        self._fingerprints[split] = fingerprint_split(records, self.root, self.class_names, self.flip_label_map)
-        if self.video_index is None:  # a prepared dataset's sidecar (python -m tanet_lightning.prepare)
+        self._fingerprints[split] = fingerprint_split(records, self.root, self.class_names, self.flip_label_map,
+                                                      present=[True] * len(records) if self.shards else None)
+        if self.video_index is None and not self.shards:  # a prepared dataset's sidecar (prepare's)
             self.video_index = VideoIndex.load(self.root)
         return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map,
-                                index=self.video_index, frames=self.frames)
+                                index=self.video_index, store=self.shards.get(split), frames=self.frames)
 
     def _check_training_batches(self, world_size: int) -> None:
         """Zero training steps (fewer videos than one batch on every device, drop_last) is refused, not run."""
@@ -253,6 +264,8 @@ class VideoDataModule(L.LightningDataModule):
     @rank_zero_only
     def _probe_keyframes(self) -> None:
         """Log the training videos' keyframe spacing; when long, the `prepare` command (probe.py)."""
+        if self.shards:  # shards are written from a prepared copy: short keyframe spacing by construction
+            return
         probe = probe_spacing([r.path for r in self.datasets["train"].records])
         if probe is not None:
             (log.warning if probe.long else log.info)(spacing_message(probe, self.prepare_command()))

@@ -91,6 +91,7 @@ class VideoClipDataset(Dataset):
         max_retries: int = 10,
         index: VideoIndex | None = None,
         frames: FrameReader | None = None,
+        store=None,
     ):
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be train/val/test, got {mode!r}")
@@ -105,6 +106,7 @@ class VideoClipDataset(Dataset):
         self.max_retries = max_retries
         self.index = index  # a prepared dataset's sidecar: frame pts and keyframes without a demux per open
         self.frames = frames or FrameReader()  # data.decoder / data.decode_device (decoders.py)
+        self.store = store  # shards.ShardSplit: video i's bytes and index come from the shards, not a file
         self._cache: tuple[int, torch.Tensor] | None = None  # the last test video's views (read at once)
 
     def __len__(self) -> int:
@@ -113,17 +115,22 @@ class VideoClipDataset(Dataset):
     def _load(self, video_idx: int, view: int, rng: np.random.Generator) -> dict:
         rec, s = self.records[video_idx], self.settings
         label = rec.label
-        entry = self.index.lookup(rec.path) if self.index is not None else None  # None: stale or not indexed
+        if self.store is not None:  # a streamed sample: its bytes and its index, never demuxed again
+            source, entry = self.store.fetch(video_idx) if self.mode != "test" or self._cache is None \
+                or self._cache[0] != video_idx else (None, None)
+        else:
+            source = rec.path
+            entry = self.index.lookup(rec.path) if self.index is not None else None  # None: stale or not indexed
         if self.mode == "test":
             if self._cache is None or self._cache[0] != video_idx:
-                self._cache = (video_idx, self.protocol.read_views(rec.path, rec.num_frames, entry, self.frames))
+                self._cache = (video_idx, self.protocol.read_views(source, rec.num_frames, entry, self.frames))
             video = self._cache[1][view]
         else:
             indices = (lambda n: self.sampler.train(n, rng)) if self.mode == "train" else self.sampler.val
             # encoded videos come at native size and the transform cuts its crop from them (one resampling
             # instead of swscale's whole-frame resize + the crop's); frame folders downscale in libjpeg
-            decode_side = s.short_side if os.path.isdir(rec.path) else None
-            frames = self.frames.read(rec.path, indices, decode_side, frame_template=s.frame_template,
+            decode_side = s.short_side if self.store is None and os.path.isdir(rec.path) else None
+            frames = self.frames.read(source, indices, decode_side, frame_template=s.frame_template,
                                       start_index=s.start_index, num_frames=rec.num_frames, index_entry=entry)
             if self.mode == "train":
                 video, flipped = train_transform(frames, rng, s.crop_size, s.scales, s.max_distort, s.flip,

@@ -30,7 +30,8 @@ import torch
 from ..base.errors import ConfigError
 from .ffmpeg_libs import COMMAND
 from .index import IndexEntry
-from .io import FRAME_TEMPLATE, START_INDEX, IndexFn, Indices, VideoDecodeError, _as_index_array, read_video_frames
+from .io import (FRAME_TEMPLATE, START_INDEX, EncodedVideo, IndexFn, Indices, VideoDecodeError, _as_index_array,
+                 read_video_frames)
 from .io import short_side_size as _short_side_size
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,14 @@ class FrameReader:
             if problem:
                 raise ConfigError(f"data.decoder=torchcodec: {problem}")
 
-    def read(self, path: str | os.PathLike, indices: Indices | IndexFn, short_side: int | None = None, *,
-             frame_template: str = FRAME_TEMPLATE, start_index: int = START_INDEX, num_frames: int | None = None,
-             index_entry: IndexEntry | None = None) -> torch.Tensor:
-        path = os.fspath(path)
-        if self.decoder == "pyav" or os.path.isdir(path):
+    def read(self, path: str | os.PathLike | EncodedVideo | bytes, indices: Indices | IndexFn,
+             short_side: int | None = None, *, frame_template: str = FRAME_TEMPLATE, start_index: int = START_INDEX,
+             num_frames: int | None = None, index_entry: IndexEntry | None = None) -> torch.Tensor:
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            path = EncodedVideo(path, "<bytes>")
+        if not isinstance(path, EncodedVideo):
+            path = os.fspath(path)
+        if self.decoder == "pyav" or (isinstance(path, str) and os.path.isdir(path)):
             frames = read_video_frames(path, indices, short_side, frame_template=frame_template,
                                        start_index=start_index, num_frames=num_frames, index_entry=index_entry)
             return frames if self.device == "cpu" else frames.to(self.device, non_blocking=True)
@@ -107,17 +111,18 @@ def frame_mappings(entry: IndexEntry) -> str:
                                   for p, d, k in zip(pts.tolist(), durations.tolist(), key.tolist())]})
 
 
-def read_torchcodec(path: str, indices: Indices | IndexFn, short_side: int | None, entry: IndexEntry | None,
-                    device: str = "cpu") -> torch.Tensor:
+def read_torchcodec(path: str | EncodedVideo, indices: Indices | IndexFn, short_side: int | None,
+                    entry: IndexEntry | None, device: str = "cpu") -> torch.Tensor:
     """RGB uint8 (T, H, W, 3) on ``device`` at the frame indices io.py would give (see the module docstring)."""
     from torchcodec.decoders import VideoDecoder
 
-    if not os.path.exists(path):
+    if isinstance(path, str) and not os.path.exists(path):
         raise VideoDecodeError(f"video file not found: {path}")
+    source = bytes(path.data) if isinstance(path, EncodedVideo) else path  # a streamed shard's sample: its bytes
     where = dict(stream_index=entry.stream, custom_frame_mappings=frame_mappings(entry)) if entry is not None \
         else dict(seek_mode="exact")  # the stream: FFmpeg's pick, as io.best_video_stream
     try:
-        decoder = VideoDecoder(path, num_ffmpeg_threads=1, dimension_order="NHWC", device=device, **where)
+        decoder = VideoDecoder(source, num_ffmpeg_threads=1, dimension_order="NHWC", device=device, **where)
         idx = _as_index_array(indices, len(decoder))
         wanted, order = np.unique(idx, return_inverse=True)
         frames = decoder.get_frames_at(wanted.tolist()).data

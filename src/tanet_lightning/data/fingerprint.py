@@ -88,9 +88,12 @@ class SplitFingerprint:
 
 
 def fingerprint_split(records: Sequence[VideoRecord], root: str | os.PathLike, class_names: Sequence[str],
-                      flip_label_map: Mapping[int, int]) -> SplitFingerprint:
+                      flip_label_map: Mapping[int, int], present: Sequence[bool] | None = None) -> SplitFingerprint:
+    """``present``: which records exist, when the caller knows (a shard location holds every video it lists);
+    else one directory listing per folder."""
     root = os.fspath(root)
-    found = [r for r, ok in zip(records, existing(r.path for r in records)) if ok]
+    present = existing(r.path for r in records) if present is None else present
+    found = [r for r, ok in zip(records, present) if ok]
     pairs = sorted(zip(video_ids((r.path for r in found), root), (r.label for r in found)))
     flips = sorted((int(a), int(b)) for a, b in flip_label_map.items())
     return SplitFingerprint(

@@ -19,6 +19,7 @@ DataLoader workers hangs or corrupts) and always closed, even on errors.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -236,19 +237,37 @@ def _decode_sequential(container, stream, wanted: np.ndarray, size) -> dict:
     return frames
 
 
-def _open_container(path: str, header_only: bool) -> av.container.InputContainer:
+class EncodedVideo:
+    """An encoded video held in memory (a streamed shard's sample), named for messages by its video id. Each
+    open reads it from the start through its own BytesIO, so the retry paths below see the same bytes."""
+
+    def __init__(self, data: bytes | memoryview, name: str):
+        self.data, self.name = data, name
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _input(path: str | EncodedVideo):
+    return path.open() if isinstance(path, EncodedVideo) else path
+
+
+def _open_container(path: str | EncodedVideo, header_only: bool) -> av.container.InputContainer:
     if header_only:
         try:
-            container = av.open(path, stream_options=_HEADER_ONLY)
+            container = av.open(_input(path), stream_options=_HEADER_ONLY)
         except ValueError:  # streams known only after probing (MPEG-TS/PS)
-            return av.open(path)
+            return av.open(_input(path))
         streams = container.streams.video
         # several video streams: which one FFmpeg picks depends on what its probe decodes (frame counts
         # rank the candidates), so only a probed open picks the one torchcodec and the ffmpeg CLI read
         if not streams or (len(streams) == 1 and streams[0].codec_context.width and streams[0].codec_context.height):
             return container
         container.close()  # no size in the header, or a choice to make: let FFmpeg probe the streams
-    return av.open(path)
+    return av.open(_input(path))
 
 
 def best_video_stream(container: av.container.InputContainer) -> av.video.VideoStream:
@@ -360,7 +379,7 @@ def _read_folder(
 
 
 def read_video_frames(
-    path: str | Path,
+    path: str | Path | EncodedVideo | bytes,
     indices: Indices | IndexFn,
     short_side: int | None = None,
     *,
@@ -376,9 +395,15 @@ def read_video_frames(
     `num_frames -> indices` so the sampler sees the true frame count without a second open.
     `short_side` resizes inside the decoder (swscale, bilinear) so full-size RGB is never built.
     `index_entry` (``VideoIndex.lookup(path)``, index.py) gives the frame pts and keyframes of a video file
-    instead of demuxing it (and the stream to read: FFmpeg's pick otherwise, see best_video_stream).
+    instead of demuxing it (and the stream to read: FFmpeg's pick otherwise, see best_video_stream). `path` may
+    also be the encoded file itself (bytes, or an ``EncodedVideo`` that names it): the frames are those of the
+    same file read from disk.
     Raises VideoDecodeError for missing/corrupt inputs, IndexError for out-of-range indices.
     """
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        path = EncodedVideo(path, "<bytes>")
+    if isinstance(path, EncodedVideo):
+        return _read_encoded(path, indices, short_side, index_entry)
     path = os.fspath(path)
     if os.path.isdir(path):
         return _read_folder(path, indices, short_side, frame_template, start_index, num_frames)

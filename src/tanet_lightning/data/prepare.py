@@ -9,13 +9,17 @@ source as the loader numbers it, so a sampler picks the same frames from both.
 
 The output is verified before it gets its name (same frame count as the source; keyframe spacing; a
 sample of frames compared with the source's, pixel-close: re-encoding is lossy), written under a temporary
-name and renamed, so an interrupted run never leaves a truncated file under a final name.
+name and renamed, so an interrupted run never leaves a truncated file under a final name. A readable video
+is never given up for its copy: a copy that is not pixel-close (noise-like textures lose more than the check
+allows at ``crf=23``) is encoded again at higher quality, down to lossless, and a copy that still does not
+check out is replaced by the source itself, copied as it is. Only a source that cannot be read whole fails.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,7 +37,32 @@ PRESET = "veryfast"  # x264: ~2x the speed of "medium" at the same crf for a few
 X264_OPTIONS = {"tune": "fastdecode"}
 SAMPLE_FRAMES = 5  # frames compared with the source's after writing
 MAX_MEAN_ERROR = 12.0  # mean |difference| (0-255) of a sampled frame: a lossy copy is ~1-4, a wrong frame far more
+QUALITY_STEP = 6  # the retries' crf step (x264: -6 about doubles the bitrate); the last retry is lossless
 MATROSKA = (".mkv", ".webm")  # kept as Matroska (WebM is Matroska; H.264 in it reads the same); else MP4
+
+
+class CopyCheckError(VideoDecodeError):
+    """The source read whole, but its copy does not check out; ``pixels``: only the pixel comparison failed
+    (more bits can fix that; a wrong frame count or keyframe spacing they cannot)."""
+
+    def __init__(self, message: str, pixels: bool = False):
+        super().__init__(message)
+        self.pixels = pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What ``prepare_video`` wrote: the copy's index entry and, when the asked crf's copy did not check out,
+    what was kept instead (``"crf=N"``, ``"lossless"`` or ``"source"``: the source copied as it is) and why."""
+
+    entry: IndexEntry
+    kept: str | None = None
+    why: str = ""
+
+
+def qualities(crf: int) -> list[int]:
+    """The crf values tried in turn: the asked one, then ``QUALITY_STEP`` lower each time, down to 0 (lossless)."""
+    return [*range(crf, 0, -QUALITY_STEP), 0]
 
 
 def output_size(height: int, width: int, short_side: int | None = SHORT_SIDE) -> tuple[int, int]:
@@ -70,7 +99,8 @@ def _encode(src: str, tmp: Path, fmt: str, n: int, gop: int, short_side: int | N
         enc = out.add_stream("libx264", rate=fps)
         enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
         enc.codec_context.thread_count = 1  # one process per core does the parallel work
-        enc.options = {"crf": str(crf), "preset": PRESET, **X264_OPTIONS,
+        quality = {"crf": str(crf)} if crf > 0 else {"qp": "0"}  # qp 0: lossless H.264
+        enc.options = {**quality, "preset": PRESET, **X264_OPTIONS,
                        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         for frame in container.decode(stream):
             small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
@@ -103,12 +133,13 @@ def index_file(path: str | os.PathLike, source: os.stat_result | None = None) ->
 
 
 def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE,
-                  crf: int = CRF, tmp: str | os.PathLike | None = None) -> IndexEntry:
-    """Re-encode ``src`` into ``dst`` (see the module docstring) and return ``dst``'s index entry.
+                  crf: int = CRF, tmp: str | os.PathLike | None = None) -> Prepared:
+    """Re-encode ``src`` into ``dst`` (see the module docstring) and return ``dst``'s index entry, with what
+    was kept when the copy at ``crf`` did not check out.
 
     ``tmp``: the temporary file (default: a hidden name beside ``dst``; on the same file system, for the
-    atomic rename). Raises ``VideoDecodeError`` when ``src`` cannot be read whole or the copy does not
-    check out; nothing is left at ``dst`` or ``tmp`` then.
+    atomic rename). Raises ``VideoDecodeError`` when ``src`` cannot be read whole; nothing is left at
+    ``dst`` or ``tmp`` then.
     """
     src, dst = os.fspath(src), Path(dst)
     tmp = Path(tmp) if tmp is not None else dst.with_name(f".{dst.name}.{os.getpid()}.part")
@@ -116,16 +147,37 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, gop: int = GOP
         source = os.stat(src)
         dst.parent.mkdir(parents=True, exist_ok=True)
         n = _count_frames(src)
-        kept = _encode(src, tmp, container_format(dst), n, gop, short_side, crf)
-        entry = index_file(tmp, source)
-        _verify(src, tmp, entry, n, gop, kept)
+        done = _checked_copy(src, tmp, container_format(dst), n, gop, short_side, crf, source)
         os.replace(tmp, dst)
     except (av.FFmpegError, OSError) as e:
         raise VideoDecodeError(f"cannot prepare {src}: {e}") from e
     finally:
         tmp.unlink(missing_ok=True)
     st = os.stat(dst)  # the rename keeps the file's mtime; the entry names the file under its final name
-    return dataclasses.replace(entry, size=st.st_size, mtime_ns=st.st_mtime_ns, source_stream=video_stream(src))
+    return dataclasses.replace(done, entry=dataclasses.replace(done.entry, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                                             source_stream=video_stream(src)))
+
+
+def _checked_copy(src: str, tmp: Path, fmt: str, n: int, gop: int, short_side: int | None, crf: int,
+                  source: os.stat_result) -> Prepared:
+    """A copy at ``tmp`` that checks out: at ``crf``, else at the first higher quality that does, else the
+    source itself."""
+    why = ""
+    for q in qualities(crf):
+        try:
+            kept = _encode(src, tmp, fmt, n, gop, short_side, q)
+            entry = index_file(tmp, source)
+            _verify(tmp, entry, n, gop, kept)
+            return Prepared(entry, None if q == crf else f"crf={q}" if q else "lossless", why)
+        except CopyCheckError as e:
+            why = why or f"at crf={crf}: {e}"
+            if not e.pixels:
+                break
+    shutil.copyfile(src, tmp)  # the source reads whole (_encode counted its frames): it is a valid copy
+    entry = index_file(tmp, source)
+    if entry.num_frames != n:
+        raise VideoDecodeError(f"{src}: {entry.num_frames} frames index in a copy of it, {n} in the file")
+    return Prepared(entry, "source", why)
 
 
 def _count_frames(src: str) -> int:
@@ -141,17 +193,17 @@ def _count_frames(src: str) -> int:
     return n
 
 
-def _verify(src: str, tmp: Path, entry: IndexEntry, n: int, gop: int, kept: dict[int, np.ndarray]) -> None:
+def _verify(tmp: Path, entry: IndexEntry, n: int, gop: int, kept: dict[int, np.ndarray]) -> None:
     if entry.num_frames != n:
-        raise VideoDecodeError(f"{src}: the re-encoded copy has {entry.num_frames} frames, the source {n}")
+        raise CopyCheckError(f"the re-encoded copy has {entry.num_frames} frames, the source {n}")
     key_idx = entry.key_frames
     gaps = np.diff(np.append(key_idx, n))
     if key_idx[0] != 0 or gaps.max() > gop:
-        raise VideoDecodeError(f"{src}: the copy has a keyframe interval of {int(gaps.max())} frames, not <= {gop}")
+        raise CopyCheckError(f"the copy has a keyframe interval of {int(gaps.max())} frames, not <= {gop}")
     idx = sorted(kept)
     got = read_video_frames(tmp, idx, index_entry=entry).numpy()
     for i, frame in zip(idx, got):
         error = float(np.abs(frame.astype(np.int16) - kept[i]).mean())
         if error > MAX_MEAN_ERROR:
-            raise VideoDecodeError(f"{src}: frame {i} of the copy differs from the source's by {error:.1f} "
-                                   f"on average (> {MAX_MEAN_ERROR})")
+            raise CopyCheckError(f"frame {i} of the copy differs from the source's by {error:.1f} on average "
+                                 f"(> {MAX_MEAN_ERROR})", pixels=True)

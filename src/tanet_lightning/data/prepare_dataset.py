@@ -11,6 +11,12 @@ Resuming: an output whose sidecar entry still describes it (size, mtime) and who
 is kept; anything else is redone. Outputs appear under their final names only once verified (a
 temporary name, then a rename), and the sidecar is rewritten every minute or so and when the run ends or
 is stopped, so a killed run loses at most that minute.
+
+Nothing but prepare's own earlier output is ever replaced. Before any work, an ``out`` that is, contains or
+lies inside an input (the dataset root, any video, an annotation or class file; compared as real paths, so
+a symlinked alias is the same folder) is refused, and so is a file at a path prepare would write that it
+did not write itself: ``<out>/.prepare_manifest.json`` records the paths it writes (before writing them)
+and the content of the annotation and class files it wrote (a list edited since is the user's).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 
 ANNOTATIONS = "annotations"
 FAILED = "prepare_failed.tsv"
+RETRIED = "prepare_retried.tsv"  # videos kept at a higher quality than the asked crf, or as the source
+MANIFEST = ".prepare_manifest.json"
 TMP = ".prepare_tmp"  # temporary outputs, renamed into place once verified (same file system as <out>)
 LOCK = ".prepare.lock"
 SAVE_EVERY_S = 60.0
@@ -71,6 +79,7 @@ class Plan:
 class Result:
     entries: dict[str, IndexEntry] = field(default_factory=dict)  # rel -> entry of every prepared video
     failed: dict[str, str] = field(default_factory=dict)  # rel -> why
+    retried: dict[str, tuple[str, str]] = field(default_factory=dict)  # rel -> (what was kept, why)
     done_before: int = 0  # kept from an earlier run
     seconds: float = 0.0
 
@@ -82,9 +91,6 @@ class Result:
 def plan(reader: Reader, source: Source, class_names: list[str], out: str | os.PathLike) -> Plan:
     """The jobs and the prepared dataset's ``Source`` for ``source`` (as located by its reader) copied to ``out``."""
     out, root = Path(os.path.abspath(out)), Path(os.path.abspath(source.root))
-    a, b = out.resolve(), root.resolve()
-    if a == b or b in a.parents or a in b.parents:  # a copy could land on a source video
-        raise DataError(f"out={out} and the dataset it prepares ({root}) overlap: give out=DIR elsewhere")
     prepared = reader.locate(replace(source, root=out))
     folders_by_seed = source.format == "video_folder" and not (root / "train").is_dir()
     records, jobs, seen = {}, {}, {}
@@ -129,6 +135,135 @@ def _relative(path: str, root: Path, split: str | None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
+# what may be written: never an input, never a file prepare did not write
+
+
+@dataclass
+class Manifest:
+    """``<out>/.prepare_manifest.json``: what prepare wrote into ``out`` (paths relative to it).
+
+    ``claimed``: the paths prepare writes whatever they hold (videos, frame links, the sidecar, its own
+    lists), recorded before any is written, so that a killed run's files stay its own; ``files``: the
+    annotation and class files with the sha256 of what prepare wrote there (one edited since is the
+    user's); ``retried``: the videos kept at a higher quality or as the source (rel -> [kept, why])."""
+
+    out: Path
+    claimed: set[str] = field(default_factory=set)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    retried: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, out: Path) -> Manifest:
+        path = out / MANIFEST
+        if not os.path.lexists(path):
+            return cls(out)
+        try:
+            d = json.loads(read_text(path))
+            return cls(out, set(d["claimed"]), dict(d["files"]), dict(d["retried"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); it records which files of out={out} "
+                            f"prepare wrote, so nothing there can be replaced without it. Give out= a new folder"
+                            ) from None
+
+    def rel(self, path: Path) -> str:
+        """``path``'s key: its path relative to ``out`` (a string prefix for paths under it: 250k videos)."""
+        path, base = os.fspath(path), os.fspath(self.out) + os.sep
+        return path[len(base):] if path.startswith(base) else Path(os.path.relpath(path, self.out)).as_posix()
+
+    def owns(self, path: Path) -> bool:
+        rel = self.rel(path)
+        if rel in self.claimed:
+            return True
+        return rel in self.files and path.is_file() and not path.is_symlink() and \
+            _sha256(path.read_bytes()) in self.files[rel]
+
+    def save(self) -> None:
+        data = {"claimed": sorted(self.claimed), "files": self.files, "retried": self.retried}
+        _replace(self.out / MANIFEST, (json.dumps(data, sort_keys=True) + "\n").encode())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary name beside it, then a rename; a symlink at ``path``
+    is replaced, never followed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _targets(p: Plan, out: Path) -> tuple[list[Path], list[Path]]:
+    """Every path prepare writes into ``out``: (claimed, annotation and class files)."""
+    root = Path(p.prepared.root)
+    claimed = [root / j.rel for j in p.jobs] + [root / INDEX_NAME, out / FAILED, out / RETRIED, out / TMP]
+    if p.source.format == "synthetic":
+        claimed += [root / "classes.txt", root / "manifest.json"]
+    lists = [Path(f) for f in {*p.prepared.ann.values(), p.prepared.classes} if f]
+    return claimed, sorted(lists)
+
+
+def check_output(p: Plan, out: str | os.PathLike) -> Manifest:
+    """Refuse ``out`` before anything is written when it overlaps an input, or when it holds, at a path
+    prepare would write, a file prepare did not write. Returns ``out``'s manifest."""
+    out = Path(os.path.abspath(out))
+    _check_overlap(p, out)
+    manifest = Manifest.load(out)
+    if not out.exists():
+        return manifest
+    claimed, lists = _targets(p, out)
+    root = Path(p.prepared.root)
+    index = VideoIndex.load(root)  # the sidecar of a prepare from before manifests: its videos are its own
+    links = {root / j.rel: os.path.abspath(j.src) for j in p.jobs if j.frames}
+    foreign = [path for path in [*claimed, *lists] if os.path.lexists(path) and not (
+        manifest.owns(path) or (index is not None and (path == root / INDEX_NAME or index.lookup(path)))
+        or (path in links and path.is_symlink() and os.readlink(path) == links[path]))]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise DataError(f"{foreign[0]}{more} would be replaced, but prepare did not write it (or it changed since "
+                        f"it did): prepare replaces only its own earlier output in out={out}, recorded in "
+                        f"{out / MANIFEST}. Move it away, or give out= a new folder")
+    return manifest
+
+
+def _check_overlap(p: Plan, out: Path) -> None:
+    """An ``out`` that is, contains or lies inside an input would write over the dataset it reads."""
+    real_out = os.path.realpath(out)
+    s = p.source
+    inputs = [("data.root", str(s.root)), *((s.ann_keys.get(k, "the annotation file"), f) for k, f in s.ann.items()
+                                            if f), *([("data.classes", s.classes)] if s.classes else [])]
+    for what, path in inputs:
+        _refuse_overlap(out, real_out, what, path, os.path.realpath(path))
+    dirs: dict[str, str] = {}  # a video's folder -> its real path (250k videos share a few thousand)
+    for job in p.jobs:
+        head, name = os.path.split(os.path.abspath(job.src))
+        if head not in dirs:
+            dirs[head] = os.path.realpath(head)
+        real = os.path.join(dirs[head], name)
+        _refuse_overlap(out, real_out, "the video", job.src, os.path.realpath(real) if os.path.islink(real) else real)
+
+
+def _refuse_overlap(out: Path, real_out: str, what: str, path: str, real: str) -> None:
+    inside = lambda a, b: a.startswith(b.rstrip(os.sep) + os.sep)  # noqa: E731 -- a below folder b
+    if real == real_out:
+        how = f"out={out} is {what}={path}"
+    elif inside(real, real_out):
+        how = f"{what}={path} is inside out={out}"
+    elif inside(real_out, real):
+        how = f"out={out} is inside {what}={path}"
+    else:
+        return
+    aliased = (real, real_out) != (os.path.abspath(path), str(out))  # a symlink on the way
+    resolved = f" (as real paths: {real} and {real_out})" if aliased else ""
+    raise DataError(f"out={out} and the dataset it prepares overlap: {how}{resolved}. prepare would write over "
+                    f"its own input; give out= a folder that neither holds nor lies inside the dataset's files")
+
+
+# ----------------------------------------------------------------------------------------------------
 # running the jobs
 
 
@@ -145,16 +280,21 @@ def locked(out: Path) -> Iterator[None]:
 
 
 def run(p: Plan, out: str | os.PathLike, gop: int = GOP, short_side: int | None = SHORT_SIDE, crf: int = CRF,
-        workers: int = 1, progress: bool = True) -> Result:
+        workers: int = 1, progress: bool = True, manifest: Manifest | None = None) -> Result:
     """Prepare every video of the plan (resuming an earlier run), write the sidecar, the annotation files and
     ``prepare_failed.tsv``. Stopping (an exception, a signal turned into one) keeps what is finished."""
     out, root = Path(os.path.abspath(out)), Path(p.prepared.root)
+    manifest = manifest or check_output(p, out)  # given: the caller has checked out already
     with locked(out):
+        manifest.claimed |= {manifest.rel(path) for path in _targets(p, out)[0]}
+        manifest.save()  # before any of those paths is written: whatever a killed run leaves there is its own
         shutil.rmtree(out / TMP, ignore_errors=True)  # a killed run's temporary files
         (out / TMP).mkdir()
         root.mkdir(parents=True, exist_ok=True)
         result = Result(entries=_reusable(p.jobs, root))
         result.done_before = len(result.entries)
+        result.retried = {rel: tuple(manifest.retried[key]) for rel in result.entries
+                          if (key := manifest.rel(root / rel)) in manifest.retried}
         todo = [j for j in p.jobs if not j.frames and j.rel not in result.entries]
         for job in p.jobs:
             if job.frames:
@@ -169,23 +309,38 @@ def run(p: Plan, out: str | os.PathLike, gop: int = GOP, short_side: int | None 
             for i, (ok, value) in _results(args, workers):
                 job = todo[i]
                 if ok:
-                    result.entries[job.rel] = value
+                    result.entries[job.rel] = value.entry
+                    if value.kept:
+                        result.retried[job.rel] = (value.kept, value.why)
                 else:
                     result.failed[job.rel] = value
                     bar.set_postfix(failed=len(result.failed), refresh=False)
                 bar.update()
                 now = time.perf_counter()
                 if now - saved[0] > max(SAVE_EVERY_S, 20 * saved[1]):  # the sidecar is the resume point
-                    write_index(root, result.entries)
+                    _save(manifest, root, result)
                     saved[:] = [time.perf_counter(), time.perf_counter() - now]
         finally:
             bar.close()
             result.seconds = time.perf_counter() - start
-            write_index(root, result.entries)
+            _save(manifest, root, result)
             write_failed(out, p, result.failed)
+            write_retried(out, p, result.retried)
             shutil.rmtree(out / TMP, ignore_errors=True)
-        write_annotations(p, result.failed)
+        write_annotations(p, result.failed, manifest)
         return result
+
+
+def _save(manifest: Manifest, root: Path, result: Result) -> None:
+    """The resume point: the retries of the prepared videos, then the sidecar (a video in the sidecar has
+    its retry recorded)."""
+    for rel in result.entries:
+        if rel in result.retried:
+            manifest.retried[manifest.rel(root / rel)] = list(result.retried[rel])
+        else:
+            manifest.retried.pop(manifest.rel(root / rel), None)
+    manifest.save()
+    write_index(root, result.entries)
 
 
 def _reusable(jobs: list[Job], root: Path) -> dict[str, IndexEntry]:
@@ -294,23 +449,51 @@ def write_failed(out: Path, p: Plan, failed: dict[str, str]) -> Path | None:
     return path
 
 
-def write_annotations(p: Plan, failed: dict[str, str]) -> None:
+def write_retried(out: Path, p: Plan, retried: dict[str, tuple[str, str]]) -> Path | None:
+    """``prepare_retried.tsv``: split, source path, what was kept (``crf=N``, ``lossless`` or ``source``) and
+    why, for every video whose copy at the asked crf did not check out (removed when there are none)."""
+    path = out / RETRIED
+    if not retried:
+        path.unlink(missing_ok=True)
+        return None
+    jobs = {j.rel: j for j in p.jobs}
+    rows = [f"{','.join(jobs[rel].splits)}\t{jobs[rel].src}\t{kept}\t{why}"
+            for rel, (kept, why) in sorted(retried.items())]
+    path.write_text("split\tpath\tkept\treason\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def write_annotations(p: Plan, failed: dict[str, str], manifest: Manifest) -> None:
     """The annotation files of the prepared copy: the same format and labels, without the failed videos."""
-    written = set()
+    lists: dict[Path, bytes] = {}
     for split in SPLITS:
         src, dst = p.source.ann.get(split), p.prepared.ann.get(split)
-        if src is None or dst is None or dst in written:
+        if src is None or dst is None or Path(dst) in lists:
             continue
         keep = [rel not in failed for _, rel in p.records[split]]
         rels = [rel for _, rel in p.records[split]]
-        Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        Path(dst).write_text(_filtered(p.source.format, Path(src), keep, rels))
-        written.add(dst)
+        lists[Path(dst)] = _filtered(p.source.format, Path(src), keep, rels).encode()
     if p.source.classes and p.prepared.classes:
-        shutil.copyfile(p.source.classes, p.prepared.classes)
+        lists[Path(p.prepared.classes)] = Path(p.source.classes).read_bytes()
+    _write_lists(lists, manifest)
     if p.source.format == "synthetic":  # the manifest last: it marks the folder complete (synthetic.py)
         for name in ("classes.txt", "manifest.json"):
-            shutil.copyfile(Path(p.source.root) / name, Path(p.prepared.root) / name)
+            _replace(Path(p.prepared.root) / name, (Path(p.source.root) / name).read_bytes())
+
+
+def _write_lists(lists: dict[Path, bytes], manifest: Manifest) -> None:
+    """Write the annotation and class files with their content recorded in the manifest: each one's new
+    hash is recorded (beside the one it replaces) before the file gets its name, so that a run killed
+    between the two leaves a file of its own either way."""
+    for path, data in lists.items():
+        key = manifest.rel(path)
+        manifest.files[key] = list(dict.fromkeys([_sha256(data), *manifest.files.get(key, [])]))
+    manifest.save()
+    for path, data in lists.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _replace(path, data)
+        manifest.files[manifest.rel(path)] = [_sha256(data)]
+    manifest.save()
 
 
 def _filtered(fmt: str, ann: Path, keep: list[bool], rels: list[str]) -> str:
@@ -354,6 +537,11 @@ def check_prepared(reader: Reader, p: Plan, failed: dict[str, str]) -> None:
             raise DataError(f"the prepared {split} split does not read back as written: {wrong}")
 
 
+def split_sizes(p: Plan, failed: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """split -> (videos in the dataset, videos in the copy): only the unreadable ones are left out."""
+    return {split: (len(rows), sum(rel not in failed for _, rel in rows)) for split, rows in p.records.items()}
+
+
 def training_overrides(p: Plan, out: str | os.PathLike) -> list[str]:
     """The ``data.*`` keys that make the same data config read the prepared copy."""
     keys = [f"data.root={out}"]
@@ -365,4 +553,5 @@ def training_overrides(p: Plan, out: str | os.PathLike) -> list[str]:
     return keys
 
 
-__all__ = ["INDEX_NAME", "Job", "Plan", "Result", "check_prepared", "plan", "run", "training_overrides"]
+__all__ = ["INDEX_NAME", "Job", "Manifest", "Plan", "Result", "check_output", "check_prepared", "plan", "run",
+           "split_sizes", "training_overrides"]

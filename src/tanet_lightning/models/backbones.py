@@ -8,7 +8,10 @@ backbone has none.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -37,6 +40,37 @@ FAMILIES: dict[str, str] = {
     "mobilenetv2_100": "mobilenetv2",
     "inception_v3": "inception_v3",
     "shufflenet_v2_x1_0": "shufflenetv2",
+}
+
+
+def _rate(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 1
+
+
+def _flag(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _widths(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 4 and all(_count(c) for c in v)
+
+
+# The timm arguments that ``model.backbone_kwargs`` may carry when it is read from a file (a checkpoint's
+# hyper-parameters, a save_pretrained config.json): the backbone's shape and its regularisation, each with
+# the values it takes. Anything else is refused there (models.video.model_args_from_file): timm also takes
+# ``checkpoint_path``, ``pretrained``, ``pretrained_cfg``, ``pretrained_cfg_overlay``, ``cache_dir``...,
+# which load a file or download one, and a file must not choose what is loaded. A user's own
+# ``model.backbone_kwargs`` (config or command line) reaches timm as given.
+ARCH_KWARGS: dict[str, Callable[[Any], bool]] = {
+    "drop_rate": _rate, "drop_path_rate": _rate, "drop_block_rate": _rate,  # regularisation
+    "zero_init_last": _flag, "avg_down": _flag, "replace_stem_pool": _flag,
+    "channels": _widths, "stem_width": _count, "cardinality": _count, "base_width": _count,  # ResNet widths
+    "block_reduce_first": _count, "down_kernel_size": _count,
+    "stem_type": lambda v: v in ("", "deep", "deep_tiered"),
 }
 
 

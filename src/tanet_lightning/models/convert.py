@@ -31,7 +31,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .fit import check_clip_length, check_fits
-from .load import net_kwargs, read_checkpoint
+from .load import net_kwargs, read_checkpoint, source_of
 from .video import create_video_model
 
 __all__ = ["CheckpointError", "Converted", "SOURCES", "convert", "convert_checkpoint", "load_checkpoint_file",
@@ -269,7 +269,7 @@ def convert(
 
     hparams = extra.get("hyper_parameters") if source == "project" else None
     if hparams:  # a project checkpoint says what it is; nothing to guess
-        kwargs = net_kwargs(hparams)
+        kwargs = net_kwargs(hparams, source_of(src) if isinstance(src, (str, os.PathLike)) else "the checkpoint")
         t = kwargs["num_frames"]
     else:
         temporal, tam, stages, t = _infer_temporal(mapped)

@@ -156,7 +156,9 @@ class HubMixin:
         folder = resolve_pretrained(dir_or_repo, **download)
         config, state = load_pretrained_folder(folder, "from_pretrained")
         try:
-            net = cls.from_model_args(config["model"])
+            net = cls.from_model_args(config["model"], f"{folder}/{HUB_CONFIG}")
+        except CheckpointError:
+            raise
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{folder}/{HUB_CONFIG}: its model arguments do not build a model: {e}") from None
         own = net.state_dict()

@@ -6,12 +6,12 @@ them (``hyper_parameters``, flat), the class names and the test protocol (``data
 save_pretrained folder (models/hub.py: ``config.json`` + ``model.safetensors``) is read into the same
 dict (``read_checkpoint``), so every application takes either. ``Checkpoint.read`` decides whether a
 path is one; ``load_model(path)`` is the network, in eval mode, with every weight loaded;
-``models.fit.check_fits`` says whether it fits a run's data.
+``models.fit.check_fits`` says whether it fits a run's data. The network's arguments are read from the
+file once, by ``video.model_args_from_file``: nothing in a checkpoint makes another file be opened.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,19 +20,24 @@ from pathlib import Path
 import torch
 
 from ..base.errors import CheckpointError
-from .checkpoint import load_checkpoint_file, load_pretrained_folder
+from .checkpoint import HUB_CONFIG, load_checkpoint_file, load_pretrained_folder
 from .hub import INFO_KEYS
-from .video import VideoClassifier, create_video_model
+from .video import NET_ARGS, VideoClassifier, create_video_model, model_args_from_file
 
-NET_ARGS = inspect.signature(create_video_model).parameters  # which hyper-parameters build the network
+__all__ = ["NET_ARGS", "Checkpoint", "load_model", "net_kwargs", "read_checkpoint", "source_of"]
 
 
-def net_kwargs(hparams: dict) -> dict:
-    """``create_video_model``'s arguments among a checkpoint's flat hyper-parameters; ``pretrained=False``:
-    the checkpoint holds every weight."""
-    kwargs = {k: v for k, v in hparams.items() if k in NET_ARGS}
-    return {**kwargs, "num_frames": kwargs.get("num_frames", NET_ARGS["num_frames"].default),
-            "pretrained": False, "pretrained_path": None}
+def net_kwargs(hparams: dict, where: str) -> dict:
+    """``create_video_model``'s arguments among a checkpoint's flat hyper-parameters read from the file
+    ``where`` names (``video.model_args_from_file``); ``pretrained=False``: the checkpoint holds every weight."""
+    return model_args_from_file(hparams, where)
+
+
+def source_of(path: str | os.PathLike, key: str | None = None) -> str:
+    """The setting and the file a checkpoint's model config was read from, for messages: a save_pretrained
+    folder's is its config.json."""
+    where = f"{key}={path}" if key else str(path)
+    return f"{where} (its {HUB_CONFIG})" if Path(path).is_dir() else where
 
 
 def read_checkpoint(path: str | os.PathLike, key: str | None = None) -> dict:
@@ -78,10 +83,12 @@ class Checkpoint:
     def hparams(self) -> dict:
         return self.raw["hyper_parameters"]
 
-    @property
+    @cached_property
     def net_kwargs(self) -> dict:
-        """``create_video_model``'s arguments; ``pretrained=False``: the checkpoint holds every weight."""
-        return net_kwargs(self.hparams)
+        """``create_video_model``'s arguments; ``pretrained=False``: the checkpoint holds every weight. Checked
+        when the network is first built from them (eval, predict, visualize, export, convert, init_from), not
+        by a resume, which builds its network from the run's own config."""
+        return net_kwargs(self.hparams, source_of(self.path, self.key))
 
     @property
     def num_frames(self) -> int:
@@ -135,8 +142,9 @@ class Checkpoint:
 
     def build(self) -> VideoClassifier:
         """The network with every weight loaded, in eval mode."""
+        kwargs = self.net_kwargs  # refused here (CheckpointError) if they name a file
         try:
-            net = create_video_model(**self.net_kwargs)
+            net = create_video_model(**kwargs)
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{self.where}: its saved model config does not build a model: {e}") from None
         return self.load_weights(net).eval()

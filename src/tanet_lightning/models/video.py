@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping, Sequence
 from functools import partial
 
 import torch
 import torch.nn as nn
 
-from .backbones import STAGE_NAMES, backbone_family, create_backbone
+from ..base.errors import CheckpointError
+from .backbones import ARCH_KWARGS, STAGE_NAMES, backbone_family, create_backbone
 from .fit import check_clip_length
 from .hub import HubMixin, plain
 from .insertion import inflate_first_convs, insert_after_blocks, insert_temporal, replace_convs
@@ -73,9 +75,10 @@ class VideoClassifier(HubMixin, nn.Module):
         return self.frame_logits(video).mean(dim=1)
 
     @classmethod
-    def from_model_args(cls, args: Mapping) -> VideoClassifier:
-        """The network of recorded ``model_args`` (every weight to be loaded by the caller)."""
-        return create_video_model(**{**args, "pretrained": False, "pretrained_path": None})
+    def from_model_args(cls, args: Mapping, where: str = "model_args") -> VideoClassifier:
+        """The network of recorded ``model_args`` read from a file that ``where`` names (every weight to be
+        loaded by the caller)."""
+        return create_video_model(**model_args_from_file(args, where))
 
 
 def temporal_options(temporal: str | Mapping | None = None,
@@ -140,6 +143,43 @@ def create_video_model(
                               "dropout": dropout, "backbone_kwargs": backbone_kwargs})
     model.architecture = _architecture(backbone, spec, kwargs, position, stages, nl_blocks)
     return model
+
+
+NET_ARGS = inspect.signature(create_video_model).parameters  # which model.* keys build the network
+# a backbone as a file may name it: a timm architecture, a pretrained tag after the dot; not a source
+# (hf-hub:, local-dir:), a path or a URL
+BACKBONE_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?")
+
+
+def model_args_from_file(args: Mapping, where: str) -> dict:
+    """``create_video_model``'s arguments among ``args`` read from a file: a checkpoint's flat
+    hyper-parameters or a save_pretrained config.json's ``model``. ``where`` names the setting and file.
+
+    The one place a file becomes network arguments. Such a file holds every weight and must not make
+    anything else be opened or downloaded: ``pretrained`` and ``pretrained_path`` say how it was trained and
+    are not followed (False, None); ``backbone_kwargs`` may set only the architecture arguments of
+    ``backbones.ARCH_KWARGS``, with the values they take; ``backbone`` is a plain timm name.
+    """
+    kwargs = {k: v for k, v in args.items() if k in NET_ARGS and k not in ("pretrained", "pretrained_path")}
+    backbone = kwargs.get("backbone", NET_ARGS["backbone"].default)
+    if not isinstance(backbone, str) or not BACKBONE_NAME.fullmatch(backbone):
+        raise CheckpointError(f"{where} sets model.backbone={backbone!r}, refused: a checkpoint names its backbone "
+                              "as timm does (resnet50, resnet50.tv_in1k), never a source, a path or a URL")
+    extra = kwargs.get("backbone_kwargs") or {}
+    if not isinstance(extra, Mapping):
+        raise CheckpointError(f"{where} sets model.backbone_kwargs={extra!r}, refused: expected a mapping of "
+                              f"architecture arguments ({', '.join(sorted(ARCH_KWARGS))})")
+    for key, value in extra.items():
+        check = ARCH_KWARGS.get(key)
+        if check is None or not check(value):
+            what = "a value it does not take" if check else "not an architecture argument"
+            raise CheckpointError(
+                f"{where} sets model.backbone_kwargs.{key}={value!r}, refused ({what}): a checkpoint or "
+                f"config.json may set only the backbone's architecture ({', '.join(sorted(ARCH_KWARGS))}), "
+                "never a file, a URL or a download to load. Remove the key from the file if you trust it; "
+                "weights you choose yourself go to model.pretrained_path=FILE")
+    return {**kwargs, "num_frames": kwargs.get("num_frames", NET_ARGS["num_frames"].default),
+            "pretrained": False, "pretrained_path": None}
 
 
 def _architecture(backbone: str, spec: TemporalSpec, options: Mapping, position: str | None,

@@ -1,1 +1,2 @@
-"""Training: the LightningModule and what the train/eval entry points share."""
+"""Training itself: the LightningModule (``module.py``), SyncBN (``sync_bn.py``) and the time diagnostic
+(``diagnose.py``)."""

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchmetrics import MaxMetric
 
-from ..base.errors import CheckpointError, ConfigError
+from ..base.errors import CheckpointError, ConfigError, UserError
 from ..base.metrics import accuracy_metrics
 from ..models.convert import load_init_weights
 from ..models.fit import check_clip_length, check_fits
@@ -31,8 +31,13 @@ from ..models.temporal import TAM_FAMILY
 from ..models.video import create_video_model
 from .sync_bn import convert_sync_batchnorm
 
-__all__ = ["MECHANICS", "TAM_FAMILY", "VideoClassificationModule", "accuracy_metrics", "average_views",
-           "instantiate_model"]
+__all__ = ["MECHANICS", "TAM_FAMILY", "TrainingDiverged", "VideoClassificationModule", "accuracy_metrics",
+           "average_views", "instantiate_model"]
+
+
+class TrainingDiverged(UserError):
+    """The training loss became inf or nan: every later number of the run would be meaningless. The run
+    ends ``failed`` (its run.json says at which step), with the settings to change named."""
 
 
 class VideoClassificationModule(L.LightningModule):
@@ -83,6 +88,8 @@ class VideoClassificationModule(L.LightningModule):
         self.val_top1_best = MaxMetric()
         self.val_top1_best.persistent(True)  # in checkpoints, so a resumed run keeps its best so far
         self._test_outputs: list[tuple[torch.Tensor, ...]] = []
+        self._losses: list[tuple[torch.Tensor, tuple[int, int, int]]] = []  # not yet checked (watch_loss)
+        self._val_losses: list[torch.Tensor] = []
         self.test_results: dict[str, torch.Tensor] = {}
         self.scores_path: Path | None = None  # set by eval: rank 0 writes the per-video scores there
 
@@ -136,10 +143,70 @@ class VideoClassificationModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["video"])
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        self.watch_loss(loss, batch_idx)
         self.train_metrics.update(logits.detach(), batch["label"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    def watch_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Raise TrainingDiverged once a training loss is not finite, naming the step.
+
+        Reading a CUDA tensor's value waits for the GPU, so on an accelerator (or with several processes,
+        which must agree to stop together) the losses are kept on their device and looked at every
+        ``trainer.log_every_n_steps`` steps and at the last batch of an epoch (before its checkpoint): the
+        step named is still the first bad one; the steps between train on, wasted but never saved. One
+        process on the CPU: every step, before its backward pass.
+        """
+        trainer = self._trainer
+        where = (trainer.global_step, trainer.current_epoch, batch_idx) if trainer is not None else (0, 0, batch_idx)
+        self._losses.append((loss.detach(), where))
+        every = 1 if trainer is None or (loss.device.type == "cpu" and trainer.world_size == 1) \
+            else (trainer.log_every_n_steps or 1)
+        if len(self._losses) >= every or trainer is not None and trainer.is_last_batch:
+            self._check_losses()
+
+    def _check_losses(self) -> None:
+        losses, self._losses = self._losses, []
+        finite = torch.isfinite(torch.stack([loss for loss, _ in losses]))
+        bad = not bool(finite.all())
+        if self._trainer is not None and self.trainer.world_size > 1:  # every process stops, or none
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
+            return
+        first = int((~finite).nonzero()[0, 0]) if not bool(finite.all()) else None
+        if first is None:
+            step = f"on another process, at a step from global step {losses[0][1][0]} to {losses[-1][1][0]}"
+        else:
+            (value, (global_step, epoch, batch_idx)) = losses[first]
+            step = f"{float(value)} at global step {global_step} (epoch {epoch}, batch {batch_idx})"
+        raise TrainingDiverged(f"the training loss became {step}: the run diverged; {self._divergence_fix()}")
+
+    def _check_val_losses(self) -> None:
+        """The last training steps may leave non-finite weights that no later training loss shows (the
+        epoch's last step): the validation loss does, before the epoch's checkpoint is written."""
+        losses, self._val_losses = self._val_losses, []
+        bad = bool(losses) and not bool(torch.isfinite(torch.stack(losses)).all())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            trainer = self._trainer
+            when = (f"at epoch {trainer.current_epoch} (after global step {trainer.global_step})"
+                    if trainer is not None else "")
+            raise TrainingDiverged(f"the validation loss became non-finite {when}: the weights diverged; "
+                                   f"{self._divergence_fix()}")
+
+    def _divergence_fix(self) -> str:
+        if self._trainer is None or not self.trainer.optimizers:
+            return "lower optimizer.lr"
+        lr = self.trainer.optimizers[0].defaults.get("lr")
+        clip, precision = self.trainer.gradient_clip_val, self.trainer.precision
+        fixes = [f"lower optimizer.lr (now {lr:g})" if isinstance(lr, float) else "lower optimizer.lr",
+                 "set trainer.gradient_clip_val (the paper's: 20)" if not clip else
+                 f"lower trainer.gradient_clip_val (now {clip:g})"]
+        if precision not in ("32-true", "32", 32):
+            fixes.append(f"train with trainer.precision=32-true (now {precision})")
+        return ", or ".join(fixes) + " (a new run: the changed value names a new run directory)"
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         batch = only_valid(batch)  # unreadable videos are counted by the data, never scored
@@ -147,11 +214,13 @@ class VideoClassificationModule(L.LightningModule):
             return
         logits = self(batch["video"])
         loss = F.cross_entropy(logits, batch["label"])
+        self._val_losses.append(loss.detach())  # looked at once, at the epoch's end
         self.val_metrics.update(logits, batch["label"])
         self.log("val/loss", loss, sync_dist=True, batch_size=len(logits))
         self.log_dict(self.val_metrics, prog_bar=True, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
+        self._check_val_losses()
         if not self.trainer.sanity_checking and self.val_metrics["top1"].update_called:
             self.val_top1_best.update(self.val_metrics["top1"].compute())  # synced; Lightning resets it after
             self.log("val/top1_best", self.val_top1_best.compute())

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tanet_lightning.config import config_dir
 from tanet_lightning.data.datamodule import VideoDataModule
 from tanet_lightning.data.datasets import VideoClipDataset
-from tanet_lightning.training.callbacks import DataWaitMonitor
+from tanet_lightning.runs.callbacks import DataWaitMonitor
 from tinyconf import video_set
 
 

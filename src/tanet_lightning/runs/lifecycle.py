@@ -9,10 +9,15 @@ Before writing anything into the directory, ``open_run`` takes the run lock and 
 - a new directory starts;
 - a finished run is kept: refused (``overwrite=true`` replaces it), or with ``ckpt_path=last`` reported
   as finished (exit 0, nothing retrained or rewritten: what finishes a stopped sweep's done jobs);
-- an unfinished run resumes with ``ckpt_path=last`` (from ``last.ckpt`` or a newer ``hpc_ckpt_<n>.ckpt``;
-  with no checkpoint yet it starts again from the beginning), a requeued one also without it (SLURM runs
-  the same command); otherwise it is refused, the two choices named;
-- a run of another config is refused, the differing keys named.
+- an unfinished run resumes with ``ckpt_path=last`` from the newest loadable checkpoint of any kind
+  (``last.ckpt``, ``hpc_ckpt_<n>.ckpt``, ``epoch_*.ckpt``: newest by the training step saved inside;
+  unloadable ones are skipped, named), a requeued one also without it (SLURM runs the same command);
+  otherwise it is refused, the two choices named. With no checkpoint file at all it starts again from
+  the beginning; with checkpoint files of which none loads it is refused: nothing a run saved is deleted
+  but by ``overwrite=true``;
+- an evaluation (``eval``, ``train=false``: a run of a checkpoint, ``evaluated``) has nothing to resume:
+  unfinished, it runs again;
+- a run of another config is refused, the differing keys named; a broken ``run.json`` is refused, named.
 
 A refused process writes nothing there: Hydra's ``.hydra/`` files and the job log (``RunLogFile``) wait
 for the decision. ``metrics.json`` is written once, atomically, by the run that finishes, with the fit's
@@ -27,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -35,18 +41,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ..base.errors import RunStateError
 from ..base.files import atomic_write_json
 from .callbacks import LAST
-from .run_files import METRICS, write_metrics
+from .outputs import METRICS, write_metrics
 from .signals import Requeued, Stopped
 
 log = logging.getLogger("tanet_lightning")
 
 STATE = "run.json"
+STATES = ("running", "interrupted", "requeued", "finished", "failed")
 LOCK = ".lock"
 # the keys hydra.job.config.override_dirname leaves out of the run name (where and how a run is logged,
 # where to resume from), plus overwrite: they may differ between the attempts of one run
@@ -59,8 +69,11 @@ def ignored(key: str) -> bool:
 
 
 def rank() -> str:
-    """DDP ranks other than 0 re-run the application in rank 0's directory: they never decide or record."""
-    return next((os.environ[v] for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(v)), "0")
+    """DDP ranks other than 0 re-run the application in rank 0's directory: they never decide or record.
+
+    Lightning's rule (``rank_zero_only.rank``): RANK, then LOCAL_RANK before SLURM_PROCID (a process Lightning
+    started in a one-task SLURM job has SLURM_PROCID=0 too), then the global rank a Trainer set."""
+    return str(rank_zero_only.rank)
 
 
 def _now() -> str:
@@ -88,10 +101,43 @@ def config_of(cfg: DictConfig) -> dict[str, Any]:
             flat[prefix[:-1]] = node
 
     walk(OmegaConf.to_container(OmegaConf.create(tree), resolve=True), "")
-    fit = cfg.get("train", True)
-    # without fitting, the checkpoint tested is what the run is of
-    return {k: v for k, v in flat.items()
-            if not ignored(k) or (k == "ckpt_path" and not fit)}
+    config = {k: v for k, v in flat.items() if not ignored(k)}
+    tested = evaluated(cfg)
+    if tested is not None:  # without fitting, the checkpoint tested is what the run is of: file and content
+        config.update({f"evaluated.{k}": v for k, v in checkpoint_identity(tested).items()})
+    return config
+
+
+def evaluated(cfg: DictConfig) -> str | None:
+    """The checkpoint a run tests without training it: ``eval``'s (whose config has no ``train`` key) and
+    ``train=false``'s ``ckpt_path``; None for a run that fits (its ``ckpt_path`` only says where to resume)."""
+    if OmegaConf.select(cfg, "train", default=False):
+        return None
+    tested = OmegaConf.select(cfg, "ckpt_path", default=None, throw_on_missing=False)
+    return None if tested in (None, "last") else str(tested)
+
+
+def checkpoint_label(ckpt: str) -> str:
+    """A short name for a checkpoint path in a run name: its file name and a hash of its absolute path
+    (relative paths are relative to the launch directory, the working directory of every application)."""
+    path = os.path.abspath(ckpt)
+    stem = re.sub(r"[^\w.+\-@%]", "_", Path(path).name.removesuffix(".ckpt"))[:40] or "ckpt"
+    return f"{stem}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
+def checkpoint_identity(ckpt: str) -> dict[str, Any]:
+    """What is evaluated: the absolute path and the content (bytes, sha256 of the file, or of a
+    save_pretrained folder's files and names). A checkpoint rewritten at the same path is another run."""
+    path = Path(os.path.abspath(ckpt))
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    digest, size = hashlib.sha256(), 0
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else "").encode())
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"path": str(path), "bytes": size, "sha256": digest.hexdigest() if files else None}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -112,7 +158,7 @@ def read_state(out: Path) -> dict[str, Any] | None:
     """run.json, or what a directory of an older version holds (metrics.json: finished; checkpoints: not)."""
     path = out / STATE
     if path.is_file():
-        return json.loads(path.read_text())
+        return _checked_record(path)
     if (out / METRICS).is_file():
         return {"state": "finished", "config": None}
     if (out / "checkpoints").is_dir():
@@ -120,11 +166,60 @@ def read_state(out: Path) -> dict[str, Any] | None:
     return None
 
 
+def _checked_record(path: Path) -> dict[str, Any]:
+    """run.json as a dict with a known state, else one RunStateError naming the file, what is wrong and the fix."""
+    try:
+        text = path.read_text()
+        record = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        problem = "is empty" if not text.strip() else f"is not valid JSON ({e}; truncated?)"
+    else:
+        if not isinstance(record, dict):
+            problem = f"holds a JSON {type(record).__name__}, not the record of a run (an object)"
+        elif "state" not in record:
+            problem = "has no state"
+        elif record["state"] not in STATES:
+            problem = f"holds the state {record['state']!r}, not one of {', '.join(STATES)}"
+        else:
+            return record
+    raise RunStateError(
+        f"{path} {problem}: what this run directory holds is unknown, so nothing was done there. "
+        f"overwrite=true deletes the run and starts again; or delete {path} to keep what the run saved (its "
+        "checkpoints resume with ckpt_path=last; a metrics.json marks it finished)")
+
+
+def saved_checkpoints(out: Path) -> list[Path]:
+    """Every checkpoint file a run saved: ``checkpoints/*.ckpt`` (last, epoch_*/best) and ``hpc_ckpt_<n>.ckpt``."""
+    return sorted(p for p in (*(out / "checkpoints").glob("*.ckpt"), *out.glob("hpc_ckpt_*.ckpt")) if p.is_file())
+
+
+def training_state(path: Path) -> tuple[int, int] | str:
+    """(global_step, epoch) of a checkpoint that can resume training, else why it cannot (unreadable,
+    truncated, weights only). Memory-mapped: the tensors are not read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # torch.load's errors of a damaged file vary (zip, unpickling, EOF): each is a skip
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return f"cannot be loaded ({type(e).__name__}: {first[:200]}; truncated?)"
+    keys = ("state_dict", "optimizer_states", "global_step", "epoch")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        return "holds no full training state (weights only?)"
+    return int(ckpt["global_step"]), int(ckpt["epoch"])
+
+
 def resume_checkpoint(out: Path) -> Path | None:
-    """The newest saved state: ``checkpoints/last.ckpt`` (each finished epoch) or ``hpc_ckpt_<n>.ckpt``
-    (SLURM's requeue signal, mid-epoch)."""
-    found = [p for p in (out / "checkpoints" / LAST, *out.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+    """The newest loadable saved state of any kind: newest by the training step and epoch saved inside (not
+    the file time: a copied or touched file keeps its step); at a tie ``last.ckpt`` (each finished epoch),
+    then SLURM's ``hpc_ckpt_<n>.ckpt`` (mid-epoch), then ``epoch_*``. Unloadable files are skipped, named."""
+    loadable: dict[Path, tuple[int, int, int, int]] = {}
+    for path in saved_checkpoints(out):
+        state = training_state(path)
+        if isinstance(state, str):
+            log.warning("%s %s: not resuming from it", path, state)
+            continue
+        kind = 2 if path.name == LAST else 1 if path.name.startswith("hpc_ckpt_") else 0
+        loadable[path] = (*state, kind, path.stat().st_mtime_ns)
+    return max(loadable, key=loadable.__getitem__, default=None)
 
 
 @dataclass
@@ -162,9 +257,15 @@ class Run:
 def decide(cfg: DictConfig, out: Path) -> Run:
     """What this process may do in ``out`` (see the module's docstring); raises RunStateError to refuse.
     Writes nothing."""
+    overwrite, tested = bool(cfg.get("overwrite", False)), evaluated(cfg)
+    want_last = tested is None and cfg.get("ckpt_path") == "last"
+    try:
+        old = read_state(out)
+    except RunStateError:
+        if not overwrite:
+            raise
+        old = {"state": "unknown (broken run.json)"}
     config = config_of(cfg)
-    want_last, overwrite = cfg.get("ckpt_path") == "last", bool(cfg.get("overwrite", False))
-    old = read_state(out)
     record = {"config": config, "config_hash": config_hash(config), "pid": os.getpid(),
               "host": socket.gethostname(), "started": _now(), "ended": None, "reason": "", "attempts": 1}
     fresh = Run(out, record)
@@ -184,19 +285,29 @@ def decide(cfg: DictConfig, out: Path) -> Run:
             log.info("ckpt_path=last: the run in %s has finished; its metrics are in %s (nothing to do)",
                      out, out / METRICS)
             return Run(out, old, done=True, metrics=metrics)
+        what = f"a finished evaluation of {tested}" if tested else "a finished run"
         raise RunStateError(
-            f"{out} holds a finished run (metrics in {out / METRICS}); running it again would replace it: give "
+            f"{out} holds {what} (metrics in {out / METRICS}); running it again would replace it: give "
             "this run another name (any override, e.g. tags=[again]), or overwrite=true to delete it and start again")
     what = old["state"] if old["state"] != "running" else "running when its process ended without a word (killed?)"
     reason = f": {old['reason']}" if old.get("reason") else ""
+    if tested is not None:  # nothing to resume: every file of an evaluation is made again
+        return _cleared(fresh, f"the evaluation in {out} did not finish ({what}{reason}); evaluating again")
     if not (want_last or old["state"] == "requeued"):
         raise RunStateError(
             f"{out} holds an unfinished run ({what}{reason}): resume it with the same command + ckpt_path=last, "
             "or start it again with overwrite=true (deletes it), or give this run another name (e.g. tags=[v2])")
     ckpt = resume_checkpoint(out)
     if ckpt is None:
+        saved = saved_checkpoints(out)
+        if saved:  # what the run saved stays: only overwrite=true deletes it
+            raise RunStateError(
+                f"{out} holds an unfinished run ({what}) whose checkpoints cannot resume it "
+                f"({'; '.join(f'{p.relative_to(out)} {training_state(p)}' for p in saved[:4])}); nothing was "
+                "deleted: overwrite=true deletes the run and starts again, or give this run another name "
+                "(e.g. tags=[v2])")
         return _cleared(fresh, f"ckpt_path=last: the unfinished run in {out} ({old['state']}) saved no "
-                               "checkpoint (no epoch ended); deleting its files and starting from the beginning")
+                               "checkpoint (no epoch ended); deleting its logs and starting from the beginning")
     log.info("resuming the %s run in %s from %s", old["state"], out, ckpt)
     record.update(attempts=int(old.get("attempts", 1)) + 1, first_started=old.get("first_started", old.get("started")),
                   fit_metrics=old.get("fit_metrics"), resumed_from=str(ckpt))
@@ -250,6 +361,15 @@ def run_lock(out: Path) -> Iterator[Callable[[], None]]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def hydra_files(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra's .hydra/*.yaml (conf/train.yaml and conf/eval.yaml set hydra.output_subdir=null: ``open_run``
+    writes them once the run directory is accepted, so that a refused process leaves it untouched)."""
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
+        return {}
+    hc = HydraConfig.get()
+    return {"config.yaml": cfg, "hydra.yaml": OmegaConf.create({"hydra": hc}), "overrides.yaml": hc.overrides.task}
+
+
 @contextmanager
 def open_run(cfg: DictConfig, hydra_files: dict[str, Any] | None = None) -> Iterator[Run]:
     """Lock ``cfg.paths.output_dir``, decide, and record how the attempt ends (``run.json``).
@@ -278,7 +398,7 @@ def open_run(cfg: DictConfig, hydra_files: dict[str, Any] | None = None) -> Iter
         try:
             yield run
         except Requeued as e:
-            run.end("requeued", f"SLURM requeue signal: state saved in {e.checkpoint.name}")
+            run.end("requeued", e.reason)
             raise
         except (Stopped, SIGTERMException, KeyboardInterrupt) as e:
             name = getattr(e, "name", "SIGTERM" if isinstance(e, SIGTERMException) else "SIGINT")

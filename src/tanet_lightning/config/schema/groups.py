@@ -18,8 +18,8 @@ from ...data.synthetic import TASKS as SYNTHETIC_TASKS
 from ...models.backbones import STAGE_NAMES, backbone_family
 from ...models.insertion import POSITIONS
 from ...models.temporal import TEMPORAL
-from ..diagnose import ORDERS
-from ..module import accuracy_metrics
+from ...training.diagnose import ORDERS
+from ...training.module import accuracy_metrics
 from .fields import spec
 
 # What `callbacks.*.monitor` may name: the metrics VideoClassificationModule logs per epoch
@@ -29,6 +29,7 @@ MONITORABLE = (*(f"val/{m}" for m in (*ACCURACY, "loss", "top1_best")),
 # Lightning's precisions that this project's float32 data pipeline and kernels run with (64 is not one)
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", 32, 16, "32", "16", "bf16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+SEED = dict(ge=0, le=2**32 - 1)  # what numpy's (and so Lightning's) seeding accepts
 
 
 def _views(value) -> str | None:
@@ -61,7 +62,7 @@ def _device(value) -> str | None:
 
 @dataclass
 class Synthetic:
-    seed: int = spec()
+    seed: int = spec(**SEED)
     train_per_class: int = spec(ge=1)
     val_per_class: int = spec(ge=1)
     test_per_class: int = spec(ge=1)
@@ -105,9 +106,11 @@ class Data:  # VideoDataModule's arguments
     prefetch_factor: int | None = spec(ge=1)
     decoder: str = spec(choices=("pyav", "torchcodec"))
     decode_device: str = spec(choices=("cpu", "cuda"))
+    cache_dir: str | None = spec(give="DIR", why="where a remote shard location's chunks are cached")
+    cache_size: str | None = spec(give="100GB", why="the shard cache's size limit")
     synthetic: Synthetic | None = spec()
     val_fraction: float = spec(ge=0, lt=1)
-    split_seed: int = spec()
+    split_seed: int = spec(**SEED)
 
 
 @dataclass
@@ -226,7 +229,7 @@ class Paths:
 @dataclass
 class Diagnose:  # +diagnose=time: TimeDiagnostic's arguments
     orders: list[str] = spec(choices=ORDERS[1:], why="`ordered` is always scored: the reference")
-    shuffle_seed: int = spec(ge=0)
+    shuffle_seed: int = spec(**SEED)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,7 +241,7 @@ class Common:
     task_name: str = spec()
     experiment_name: str = spec()
     tags: list[Any] = spec()
-    seed: int | None = spec(give="N", why="null: no seeding")
+    seed: int | None = spec(**SEED, give="N", why="null: no seeding")
 
 
 @dataclass
@@ -255,6 +258,7 @@ class Train(Common):
 class Eval(Common):
     ckpt_path: str = spec(give="PATH", why="a checkpoint written by train or convert, or a save_pretrained folder")
     view_average: str | None = spec(choices=("logits", "prob"))
+    overwrite: bool = spec()  # the run lifecycle's key: evaluate again over a finished evaluation
 
 
 @dataclass
@@ -300,6 +304,9 @@ class Prepare(Common):
     crf: int = spec(ge=0, le=51, why="x264 quality: lower is better and bigger")
     workers: int | None = spec(ge=1, why="processes; null: one per core")
     progress: bool = spec()
+    shards: bool = spec(why="true: the copy as LitData shards (data.root=OUT or its upload reads them)")
+    chunk_bytes: str = spec(give="128MB", why="the size of one shard (LitData recommends 64-256 MB)")
+    upload: str | None = spec(give="s3://BUCKET/PREFIX", why="shards=true: copy the shards to an object store")
 
 
 # ------------------------------------------------------------------------------------------------

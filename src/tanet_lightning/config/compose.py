@@ -15,18 +15,20 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .analysis.paper import sweep_params
-from .base.errors import ConfigError
+from ..analysis.paper import sweep_params
+from ..base.errors import ConfigError
+from ..runs.lifecycle import checkpoint_label, evaluated
 
 
 def config_dir() -> str:
     """``conf/`` inside an installed wheel, else the repository's ``conf/`` (editable or source checkout)."""
-    packaged = Path(__file__).parent / "conf"
+    packaged = Path(__file__).parents[1] / "conf"
     if packaged.is_dir():
         return str(packaged)
-    source = Path(__file__).resolve().parents[2] / "conf"
+    source = Path(__file__).resolve().parents[3] / "conf"
     if source.is_dir():
         return str(source)
     raise FileNotFoundError(f"Hydra configs not found in {packaged} or {source}; reinstall the package")
@@ -46,8 +48,10 @@ def compose_app(app: str, overrides: Sequence[str], output_dir: str | os.PathLik
     return cfg
 
 
-def run_name(overrides: str, seed) -> str:
-    """A readable run name that is also a plain Hydra value: the overrides (or 'default') and the seed.
+def run_name(overrides: str, seed, *, _root_: DictConfig | None = None) -> str:
+    """A readable run name that is also a plain Hydra value: the overrides (or 'default'), the checkpoint
+    a run evaluates (eval, train=false: ``ckpt_path`` is left out of the overrides, but two checkpoints
+    are two runs) and the seed.
 
     Hydra joins the overrides with "-" and "__" (conf/hydra/default.yaml); list and dict values are
     flattened (``model.stages=[res4,res5]`` -> ``model.stages-res4+res5``), so a checkpoint path can be
@@ -58,7 +62,22 @@ def run_name(overrides: str, seed) -> str:
     name = re.sub(r"[^\w.+\-@%]", "_", name) or "default"
     if len(name) > 160:
         name = f"{name[:150]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    tested = evaluated(_root_) if _root_ is not None else None
+    if tested is not None:
+        name += f"__ckpt-{checkpoint_label(tested)}"
     return f"{name}__seed-{seed}"
+
+
+class LaunchDirectory(HydraCallback):
+    """``hydra.callbacks``: every relative path of a config (``paths.*``, ``data.root``, annotation lists,
+    ``ckpt_path``, ``model.init_from``) is relative to the launch directory, also with
+    ``hydra.job.chdir=true``: each job runs there (its run directory is ``paths.output_dir``, which every
+    application writes to by name), so that relative paths resolve as with the default."""
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        launch = HydraConfig.get().runtime.cwd
+        if launch and os.getcwd() != launch:
+            os.chdir(launch)  # Hydra returns to it at the job's end anyway
 
 
 def wandb_offline() -> bool:

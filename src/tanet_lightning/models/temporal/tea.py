@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fit import check_frame_batch
+from ..fit import check_frame_batch
 
 __all__ = ["MEModule", "ShiftModule", "TEAConv", "OFFICIAL_KEYS"]
 

@@ -16,9 +16,11 @@ import argparse
 import copy
 import inspect
 import os
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
@@ -28,11 +30,11 @@ from omegaconf.errors import OmegaConfBaseException
 from ...base.errors import ConfigError, handle_user_errors
 from ...models.fit import check_clip_length
 from ...models.temporal import TEMPORAL
-from ..diagnose import orders_problem
+from ...training.diagnose import orders_problem
 from . import groups as g
-from .fields import Missing, check_node, check_target_keys, check_value, read, unknown_key
+from .fields import Missing, check_node, check_target_keys, check_value, non_finite_values, read, unknown_key
 
-__all__ = ["MONITORABLE", "ValidateConfig", "validate", "validate_args"]
+__all__ = ["MONITORABLE", "ValidateConfig", "override_problems", "validate", "validate_args"]
 
 MONITORABLE = g.MONITORABLE
 
@@ -73,6 +75,9 @@ def validate(cfg: DictConfig, app: str) -> None:
             check_node(entry, schema, prefix, errors, closed=not open_)
             if open_:  # a closed group's dataclass lists its keys already
                 check_target_keys(entry, prefix, errors)
+    for key in cfg.keys():  # typed or not: an open group's other arguments too
+        if key != "hydra":
+            non_finite_values(read(cfg, key, str(key), []), f"{key}.", errors)
     # the rules between keys first: their messages say more than a derived key's (scheduler.T_max)
     errors = [e for rule in RULES for e in _safely(rule, cfg, app)] + errors
     if errors:
@@ -213,6 +218,35 @@ def rule_paths(cfg: DictConfig, app: str) -> list[str]:
     return out
 
 
+def rule_tracking_stores(cfg: DictConfig, app: str) -> list[str]:
+    """An MLflow store (``logger.*.tracking_uri``, from MLFLOW_TRACKING_URI; or ``save_dir``) on this machine
+    must be writable: MLflow finds out only once the run has started, with a database error."""
+    out = []
+    for key, entry in (_get(cfg, "logger") or {}).items():
+        if not isinstance(entry, DictConfig) or not str(entry.get("_target_", "")).endswith("MLFlowLogger"):
+            continue
+        field, uri = ("tracking_uri", entry.get("tracking_uri")) if entry.get("tracking_uri") is not None \
+            else ("save_dir", entry.get("save_dir", "./mlruns"))
+        path = _local_store(str(uri))
+        if path is None:
+            continue  # a server (http://...): reached by MLflow itself
+        where = path.parent if path.suffix == ".db" or str(uri).startswith("sqlite:") else path
+        if not _writable(where) or path.is_file() and not os.access(path, os.W_OK):
+            out.append(f"logger.{key}.{field}={uri}: MLflow's store {path} cannot be written"
+                       f"{_under_file_text(path)}; give MLFLOW_TRACKING_URI=sqlite:///DIR/mlflow.db in a writable "
+                       f"directory (or a tracking server's http:// URL), or logger.{key}.{field}=...")
+    return out
+
+
+def _local_store(uri: str) -> Path | None:
+    """The file or folder of a local MLflow store URI (sqlite:///PATH, file:PATH, a plain path); None for a server."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///"))
+    if uri.startswith("file:"):
+        return Path(urlparse(uri).path)
+    return None if re.match(r"^[a-z][a-z0-9+.-]*://", uri) else Path(uri)
+
+
 def _writable(path: Path) -> bool:
     """Writable, or creatable: the nearest existing ancestor is a writable directory."""
     while not path.exists():
@@ -254,7 +288,7 @@ def rule_clip_length(cfg: DictConfig, app: str) -> list[str]:
 
 RULES: tuple[Callable[[DictConfig, str], list[str]], ...] = (
     rule_something_to_do, rule_epochs, rule_monitor_mode, rule_crop_fits, rule_temporal_options, rule_paths,
-    rule_clip_length, rule_diagnose_frames,
+    rule_tracking_stores, rule_clip_length, rule_diagnose_frames,
 )
 
 
@@ -268,14 +302,40 @@ class ValidateConfig(HydraCallback):
 
     def on_run_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         app = (config_name or "").split("/")[-1]
-        if app not in APPS:
-            return
+        if app in APPS:
+            handle_user_errors(self._validate)(config, app)  # Hydra would turn an exception into a warning
+
+    @staticmethod
+    def _validate(config: DictConfig, app: str) -> None:
         cfg = copy.deepcopy(config)  # Hydra's own stays as it is
         HydraConfig.instance().set_config(cfg)  # `hydra:` interpolations (the run name) resolve
+        if problems := override_problems(cfg):
+            raise ConfigError(_report(problems))
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):  # as Hydra will set it
             cfg.hydra.runtime.output_dir = os.path.abspath(str(cfg.hydra.run.dir))
         HydraConfig.instance().set_config(cfg)
-        handle_user_errors(validate)(cfg, app)
+        validate(cfg, app)
+
+
+def override_problems(cfg: DictConfig) -> list[str]:
+    """Command-line values that are interpolations which cannot be resolved, named by the key the user gave.
+    (The run name repeats every override's text, so resolving it would report them all at
+    ``hydra.job.override_dirname``.)"""
+    errors: list[str] = []
+    task = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    for text in OmegaConf.to_container(task, resolve=False) if isinstance(task, ListConfig) else []:  # as typed
+        key, sep, value = str(text).partition("=")
+        key = key.lstrip("+~")
+        if not sep or "${" not in value or "/" in key or "@" in key:
+            continue  # a group choice (model/temporal=...) is not a value
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False) if parent else cfg
+        if isinstance(node, DictConfig) and leaf in node.keys():
+            found: list[str] = []
+            read(node, leaf, key, found)
+            errors += [f"{e} (given as {key}={value}): give a value, or ${{KEY}} of a key the config has"
+                       for e in found]
+    return errors
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -128,6 +129,39 @@ def _in_range(value, meta: Mapping) -> bool:
             and (meta["le"] is None or value <= meta["le"]) and (meta["lt"] is None or value < meta["lt"]))
 
 
+def finite(value) -> bool:
+    """False for inf, -inf and nan (YAML's .inf, and 1e400, which overflows to inf); True for any other value."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def not_finite(full: str, value) -> str:
+    return (f"{full}={show(value)} is not a finite number (1e400 overflows to inf): give a finite value "
+            f"({full}=NUMBER)")
+
+
+def non_finite_values(node: Any, prefix: str, errors: list[str]) -> None:
+    """Every inf or nan anywhere under ``node``, typed field or not (an open group's other arguments, a
+    callback's threshold): no value of a config means "infinitely", and nan is never a setting. A value
+    that cannot be resolved is skipped (the per-key checks name it)."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            value = read(node, key, f"{prefix}{key}", [])
+            if value is not Missing:
+                non_finite_values(value, f"{prefix}{key}.", errors)
+    elif isinstance(node, ListConfig):
+        try:
+            items = list(node)
+        except OmegaConfBaseException:
+            return
+        if not all(map(finite, items)):
+            errors.append(not_finite(prefix[:-1], node))
+        for i, item in enumerate(items):
+            if isinstance(item, (DictConfig, ListConfig)):
+                non_finite_values(item, f"{prefix}{i}.", errors)
+    elif not finite(node):
+        errors.append(not_finite(prefix[:-1], node))
+
+
 def show(value) -> str:
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=False)
@@ -185,6 +219,9 @@ def check_value(value, tp, meta: Mapping, full: str, errors: list[str]) -> None:
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     if meta.get("nonempty") and not items:
         errors.append(f"{full}={show(value)} must not be empty{give}")
+    if any(not finite(item) for item in items):
+        errors.append(not_finite(full, value))
+        return
     for item in items:
         if not _in_range(item, meta):
             what = ": every item" if isinstance(value, (list, tuple, ListConfig)) else ""

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fit import check_frame_batch
+from ..fit import check_frame_batch
 
 __all__ = ["RouteFuncMLP", "FrameBatchNorm3d", "TAdaConv2d", "tada", "OFFICIAL_KEYS"]
 

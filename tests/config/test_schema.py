@@ -20,6 +20,7 @@ from tanet_lightning import complexity, ensemble
 from tanet_lightning.analysis.paper import TABLES
 from tanet_lightning.base.errors import ConfigError
 from tanet_lightning.config import config_dir
+from tanet_lightning.config.schema import MONITORABLE, groups, validate
 from tanet_lightning.data.datamodule import VideoDataModule
 from tanet_lightning.data.settings import ClipSettings
 from tanet_lightning.eval import evaluate
@@ -28,7 +29,6 @@ from tanet_lightning.models import create_video_model
 from tanet_lightning.predict import predict
 from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule
-from tanet_lightning.training.schema import MONITORABLE, groups, validate
 from test_documented_commands import PAGES, documented_commands, expected_exit
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
@@ -67,7 +67,7 @@ def nothing_written(cfg) -> bool:
     (["data.scales=[1.0,0]"], r"data.scales=\[1.0, 0\]: every item must be > 0 and <= 1"),
     (["optimizer=sgd", "optimizer.momentum=1.0"], r"optimizer.momentum=1.0 must be >= 0 and < 1"),
     (["optimizer.weight_decay=-1e-4"], r"optimizer.weight_decay=-0.0001 must be >= 0"),
-    (["seed=abc"], r"seed='abc' must be an integer or null \(null: no seeding\); give seed=N"),
+    (["seed=abc"], r"seed='abc' must be an integer or null >= 0 and <= 4294967295 \(null: no seeding\); give seed=N"),
     (["model.stages=[res6]"], r"model.stages=\['res6'\] must be one of \['res2', 'res3', 'res4', 'res5'\]"),
     (["model.dropout=1.5"], r"model.dropout=1.5 must be >= 0 and < 1"),
     (["model.tam.kernel_size=4"], r"model.tam.kernel_size=4: a temporal kernel size must be odd"),
@@ -82,6 +82,17 @@ def nothing_written(cfg) -> bool:
      r"model.temporal.alpha: unknown key \(remove it\); model/temporal=tsm takes \['fold_div'\]"),
     (["+seeds=1"], r"seeds: unknown key; did you mean seed\?"),
     (["data=video_folder"], r"data.root is required \(it is \?\?\? in the config\): give data.root=DIR"),
+    # issue 27 item 7: inf (and 1e400, which overflows to it) passed the schema and trained to a nan loss
+    (["optimizer.lr=inf"], r"optimizer.lr=inf is not a finite number .*give a finite value \(optimizer.lr=NUMBER\)"),
+    (["optimizer.lr=1e400"], r"optimizer.lr=inf is not a finite number"),
+    (["optimizer.lr=nan"], r"optimizer.lr=nan is not a finite number"),
+    (["data.scales=[1.0,1e400]"], r"data.scales=\[1.0, inf\] is not a finite number"),
+    # an untyped key of an open group (the callback's own argument) is checked too
+    (["callbacks.data_wait_monitor.warn_fraction=inf"],
+     r"callbacks.data_wait_monitor.warn_fraction=inf is not a finite"),
+    # issue 27 item 11: Lightning's raw ValueError from numpy's seed bounds
+    (["seed=-1"], r"seed=-1 must be >= 0 and <= 4294967295 \(null: no seeding\); give seed=N"),
+    (["seed=4294967296"], r"seed=4294967296 must be >= 0 and <= 4294967295"),
 ])
 def test_train_refuses_values_that_cannot_work_before_writing(make_cfg, override, message):
     cfg = make_cfg(override, tiny=not any(o.startswith("data=") for o in override))  # tiny: synthetic keys
@@ -261,7 +272,7 @@ def test_train_command_with_a_bad_value_exits_2_and_writes_nothing(tmp_path, dat
     env.pop("TANET_ROOT", None)
     # ++: the callback is (to be) registered in conf/hydra/default.yaml; this also works before that
     cmd = [sys.executable, "-m", "tanet_lightning.train", "data.batch_size=abc",
-           "++hydra.callbacks.validate._target_=tanet_lightning.training.schema.ValidateConfig"]
+           "++hydra.callbacks.validate._target_=tanet_lightning.config.schema.ValidateConfig"]
     start = time.monotonic()
     proc = launched.run(launcher, cmd, tmp_path, env, timeout=300)  # forked from the preloaded launcher
     took = time.monotonic() - start
@@ -299,7 +310,7 @@ def test_the_hydra_callback_refuses_before_the_run_directory_exists(tmp_path, mo
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from tanet_lightning.training.schema import ValidateConfig
+    from tanet_lightning.config.schema import ValidateConfig
 
     monkeypatch.chdir(tmp_path)
     GlobalHydra.instance().clear()
@@ -313,3 +324,38 @@ def test_the_hydra_callback_refuses_before_the_run_directory_exists(tmp_path, mo
     assert OmegaConf.to_yaml(bad) == before
     ValidateConfig().on_run_start(config=good, config_name="eval")
     assert not (tmp_path / "logs").exists()
+
+
+def test_an_unresolvable_override_is_named_by_its_own_key(tmp_path, monkeypatch, caplog):
+    """Issue 27 item 11: the run name repeats every override, so it was reported at hydra.job.override_dirname."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tanet_lightning.config.schema import ValidateConfig
+
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=["optimizer.lr=${nope}"], return_hydra_config=True)
+    with pytest.raises(SystemExit) as exit_:
+        ValidateConfig().on_run_start(config=cfg, config_name="train")
+    assert exit_.value.code == 2
+    assert "optimizer.lr: cannot be resolved: Interpolation key 'nope' not found (given as optimizer.lr=${nope})" \
+        in caplog.text
+    assert "override_dirname" not in caplog.text
+    assert not (tmp_path / "logs").exists()
+
+
+def test_an_unwritable_mlflow_store_is_refused_before_work(make_cfg, tmp_path, monkeypatch):
+    """Issue 27 item 11: MLflow's database error came once the run had started."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{afile}/mlflow.db")
+    cfg = make_cfg(["logger=mlflow"])
+    with pytest.raises(ConfigError, match=rf"logger.mlflow.tracking_uri=sqlite:///{afile}/mlflow.db: MLflow's store "
+                                          rf"{afile}/mlflow.db cannot be written \({afile} is a file.*"
+                                          "give MLFLOW_TRACKING_URI=sqlite:///DIR/mlflow.db"):
+        train(cfg)
+    assert nothing_written(cfg)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/ok/mlflow.db")
+    validate(make_cfg(["logger=mlflow"]), "train")

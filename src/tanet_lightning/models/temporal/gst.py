@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .fit import check_frame_batch
+from ..fit import check_frame_batch
 
 __all__ = ["GSTConv", "OFFICIAL_KEYS"]
 

@@ -16,12 +16,6 @@ from ..base.files import atomic_write_json, atomic_write_text
 METRICS = "metrics.json"
 
 
-def output_dir(cfg: DictConfig) -> Path:
-    path = Path(cfg.paths.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def save_resolved_config(cfg: DictConfig, path: Path) -> dict:
     """The resolved config beside the run (Hydra's .hydra/config.yaml keeps interpolations)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)

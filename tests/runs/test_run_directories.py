@@ -1,4 +1,4 @@
-"""What re-running a command does to its run directory (training/lifecycle.py), on real tiny runs.
+"""What re-running a command does to its run directory (runs/lifecycle.py), on real tiny runs.
 
 In-process where one process is enough (a real Trainer, real mp4s; a real SIGTERM sent to this process
 by a watcher thread); real second processes where the case is about a second process or the CLI.
@@ -22,8 +22,8 @@ import torch
 import launcher as launched
 from lock_holder import hold
 from tanet_lightning.base.errors import DataError, RunStateError
+from tanet_lightning.runs import signals
 from tanet_lightning.train import train
-from tanet_lightning.training import signals
 from tinyconf import TINY_RUN, TINY_SYNTHETIC
 
 HERE = Path(__file__).resolve().parent
