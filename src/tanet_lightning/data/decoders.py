@@ -30,8 +30,16 @@ import torch
 from ..base.errors import ConfigError
 from .ffmpeg_libs import COMMAND
 from .index import IndexEntry
-from .io import (FRAME_TEMPLATE, START_INDEX, EncodedVideo, IndexFn, Indices, VideoDecodeError, _as_index_array,
-                 read_video_frames)
+from .io import (
+    FRAME_TEMPLATE,
+    START_INDEX,
+    EncodedVideo,
+    IndexFn,
+    Indices,
+    VideoDecodeError,
+    _as_index_array,
+    read_video_frames,
+)
 from .io import short_side_size as _short_side_size
 
 log = logging.getLogger(__name__)
