@@ -81,11 +81,12 @@ def test_torchcodec_frames_equal_pyav_frames(cases, tmp_path, ffmpeg_env):
         assert kind == "VideoDecodeError", (name, kind, message)
 
 
-@pytest.mark.slow  # two tiny training runs in fresh processes: ~55 s on 2 loaded cores
+@pytest.mark.slow  # two tiny training runs and two evaluations in fresh processes: ~80 s on 2 loaded cores
 @pytest.mark.process
 @NEEDS_TORCHCODEC
-def test_main_job_trains_and_tests_the_same_with_torchcodec(tmp_path, data_dir, ffmpeg_env, launcher):
-    """The tiny main job, deterministic, once per decoder: the same metrics to the last digit (same frames)."""
+def test_main_job_trains_and_evaluates_the_same_with_torchcodec(tmp_path, data_dir, ffmpeg_env, launcher):
+    """The tiny main job, deterministic, once per decoder: the same metrics to the last digit (same frames);
+    then `eval` of one checkpoint with each decoder: the same scores, bit for bit."""
     base = [sys.executable, "-m", "tanet_lightning.train", *TINY_SYNTHETIC, *TINY_RUN, "trainer.deterministic=true"]
     env = {**ffmpeg_env, "TANET_DATA_DIR": str(data_dir), "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -102,6 +103,22 @@ def test_main_job_trains_and_tests_the_same_with_torchcodec(tmp_path, data_dir, 
         metrics[decoder] = json.loads(path.read_text())
     for key in ("test/top1", "test/top5", "val/top1", "val/loss", "train/loss_epoch"):
         assert metrics["torchcodec"][key] == metrics["pyav"][key], key
+    (ckpt,) = (tmp_path / "pyav").glob("logs/train/runs/*/checkpoints/last.ckpt")
+    scores = {}
+    for decoder in ("pyav", "torchcodec"):
+        cwd = tmp_path / f"eval_{decoder}"
+        cwd.mkdir()
+        cmd = [sys.executable, "-m", "tanet_lightning.eval", f"ckpt_path={ckpt}", *TINY_SYNTHETIC,
+               "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", f"data.decoder={decoder}"]
+        proc = launched.run(launcher, cmd, cwd, env) if decoder == "pyav" else \
+            subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        (path,) = cwd.glob("logs/eval/runs/*/scores.npz")
+        with np.load(path) as z:
+            scores[decoder] = {k: z[k] for k in z.files}
+    assert scores["pyav"].keys() == scores["torchcodec"].keys() and "scores" in scores["pyav"]
+    for key, value in scores["pyav"].items():
+        assert np.array_equal(scores["torchcodec"][key], value), key
 
 
 @pytest.mark.process
