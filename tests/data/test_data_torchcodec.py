@@ -75,6 +75,7 @@ def test_torchcodec_frames_equal_pyav_frames(cases, tmp_path, ffmpeg_env):
     for name, r in result["videos"].items():
         assert all(a == b for a, b in r["seen"]), f"{name}: the samplers saw other frame counts {r['seen']}"
         assert r["max_diff"] == 0, f"{name}: torchcodec's frames differ from PyAV's by up to {r['max_diff']}"
+        assert r["bytes_max_diff"] == 0, f"{name}: read from its bytes (a shard's sample), {r['bytes_max_diff']}"
         assert r["resized_mean"] <= RESIZED_MEAN and r["resized_max"] <= RESIZED_MAX, (name, r)
     assert result["videos"]["two_streams"]["seen"][0] == [20, 20]  # the large stream, as FFmpeg picks
     for name, (kind, message) in result["bad"].items():  # what datasets.py counts as an unreadable file

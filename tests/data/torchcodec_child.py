@@ -17,13 +17,15 @@ import warnings
 import numpy as np
 
 from tanet_lightning.data.decoders import FrameReader
+from tanet_lightning.data.io import EncodedVideo
 from tanet_lightning.data.prepare import index_file
 from tanet_lightning.data.sampling import ClipSampler
 
 
 def compare(path: str, device: str) -> dict:
     pyav, tc = FrameReader("pyav"), FrameReader("torchcodec", device)
-    out = {"seen": [], "max_diff": 0, "mean_diff": 0.0, "resized_mean": 0.0, "resized_max": 0, "device": None}
+    out = {"seen": [], "max_diff": 0, "mean_diff": 0.0, "resized_mean": 0.0, "resized_max": 0, "device": None,
+           "bytes_max_diff": 0}
     for entry in (None, index_file(path)):
         for kind in ("dense", "uniform"):
             sampler = ClipSampler(kind, 4, window=8)
@@ -38,6 +40,11 @@ def compare(path: str, device: str) -> dict:
                 same = a.shape == b.shape
                 out["max_diff"] = max(out["max_diff"], int(np.abs(a - b).max()) if same else 999)
                 out["mean_diff"] = max(out["mean_diff"], float(np.abs(a - b).mean()) if same else 999.0)
+        # a streamed shard's sample (data/shards.py): the file's bytes in memory, read as the file is
+        data = EncodedVideo(open(path, "rb").read(), "sample")
+        a = pyav.read(path, [1, 0, 2], index_entry=entry).numpy().astype(np.int16)
+        b = tc.read(data, [1, 0, 2], index_entry=entry).cpu().numpy().astype(np.int16)
+        out["bytes_max_diff"] = max(out["bytes_max_diff"], int(np.abs(a - b).max()) if a.shape == b.shape else 999)
         a = pyav.read(path, [3, 0, 3], 32, index_entry=entry).numpy().astype(np.int16)
         b = tc.read(path, [3, 0, 3], 32, index_entry=entry).cpu().numpy().astype(np.int16)
         if a.shape != b.shape:

@@ -4,7 +4,8 @@
 the same frames: the same samplers see the same frame count and get the same frame indices, because it is
 fed the frame table (pts, keyframes) of prepare's index sidecar when there is one (``custom_frame_mappings``:
 no scan of the file per open) and otherwise scans the packets itself (``seek_mode="exact"``, what io.py's
-demux pass does); it reads the stream FFmpeg picks (io.best_video_stream), or the one the index names. Its
+demux pass does); it reads the stream FFmpeg picks (io.best_video_stream), or the one the index names; a
+streamed shard's sample (io.EncodedVideo, the file's bytes) is read from memory by either decoder. Its
 failures are ``VideoDecodeError``s, so the bad-file accounting (datasets.py) is the same. Where both run on
 the same FFmpeg build (ffmpeg_libs.py links PyAV's) the frames are bit-identical at native size; a resized
 read (``short_side``: the test views) resizes on the device with torch's antialiased bilinear filter instead
