@@ -302,11 +302,14 @@ def train_throughput(p: Profile, s: Section, work: Work) -> None:
             if not s.fits(f"{name} {setting}"):
                 continue
             peak_reset(p.device)
-            model = build(temporal, p.cfg, p.device, p.compile_backend if compiled else False, channels_last)
-            row[f"{name} clips/s"] = round(timed_rate(model, memory_batches(p.cfg, p.device), p.steps, p.device,
-                                                      amp, p.warmup), 2)
-            row[f"{name} peak MiB"] = peak_mib(p.device)
-            del model
+            try:  # one setting failing (a compile error, out of memory) leaves the others measured
+                model = build(temporal, p.cfg, p.device, p.compile_backend if compiled else False, channels_last)
+                row[f"{name} clips/s"] = round(timed_rate(model, memory_batches(p.cfg, p.device), p.steps,
+                                                          p.device, amp, p.warmup), 2)
+                row[f"{name} peak MiB"] = peak_mib(p.device)
+            except Exception as e:
+                s.fail(f"{name} {setting}: {type(e).__name__}: {str(e)[:300]}")
+            model = None
             free(p.device)
         tanet, c2d = (row.get(f"{model_name(p.cfg['backbone'], t)} clips/s") for t in ("tam", "c2d"))
         row["TANet/C2D"] = round(tanet / c2d, 3) if tanet and c2d else None

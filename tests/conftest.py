@@ -28,10 +28,10 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 LONGEST = {
     "tests/test_documented_commands.py::TestReadmeRunOnACluster": 56,
     "tests/test_documented_commands.py::TestReadmeAShortTour": 40,
+    "tests/scale/test_scale_gpu_check.py": 41,
     "tests/training/test_train.py": 34,
     "tests/config/test_schema.py": 30,
     "tests/models/test_insertion.py": 25,
-    "tests/scale/test_scale_gpu_check.py": 24,
     "tests/test_documented_commands.py::TestReadmeSearchHyperParametersAndTrackRuns": 22,
     "tests/data/test_data_synthetic_variants.py": 21,
     "tests/test_documented_commands.py::TestExperimentsBackbonesReproduce": 19,

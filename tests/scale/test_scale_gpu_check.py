@@ -19,9 +19,9 @@ SECTIONS = ["gpu_tests", "train_throughput", "tam_vs_reference", "loader_feed", 
 LABELS = ["device", "torch", "cuda", "driver"]
 
 
-def gpu_check(out: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def gpu_check(out: Path, *args: str, timeout: float = 900, **env_vars: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TANET_")}
-    env["WANDB_MODE"] = "disabled"
+    env.update(WANDB_MODE="disabled", **env_vars)
     return subprocess.run([sys.executable, str(BENCH), "--out", str(out), *args], cwd=out.parent, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -101,3 +101,18 @@ def test_without_cuda_it_refuses_with_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "no CUDA GPU is visible here" in proc.stderr and "--cpu-smoke" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()  # refused before any work
+
+
+@pytest.mark.process
+def test_a_failed_job_fails_the_check(tmp_path):
+    """The ddp job cannot write its data (a data directory that cannot exist): its exit status is in the
+    report, the section failed, the check exits 1 and still writes the report."""
+    out = tmp_path / "report"
+    others = [s for s in SECTIONS if s != "ddp_job"]
+    proc = gpu_check(out, "--cpu-smoke", "--skip", *others, TANET_DATA_DIR="/proc/no/such/dir")
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    r = json.loads((out / "gpu_check.json").read_text())
+    job = r["sections"]["ddp_job"]
+    assert r["ok"] is False and job["status"] == "failed" and "exit status" in job["reason"]
+    assert job["rows"][0]["exit status"] not in (0, None)
+    assert (out / "gpu_check.md").read_text().startswith("# GPU check (cpu-smoke): FAILED")
