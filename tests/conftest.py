@@ -27,8 +27,8 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 # ~6 s, measured with `--durations=0` under `make test` on 2 cores (2026-12-04). Re-measure when a unit grows.
 LONGEST = {
     "tests/test_documented_commands.py::TestReadmeRunOnACluster": 56,
-    "tests/test_documented_commands.py::TestReadmeAShortTour": 40,
     "tests/scale/test_scale_gpu_check.py": 41,
+    "tests/test_documented_commands.py::TestReadmeAShortTour": 40,
     "tests/training/test_train.py": 34,
     "tests/config/test_schema.py": 30,
     "tests/models/test_insertion.py": 25,
