@@ -9,7 +9,7 @@ ARGS ?=
 XDIST ?= -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 PYTEST := $(PY) -m pytest -q $(XDIST)
 
-.PHONY: help install test test-quick test-all train lint bench complexity
+.PHONY: help install test test-quick test-all train lint bench complexity gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -43,6 +43,9 @@ bench: $(STAMP)  ## speed benchmarks (prints ratios measured side by side)
 	$(PY) benchmarks/data_loading.py
 	$(PY) benchmarks/streaming.py
 	$(PY) benchmarks/main_job.py
+
+gpu-check: $(STAMP)  ## on a CUDA machine: every GPU path checked and measured in <= 8 min (gpu_check.json/.md)
+	$(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)  ## ruff, and the import layers (import-linter contract in pyproject.toml)
 	$(PY) -m ruff check src tests benchmarks

@@ -25,6 +25,8 @@ Backends, each given the same clip indices (dense 8x8 and TSN 8 segments, seeded
 * torchcodec - VideoDecoder(num_ffmpeg_threads=1, seek_mode="exact").get_frames_at. It needs FFmpeg
                shared libraries; where the system has none, this script points it at the FFmpeg that
                PyAV bundles (symlinks in --dir, LD_LIBRARY_PATH, one re-exec) and says so.
+* ours_tc    - ours with data.decoder=torchcodec: the same dataset item, decoded by torchcodec through
+               data/decoders.py (with torchcodec; ours/ours_tc is what the setting changes).
 
 The peers come from the `bench` extra and are skipped with the reason when missing. Every number is the
 median over --runs runs of --clips clips; the backends of a table row alternate inside each run, so load
@@ -49,6 +51,7 @@ import torch
 
 from tanet_lightning.data import io
 from tanet_lightning.data.datasets import BadFileLog, VideoClipDataset
+from tanet_lightning.data.decoders import FrameReader
 from tanet_lightning.data.formats import VideoRecord
 from tanet_lightning.data.sampling import ClipSampler
 from tanet_lightning.data.settings import ClipSettings
@@ -158,14 +161,15 @@ class _Given:
         return next(self.clips)
 
 
-_datasets: dict[str, VideoClipDataset] = {}
+_datasets: dict[tuple[str, str], VideoClipDataset] = {}
 
 
-def run_ours(path: str, clips) -> None:
-    if path not in _datasets:  # built once, as a DataModule does; every item opens the file
+def run_ours(path: str, clips, decoder: str = "pyav") -> None:
+    if (path, decoder) not in _datasets:  # built once, as a DataModule does; every item opens the file
         settings = ClipSettings(num_frames=8, short_side=256, crop_size=224)  # the recipes' train transform
-        _datasets[path] = VideoClipDataset([VideoRecord(path, 0)], "train", BadFileLog(os.devnull, 1.0, 1), settings)
-    dataset = _datasets[path]
+        _datasets[path, decoder] = VideoClipDataset([VideoRecord(path, 0)], "train", BadFileLog(os.devnull, 1.0, 1),
+                                                    settings, frames=FrameReader(decoder))
+    dataset = _datasets[path, decoder]
     dataset.sampler = _Given(clips)
     for _ in clips:
         assert dataset[0]["valid"]
@@ -343,7 +347,7 @@ def main() -> None:
             sys.stdout.flush()
             os.execve(sys.executable, [sys.executable, *sys.argv], env)
     if problem is None:
-        backends.append("torchcodec")
+        backends += ["torchcodec", "ours_tc"]
         if TORCHCODEC_ENV in os.environ:
             print(f"torchcodec: no FFmpeg of its own here ({os.environ[TORCHCODEC_ENV][:100]}...); it runs on the "
                   f"FFmpeg libraries PyAV bundles (libavcodec {av.library_versions['libavcodec'][0]}, LD_LIBRARY_PATH)")
@@ -378,7 +382,8 @@ def main() -> None:
             sets = clip_sets(kind, info[label][3], args.clips, args.runs)
             fns = {"ours": partial(run_ours, str(path)), "pyav": partial(run_pyav, str(path), index=indexes[label]),
                    "ptv": partial(run_ptv, str(path), fps=info[label][2]), "decord": partial(run_decord, str(path)),
-                   "torchcodec": partial(run_torchcodec, str(path))}
+                   "torchcodec": partial(run_torchcodec, str(path)),
+                   "ours_tc": partial(run_ours, str(path), decoder="torchcodec")}
             rows[label, kind] = timed({b: fns[b] for b in backends}, args.runs, sets)
             print(".", end="", flush=True)
     print()

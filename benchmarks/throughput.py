@@ -54,15 +54,18 @@ def make_videos(folder: Path, count: int, spec: tuple) -> Path:
     return ann
 
 
-def build(temporal: str, cfg: dict, device: str, compile_: bool) -> torch.nn.Module:
+def build(temporal: str, cfg: dict, device: str, compile_: bool | str,
+          channels_last: bool | None = None) -> torch.nn.Module:
+    """`compile_`: True compiles as model.compile=true does (inductor), a string names another torch.compile
+    backend; `channels_last` None = on CUDA only (gpu_check.py times each setting on its own)."""
     torch.manual_seed(0)
     model = create_video_model(cfg["backbone"], temporal, num_classes=400, num_frames=cfg["frames"])
     model = model.to(device).train()
-    if device == "cuda":
+    if device == "cuda" if channels_last is None else channels_last:
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
     if compile_:
-        model.backbone.compile()  # what model.compile=true does
+        model.backbone.compile(**({"backend": compile_} if isinstance(compile_, str) else {}))
     return model
 
 

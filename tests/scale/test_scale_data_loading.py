@@ -22,3 +22,5 @@ def test_data_loading_benchmark_tiny_smoke(tmp_path):
     assert re.search(r"^\| k640x360_g250\.mp4 \| dense 8x8 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", out, re.M)  # gains
     assert re.search(r"^\| k340x256_g250\.mp4 prepared \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", out, re.M)  # sidecar
     assert "ours/pyav" in out and "ours gain/pyav gain" in out and "sidecar/demux" in out
+    if "skipping torchcodec" not in out:  # data.decoder=torchcodec through our dataset: a column of its own
+        assert re.search(r"^\| file \| clips \| ours \| .*\| ours_tc \| .*\| ours/ours_tc \|$", out, re.M), out

@@ -27,6 +27,7 @@ from ..base.errors import ConfigError, DataError
 from ..base.typed import Count, Fix, Nested, Seed, validated
 from . import shards
 from .datasets import BadFileLog, VideoClipDataset
+from .decoders import FrameReader
 from .fingerprint import SplitFingerprint, fingerprint_split
 from .formats import FORMATS, SPLITS, AnnotationError, Source, VideoRecord
 from .index import VideoIndex
@@ -127,12 +128,19 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         pin_memory: bool | None = None,
         prefetch_factor: Count | None = None,
+        decoder: Literal["pyav", "torchcodec"] = "pyav",
+        decode_device: Literal["cpu", "cuda"] = "cpu",
         cache_dir: CacheDir = None,
         cache_size: CacheSize = None,
         **clip,
     ):
         super().__init__()
         self.settings = ClipSettings(**clip)
+        self.frames = FrameReader(decoder, decode_device)  # decoders.py: the library and device that decode
+        if decode_device == "cuda" and num_workers > 0:
+            raise ConfigError(f"data.decode_device=cuda decodes in the main process (CUDA cannot run in forked "
+                              f"DataLoader workers; NVDEC is the parallelism): set data.num_workers=0, not "
+                              f"{num_workers}")
         self.protocol = TestProtocol.from_settings(self.settings)  # the test split reads through it
         self.data_dir, self.format, self.reader = Path(data_dir), format, FORMATS[format]
         # a shard location (prepare ... shards=true) is recognised by its manifest; its splits and classes
@@ -156,6 +164,7 @@ class VideoDataModule(L.LightningDataModule):
         # off by default so that resume is bit-identical (workers restart each epoch, seeded anew)
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.pin_memory = self.pin_memory and decode_device == "cpu"  # frames decoded on the GPU stay there
         self.prefetch_factor, self.max_bad_fraction = prefetch_factor, max_bad_fraction
         # set by train() to the run directory (bad_files.<split>.tsv there); a temporary file otherwise
         self.bad_log_base = Path(tempfile.gettempdir()) / f"tanet_bad_files_{uuid.uuid4().hex[:12]}"
@@ -214,7 +223,7 @@ class VideoDataModule(L.LightningDataModule):
         if self.video_index is None and not self.shards:  # a prepared dataset's sidecar (prepare's)
             self.video_index = VideoIndex.load(self.root)
         return VideoClipDataset(records, split, bad, self.settings, self.protocol, self.flip_label_map,
-                                index=self.video_index, store=self.shards.get(split))
+                                index=self.video_index, store=self.shards.get(split), frames=self.frames)
 
     def _check_training_batches(self, world_size: int) -> None:
         """Zero training steps (fewer videos than one batch on every device, drop_last) is refused, not run."""

@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..base.errors import DataError
+from .decoders import FrameReader
 from .formats import VideoRecord
 from .index import VideoIndex
-from .io import VideoDecodeError, read_video_frames
+from .io import VideoDecodeError
 from .protocol import TestProtocol
 from .settings import ClipSettings
 from .transforms import eval_transform, train_transform
@@ -89,6 +90,7 @@ class VideoClipDataset(Dataset):
         flip_label_map: dict[int, int] | None = None,
         max_retries: int = 10,
         index: VideoIndex | None = None,
+        frames: FrameReader | None = None,
         store=None,
     ):
         if mode not in ("train", "val", "test"):
@@ -103,6 +105,7 @@ class VideoClipDataset(Dataset):
         self.crop_size = self.protocol.crop_size if mode == "test" else settings.crop_size
         self.max_retries = max_retries
         self.index = index  # a prepared dataset's sidecar: frame pts and keyframes without a demux per open
+        self.frames = frames or FrameReader()  # data.decoder / data.decode_device (decoders.py)
         self.store = store  # shards.ShardSplit: video i's bytes and index come from the shards, not a file
         self._cache: tuple[int, torch.Tensor] | None = None  # the last test video's views (read at once)
 
@@ -120,15 +123,15 @@ class VideoClipDataset(Dataset):
             entry = self.index.lookup(rec.path) if self.index is not None else None  # None: stale or not indexed
         if self.mode == "test":
             if self._cache is None or self._cache[0] != video_idx:
-                self._cache = (video_idx, self.protocol.read_views(source, rec.num_frames, entry))
+                self._cache = (video_idx, self.protocol.read_views(source, rec.num_frames, entry, self.frames))
             video = self._cache[1][view]
         else:
             indices = (lambda n: self.sampler.train(n, rng)) if self.mode == "train" else self.sampler.val
             # encoded videos come at native size and the transform cuts its crop from them (one resampling
             # instead of swscale's whole-frame resize + the crop's); frame folders downscale in libjpeg
             decode_side = s.short_side if self.store is None and os.path.isdir(rec.path) else None
-            frames = read_video_frames(source, indices, decode_side, frame_template=s.frame_template,
-                                       start_index=s.start_index, num_frames=rec.num_frames, index_entry=entry)
+            frames = self.frames.read(source, indices, decode_side, frame_template=s.frame_template,
+                                      start_index=s.start_index, num_frames=rec.num_frames, index_entry=entry)
             if self.mode == "train":
                 video, flipped = train_transform(frames, rng, s.crop_size, s.scales, s.max_distort, s.flip,
                                                  s.short_side)

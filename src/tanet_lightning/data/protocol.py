@@ -15,8 +15,8 @@ from collections.abc import Mapping
 import torch
 
 from ..base.errors import ConfigError
+from .decoders import FrameReader
 from .index import IndexEntry
-from .io import read_video_frames
 from .sampling import ClipSampler
 from .settings import ClipSettings, Views, parse_views
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, normalize_on_device
@@ -84,21 +84,23 @@ class TestProtocol:
         return ClipSampler(self.sampler, int(self.num_frames), int(self.dense_window))
 
     def read(self, path: str | os.PathLike, indices, frame_count: int | None = None,
-             index_entry: IndexEntry | None = None) -> torch.Tensor:
+             index_entry: IndexEntry | None = None, frames: FrameReader | None = None) -> torch.Tensor:
         """uint8 (n, h, w, 3) frames at `indices` (an array, or a function of the frame count);
-        `frame_count` skips counting a frame folder (rawframe lists give it); `index_entry` the demux."""
-        return read_video_frames(path, indices, self.short_side, frame_template=self.frame_template,
-                                 start_index=int(self.start_index), num_frames=frame_count, index_entry=index_entry)
+        `frame_count` skips counting a frame folder (rawframe lists give it); `index_entry` the demux;
+        `frames` the decoder and device (data.decoder, data.decode_device; default PyAV on the CPU)."""
+        return (frames or FrameReader()).read(path, indices, self.short_side, frame_template=self.frame_template,
+                                              start_index=int(self.start_index), num_frames=frame_count,
+                                              index_entry=index_entry)
 
     def read_views(self, path: str | os.PathLike, frame_count: int | None = None,
-                   index_entry: IndexEntry | None = None) -> torch.Tensor:
+                   index_entry: IndexEntry | None = None, frames: FrameReader | None = None) -> torch.Tensor:
         """uint8 (clips*crops, T, 3, S, S): every test view of one video (a file or a frame folder),
         view = clip * crops + crop."""
         clips, crops = self.views
         sampler = self.clip_sampler
-        frames = self.read(path, lambda n: sampler.test(n, clips).reshape(-1), frame_count, index_entry)
+        clip = self.read(path, lambda n: sampler.test(n, clips).reshape(-1), frame_count, index_entry, frames)
         t = sampler.num_frames
-        return torch.stack([eval_transform(frames[i * t:(i + 1) * t], int(self.crop_size), crop, crops)
+        return torch.stack([eval_transform(clip[i * t:(i + 1) * t], int(self.crop_size), crop, crops)
                             for i in range(clips) for crop in range(crops)])
 
     def normalize(self, video: torch.Tensor) -> torch.Tensor:
