@@ -77,3 +77,19 @@ def test_a_folder_is_put_in_place_whole_never_merged_and_this_hosts_leftovers_ar
     mine.mkdir()  # a killed writer's, on this host
     (tmp_path / f".variant.{socket.gethostname()}-gpu-1-0123abcd.tmp").mkdir()  # host <this one>-gpu's
     assert this_hosts_temps(root) == [mine]
+
+
+def test_a_replaced_folder_stays_until_the_new_one_is_whole(tmp_path):
+    """``replace=True`` (a split of shards written again): the old folder is kept if the new one fails, and
+    is gone, with no temporary left, once the new one is in place."""
+    root = tmp_path / "train"
+    root.mkdir()
+    (root / "old.bin").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(root, replace=True) as tmp:
+        (tmp / "new.bin").write_text("half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in root.iterdir()) == ["old.bin"]
+    with atomic_dir(root, replace=True) as tmp:
+        (tmp / "new.bin").write_text("new")
+    assert sorted(p.name for p in root.iterdir()) == ["new.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]

@@ -78,7 +78,7 @@ def test_an_interrupted_shard_write_leaves_no_dataset(prepared, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         shards.write_dataset(files, out, chunk_bytes="16kB")
     assert shards.manifest(str(out)) is None  # no manifest: not a shard location, read as files would be
-    assert not list(out.glob(".*.writing"))
+    assert not list(out.glob(".*.tmp"))  # no temporary split folder left (base/files.temp_name)
 
 
 def _scores(out: Path) -> dict:

@@ -60,19 +60,25 @@ def atomic_path(path: str | os.PathLike, fsync: bool = True,
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield a new empty folder (``temp_name(path)``) to fill; on success it is renamed to ``path`` in one
     rename, which fails (an OSError) where ``path`` is a folder with anything in it: a folder is put in place
-    whole, never merged into another. On an exception it is removed."""
+    whole, never merged into another. ``replace``: an existing ``path`` is moved aside first and removed
+    after, so until the new folder is whole the old one stays. On an exception the new folder is removed."""
     path = Path(path)
     tmp = temp_name(path)
     tmp.mkdir()
     try:
         yield tmp
+        old = temp_name(path) if replace and path.exists() else None
+        if old is not None:
+            os.rename(path, old)
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,7 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..base.errors import DataError
-from ..base.files import atomic_write_json
+from ..base.files import atomic_dir, atomic_write_json
 from .fingerprint import video_ids
 from .formats import Reader, Source, VideoRecord
 from .index import INDEX_NAME as INDEX
@@ -183,16 +182,13 @@ def write_split(out: Path, split: str, videos: Sequence[tuple[Path, str, int, In
     folder and renamed into place when whole: an interrupted write leaves no dataset a reader would open."""
     from litdata.streaming.writer import BinaryWriter
 
-    final, tmp = out / split, out / f".{split}.writing"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    writer = BinaryWriter(str(tmp), chunk_bytes=chunk_bytes)
-    for i, (path, vid, label, entry) in enumerate(videos):
-        writer[i] = _sample(path, vid, label, split, entry)
-    writer.done()
-    writer.merge()
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out / split, replace=True) as tmp:
+        writer = BinaryWriter(str(tmp), chunk_bytes=chunk_bytes)
+        for i, (path, vid, label, entry) in enumerate(videos):
+            writer[i] = _sample(path, vid, label, split, entry)
+        writer.done()
+        writer.merge()
 
 
 def write_manifest(out: Path, splits: dict[str, list[tuple[str, int, int]]], aliases: dict[str, str],
