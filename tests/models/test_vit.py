@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tanet_lightning.models import create_video_model
-from tanet_lightning.models.insertion import TemporalViTBlock
+from tanet_lightning.models.insertion_vit import TemporalViTBlock
 from tanet_lightning.models.temporal import ATM, TEMPORAL, TOKEN_MODULES, create_temporal
 from tanet_lightning.models.temporal.aim import Adapter
 from tanet_lightning.training.module import VideoClassificationModule

@@ -23,11 +23,9 @@ from .insertion import (
     inflate_first_convs,
     insert_after_blocks,
     insert_temporal,
-    insert_temporal_embedding,
-    insert_vit,
     replace_convs,
-    replace_vit_blocks,
 )
+from .insertion_vit import insert_temporal_embedding, insert_vit, replace_vit_blocks
 from .temporal import TemporalSpec, create_block_temporal, create_conv_temporal, create_temporal, temporal_spec
 
 # The paper's non-local placement: every other block of res3 and res4 = res3 {0, 2}, res4 {0, 2, 4} on
