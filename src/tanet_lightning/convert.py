@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> Path:
     mk = conv.model_kwargs
     n_cls = mk["num_classes"]
     names = read_classes(args.classes, n_cls)
-    if conv.source == "project" and "class_names" in conv.extra and args.classes is None:
-        names = list(conv.extra["class_names"])
+    if conv.source == "project" and conv.class_names and args.classes is None:  # a folder may have none
+        names = conv.class_names
     if conv.source == "project" and "data_config" in conv.extra and args.data is None:
         data = dict(conv.extra["data_config"])
     else:

@@ -83,3 +83,11 @@ def test_vit_tanet_converts_predicts_and_exports(tmp_path, data_dir, temporal):
     diff = check_onnx(path, predictor, video)
     print(f"{temporal} on ViT: onnxruntime - PyTorch max |logit diff| {diff:.2e}")
     assert diff <= 1e-4
+
+
+def test_a_folder_saved_without_class_names_converts_with_index_names(tmp_path):
+    """save_pretrained without class names wrote ``class_names: null``; convert stopped with a TypeError."""
+    net = create_video_model("resnet18", "tam", 3, 4, stages=["res5"])
+    net.save_pretrained(tmp_path / "folder")
+    convert_main([str(tmp_path / "folder"), "--out", str(tmp_path / "m.ckpt"), "--data", "synthetic"])
+    assert torch.load(tmp_path / "m.ckpt", weights_only=True)["class_names"] == ["0", "1", "2"]
