@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,6 +25,15 @@ class UserError(Exception):
     """Something the user gave cannot work; the message names it (key, file:line) and says what to change."""
 
     exit_code = EXIT_USER_ERROR
+
+    def __init__(self, *args):
+        # raised in a DataLoader worker, torch re-raises it in the run's process as the same class with the message
+        # "Caught <class> in DataLoader worker process 0.\nOriginal Traceback ...\n<module>.<class>: <message>":
+        # keep the message, as the user would have read it raised in the main process
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught ") \
+                and "Original Traceback" in args[0]:
+            args = (re.split(rf"\n[\w.]*\b{type(self).__name__}: ", args[0])[-1].rstrip(),)
+        super().__init__(*args)
 
 
 # ValueError as a second base: callers (and users' scripts) that caught ValueError before keep working

@@ -53,12 +53,8 @@ ATTEMPTS = 5
 
 
 class ShardError(DataError):
-    """A shard location that cannot be read (missing manifest, unreachable store, a sample that is not ours)."""
-
-    def __init__(self, message: str):
-        # raised in a DataLoader worker, torch re-raises it in the run's process as ShardError("Caught ShardError
-        # in DataLoader worker process 0. Original Traceback ...: ShardError: <message>"): keep the message
-        super().__init__(message.rsplit(f"{__name__}.ShardError: ", 1)[-1].rstrip())
+    """A shard location that cannot be read (missing manifest, unreachable store, a sample that is not ours).
+    Raised in a loader worker, its message reaches the user whole (``base/errors.UserError``)."""
 
 
 def is_remote(root: str) -> bool:
