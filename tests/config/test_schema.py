@@ -45,7 +45,7 @@ def nothing_written(cfg) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# The cases of issue 17 ("Data and settings") and their neighbours, through the applications
+# Data and settings a user gets wrong, and their neighbours, through the applications
 
 
 @pytest.mark.parametrize("override, message", [
@@ -88,7 +88,7 @@ def nothing_written(cfg) -> bool:
      r"model.temporal.alpha: unknown key \(remove it\); model/temporal=tsm takes \['fold_div'\]"),
     (["+seeds=1"], r"seeds: unknown key; did you mean seed\?"),
     (["data=video_folder"], r"data.root is required \(it is \?\?\? in the config\): give data.root=DIR"),
-    # issue 27 item 7: inf (and 1e400, which overflows to it) passed the schema and trained to a nan loss
+    # inf (and 1e400, which overflows to it) passed the schema and trained to a nan loss
     (["optimizer.lr=inf"], r"optimizer.lr=inf is not a finite number .*give a finite value \(optimizer.lr=NUMBER\)"),
     (["optimizer.lr=1e400"], r"optimizer.lr=inf is not a finite number"),
     (["optimizer.lr=nan"], r"optimizer.lr=nan is not a finite number"),
@@ -96,7 +96,7 @@ def nothing_written(cfg) -> bool:
     # an untyped key of an open group (the callback's own argument) is checked too
     (["callbacks.data_wait_monitor.warn_fraction=inf"],
      r"callbacks.data_wait_monitor.warn_fraction=inf is not a finite"),
-    # issue 27 item 11: Lightning's raw ValueError from numpy's seed bounds
+    # Lightning's raw ValueError from numpy's seed bounds
     (["seed=-1"], r"seed=-1 must be >= 0 and <= 4294967295 \(null: no seeding\); give seed=N"),
     (["seed=4294967296"], r"seed=4294967296 must be >= 0 and <= 4294967295"),
 ])
@@ -356,7 +356,7 @@ def test_the_hydra_callback_refuses_before_the_run_directory_exists(tmp_path, mo
 
 
 def test_an_unresolvable_override_is_named_by_its_own_key(tmp_path, monkeypatch, caplog):
-    """Issue 27 item 11: the run name repeats every override, so it was reported at hydra.job.override_dirname."""
+    """The run name repeats every override, so it was reported at hydra.job.override_dirname."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -376,7 +376,7 @@ def test_an_unresolvable_override_is_named_by_its_own_key(tmp_path, monkeypatch,
 
 
 def test_an_unwritable_mlflow_store_is_refused_before_work(make_cfg, tmp_path, monkeypatch):
-    """Issue 27 item 11: MLflow's database error came once the run had started."""
+    """MLflow's database error came once the run had started."""
     afile = tmp_path / "afile"
     afile.write_text("")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{afile}/mlflow.db")

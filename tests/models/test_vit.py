@@ -1,4 +1,4 @@
-"""Temporal modules on a timm ViT (issue 31): the adapters keep the image model at step 0 and leave it after one
+"""Temporal modules on a timm ViT: the adapters keep the image model at step 0 and leave it after one
 step, TAM on tokens at init, ATM's official layout, ``freeze_backbone`` through a real Trainer step, a timm
 checkpoint through ``model.pretrained_path``.
 
