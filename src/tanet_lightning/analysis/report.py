@@ -110,24 +110,26 @@ def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return []
-    hydra_cfg = OmegaConf.load(path).hydra
+    root = OmegaConf.load(path)
+    hydra_cfg = root.hydra
     if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return []  # a search (hparams_search=...) proposes its trials as it goes: none is planned up front
-    params = _sweep_params(hydra_cfg.sweeper)
+    params = _sweep_params(hydra_cfg.sweeper, root)
     cli = list(hydra_cfg.overrides.task)
     parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *cli])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def _sweep_params(sweeper) -> dict:
+def _sweep_params(sweeper, root=None) -> dict:
     """The sweeper's params; a paper sweep's ``${tanet.sweep:NAME}`` is read from paper.py directly, so
-    the report needs no resolver registered (resolvers belong to the applications)."""
+    the report needs no resolver registered (resolvers belong to the applications); ``root`` (the sweep's
+    config) says whether it ran on the synthetic data, where a sweep may pin more (paper.py ``synthetic``)."""
     raw = OmegaConf.to_container(sweeper, resolve=False).get("params") or {}
     if isinstance(raw, str):
         match = re.fullmatch(r"\$\{tanet\.sweep:\s*([\w-]+)\s*\}", raw)
         if not match:
             raise ValueError(f"hydra.sweeper.params={raw!r}: not a paper sweep reference")
-        return sweep_params(match.group(1))
+        return sweep_params(match.group(1), _root_=root)
     return OmegaConf.to_container(sweeper, resolve=True).get("params") or {}
 
 
@@ -489,6 +491,12 @@ BENCHMARKS = {
     "temporal_modules": ("seed=0,1,2 data.synthetic.task=motion,order +diagnose=time",
                          "every module x 3 seeds x 2 synthetic tasks, with the time diagnostic",
                          "43 min on 2 idle cores"),  # measured: experiments/temporal_modules.md
+    # the ViT rows of that benchmark (issue 31): a ViT-Ti from scratch, end to end; measured on
+    # experiments/temporal_modules_vit.md
+    "temporal_modules_vit": ("model.freeze_backbone=false model/temporal=c2d,tokshift,tam,st_adapter seed=0,1,2 "
+                             "data.synthetic.task=motion,order +diagnose=time",
+                             "the ViT rows (ViT-Ti from scratch) x 3 seeds x 2 synthetic tasks, with the time "
+                             "diagnostic", "~45 min a job on 2 cores shared by 8 engineers"),
 }
 NOTES = "## Notes"  # a page's hand-written section: kept when the report rewrites the page
 
