@@ -26,6 +26,7 @@ from tanet_lightning.data.settings import ClipSettings
 from tanet_lightning.eval import evaluate
 from tanet_lightning.export import export
 from tanet_lightning.models import create_video_model
+from tanet_lightning.models.temporal import TEMPORAL
 from tanet_lightning.predict import predict
 from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule
@@ -290,7 +291,10 @@ def test_schema_knows_every_group_option(make_cfg):
     root = Path(config_dir())
     for group in ("optimizer", "scheduler", "trainer", "callbacks", "logger", "model", "model/temporal", "debug"):
         for option in sorted(p.stem for p in (root / group).glob("*.yaml")):
-            extra = ["model=tanet", "model.backbone=resnet50"] if group == "model/temporal" else []
+            # each module on a backbone it is defined on (ST-Adapter, AIM, TokShift: ViTs only)
+            vit_only = option in TEMPORAL and not TEMPORAL[option].cnn
+            arch = "+model/arch=vit_tiny" if vit_only else "model.backbone=resnet50"
+            extra = ["model=tanet", arch] if group == "model/temporal" else []
             validate(make_cfg([f"{group}={option}", *extra], tiny=group != "callbacks"), "train")
     for option in sorted(p.stem for p in (root / "data").glob("*.yaml")):
         validate(make_cfg([f"data={option}", "data.root=somewhere"], tiny=False), "train")

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from tanet_lightning.analysis.complexity import TABLE2, measure
 from tanet_lightning.models import STAGE_NAMES, create_video_model
-from tanet_lightning.models.backbones import FAMILIES, create_backbone
+from tanet_lightning.models.backbones import FAMILIES, VIT_FAMILIES, create_backbone
 from tanet_lightning.models.insertion import blocks_by_stage, insert_temporal, replace_convs, stage_blocks
 
 # (backbone, smallest convenient input side, positions that must work)
@@ -43,8 +43,18 @@ BLOCKS_PER_STAGE = {
 }
 
 
+# timm ViTs: their block count (model.blocks indexes them; tests/models/test_vit.py builds the tiny one)
+VIT_DEPTHS = {"vit_tiny_patch16_224": 12, "vit_small_patch16_224": 12, "vit_base_patch16_224": 12,
+              "vit_base_patch16_clip_224": 12, "vit_large_patch14_clip_224": 24}
+
+
 def test_every_supported_backbone_is_listed():
-    assert set(BACKBONES) == set(FAMILIES) == set(BLOCKS_PER_STAGE)
+    """CNNs with their stage table, ViTs with their depth (counted on the meta device): no backbone untested."""
+    assert set(BACKBONES) == set(BLOCKS_PER_STAGE) == {n for n, f in FAMILIES.items() if f not in VIT_FAMILIES}
+    assert set(VIT_DEPTHS) == {n for n, f in FAMILIES.items() if f in VIT_FAMILIES}
+    for name, depth in VIT_DEPTHS.items():
+        with torch.device("meta"):
+            assert len(create_backbone(name).blocks) == depth, name
 
 
 @functools.cache
@@ -203,8 +213,8 @@ def test_bad_model_arguments_raise():
     with pytest.raises(ValueError, match="unknown backbone 'resnet5'"):
         create_video_model("resnet5", "tam")
     with pytest.raises(ValueError, match="timm model, but its blocks are not supported"):
-        create_video_model("vit_tiny_patch16_224", "tam")
-    with pytest.raises(ValueError, match="unknown position 'e'"):
+        create_video_model("convnext_atto", "tam")
+    with pytest.raises(ValueError, match=r"model.position='e' is not a CNN block position: choose one of \['a'"):
         create_video_model("resnet18", "tam", position="e")
     with pytest.raises(ValueError, match="unknown stage"):
         create_video_model("resnet18", "tam", stages=["res6"])

@@ -80,6 +80,11 @@ ARCH_KWARGS: dict[str, Callable[[Any], bool]] = {
     "channels": _widths, "stem_width": _count, "cardinality": _count, "base_width": _count,  # ResNet widths
     "block_reduce_first": _count, "down_kernel_size": _count,
     "stem_type": lambda v: v in ("", "deep", "deep_tiered"),
+    # timm VisionTransformer shapes (vit_tiny's 32x32 frames, 8x8 patches) and dropouts
+    "img_size": _count, "patch_size": _count, "embed_dim": _count, "depth": _count, "num_heads": _count,
+    "mlp_ratio": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+    "class_token": _flag, "global_pool": lambda v: v in ("", "token", "avg", "avgmax", "max", "map"),
+    "pos_drop_rate": _rate, "proj_drop_rate": _rate, "attn_drop_rate": _rate,
 }
 
 

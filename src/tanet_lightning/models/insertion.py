@@ -478,13 +478,35 @@ def insert_vit(model: nn.Module, factory: TemporalFactory, positions: Sequence[s
     return [n for n, _ in targets]
 
 
-def replace_vit_blocks(model: nn.Module, factory: Callable[..., nn.Module], blocks: Sequence[int] | None = None
-                       ) -> list[str]:
-    """Each chosen block becomes ``factory(block, first=...)`` (AIM): ``first`` for the first one."""
+def replace_vit_blocks(model: nn.Module, factory: Callable[[nn.Module], nn.Module],
+                       blocks: Sequence[int] | None = None) -> list[str]:
+    """Each chosen block becomes ``factory(block)`` (AIM); return the names replaced."""
     targets = vit_blocks(model, blocks)
     for name, block in targets:
         if type(block) is not ViTBlock:
             raise ValueError(f"{name} is a {type(block).__name__}, not a timm ViT Block (already patched?)")
-    for i, (name, block) in enumerate(targets):
-        model.blocks[int(name.rpartition(".")[2])] = factory(block, first=i == 0)
+    for name, block in targets:
+        model.blocks[int(name.rpartition(".")[2])] = factory(block)
     return [n for n, _ in targets]
+
+
+def _add_temporal_embedding(module: nn.Module, args: tuple) -> tuple:
+    x = args[0]  # (N*T, L, C): every token of frame t gets embedding t
+    t = module.temporal_embedding.shape[1]
+    x = (x.view(-1, t, *x.shape[1:]) + module.temporal_embedding.unsqueeze(2)).view_as(x)
+    return (x, *args[1:])
+
+
+def insert_temporal_embedding(model: nn.Module, num_frames: int) -> str:
+    """A learned temporal embedding (1, T, C), zero at init, added to every token before the ViT's
+    pre-norm (AIM's, where the official ``ViT_CLIP`` adds it: after the position embedding, before
+    ``ln_pre``). It is a parameter of ``norm_pre`` (``norm_pre.temporal_embedding``; timm's ``norm_pre``
+    is the CLIP ``ln_pre``, an identity on other ViTs), whose forward pre-hook adds it. Returns its name."""
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"a temporal embedding needs a timm VisionTransformer, not {type(model).__name__}")
+    norm = model.norm_pre
+    if hasattr(norm, "temporal_embedding"):
+        raise ValueError("this ViT already has a temporal embedding")
+    norm.temporal_embedding = nn.Parameter(torch.zeros(1, num_frames, model.embed_dim))
+    norm.register_forward_pre_hook(_add_temporal_embedding)
+    return "norm_pre.temporal_embedding"

@@ -19,6 +19,7 @@ from .insertion import (
     inflate_first_convs,
     insert_after_blocks,
     insert_temporal,
+    insert_temporal_embedding,
     insert_vit,
     replace_convs,
     replace_vit_blocks,
@@ -155,13 +156,14 @@ def create_video_model(
     spec = temporal_spec(name)
     vit = family in VIT_FAMILIES
     positions = _positions(name, spec, position, blocks, vit)
+    vit_blocks = (blocks if blocks is not None else spec.vit_blocks) if vit else None
     net = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path, **(backbone_kwargs or {}))
     image_parameters = [n for n, _ in net.named_parameters()]
     stages = list(stages)
     if vit and spec.placement == "in_block":
-        insert_vit(net, partial(create_temporal, name, num_frames=num_frames, **kwargs), positions, blocks)
+        insert_vit(net, partial(create_temporal, name, num_frames=num_frames, **kwargs), positions, vit_blocks)
     elif vit and spec.placement == "replace_block":
-        replace_vit_blocks(net, partial(create_block_temporal, name, num_frames=num_frames, **kwargs), blocks)
+        replace_vit_blocks(net, partial(create_block_temporal, name, num_frames=num_frames, **kwargs), vit_blocks)
     elif spec.placement == "none":
         if kwargs:
             raise ValueError(f"{name} has no temporal module; unexpected options {sorted(kwargs)}")
@@ -175,13 +177,15 @@ def create_video_model(
     else:
         factory = partial(create_temporal, name, num_frames=num_frames, **kwargs)
         insert_temporal(net, family, factory, position or spec.position, stages)
+    if vit and spec.temporal_embedding:
+        insert_temporal_embedding(net, num_frames)
     model = VideoClassifier(net, num_classes, num_frames, dropout)
     model.image_parameters = tuple(f"backbone.{n}" for n in image_parameters)
     model.model_args = plain({"backbone": backbone, "temporal": temporal, "num_classes": num_classes,
                               "num_frames": num_frames, "tam": tam, "position": position, "stages": stages,
                               "blocks": blocks, "dropout": dropout, "backbone_kwargs": backbone_kwargs})
     model.architecture = _architecture(backbone, spec, kwargs, positions if vit else position, stages, nl_blocks,
-                                       blocks if vit else None)
+                                       vit_blocks)
     return model
 
 

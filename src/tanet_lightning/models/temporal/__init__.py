@@ -14,11 +14,13 @@ block-insertion utility (``insertion.py``) can place any of them anywhere. Modul
 - ``tam.py``: TAM and its Table 2 variants; ``baselines.py``: Table 2's other modules
 - ``tada.py``, ``tea.py``, ``gst.py``: TAda2D, TEA, GST (placement ``replace_conv``)
 - ``st_adapter.py``, ``tokshift.py``, ``aim.py``: ST-Adapter, TokShift, AIM, for (frozen) image ViTs
+- ``atm.py``: ATM, the arithmetic temporal module (CNNs and ViTs)
 - ``registry.py``: ``TEMPORAL``, one ``TemporalSpec`` per module, and the factories ``create_*``
 """
 
 from .aggregation import plain_aggregation, temporal_aggregate, temporal_aggregate_plain
 from .aim import AIMBlock
+from .atm import ATM
 from .baselines import NonLocalBlock, TEIModule, TemporalAvgPool, TemporalConv, TemporalShift
 from .registry import (
     BLOCK_MODULES,
@@ -27,6 +29,7 @@ from .registry import (
     TAM_FAMILY,
     TEMPORAL,
     TEMPORAL_MODULES,
+    TOKEN_MODULES,
     Reported,
     TemporalSpec,
     create_block_temporal,
@@ -66,11 +69,13 @@ __all__ = [
     "STAdapter",
     "TokenShift",
     "AIMBlock",
+    "ATM",
     "temporal_aggregate",
     "temporal_aggregate_plain",
     "plain_aggregation",
     "TEMPORAL",
     "TEMPORAL_MODULES",
+    "TOKEN_MODULES",
     "CONV_MODULES",
     "BLOCK_MODULES",
     "TAM_FAMILY",

@@ -5,14 +5,17 @@ image weights frozen around them (official code: taoyang1122/adapt-image-models,
 
     temporal  x = x + drop_path(T_Adapter(attn(norm1(x over time))))   the block's own attention, run over
                                                                       the T frames of every token
-    spatial   x = x + drop_path(S_Adapter(attn(norm1(x))))            S_Adapter keeps a skip: a + adapter(a)
-    joint     x = x + drop_path(mlp(norm2(x))) + drop_path(scale * MLP_Adapter(norm2(x)))
+    spatial   x = x + S_Adapter(ls1(attn(norm1(x))))                  S_Adapter keeps a skip: a + adapter(a)
+    joint     x = x + ls2(mlp(norm2(x))) + drop_path(scale * MLP_Adapter(norm2(x)))
 
-``scale`` is the official ``adapter_scale`` (0.5); ``num_tadapter=2`` adds ``T_Adapter_in`` (with a skip)
-before the temporal attention (the official SSv2 setting). Each adapter's second linear is zero at init,
-as in the official ``init_weights``, so the block is the image block at step 0. The first adapted block
-(``first``) also holds the learned temporal embedding (zeros, (1, T, C)) that AIM adds to every token before the
-first block. Class and patch tokens are adapted alike. Placement ``replace_block``:
+as the official block has them: stochastic depth on the temporal and joint adapters only (the image
+block's own ``drop_path1`` / ``drop_path2`` rates); ``ls1`` / ``ls2`` are the image block's layer scales
+(identities on CLIP). ``scale`` is the official ``adapter_scale`` (0.5); ``num_tadapter=2`` adds
+``T_Adapter_in`` (with a skip) before the temporal attention (the official SSv2 setting). Each adapter's
+second linear is zero at init, as in the official ``init_weights``, so the block is the image block at
+step 0. AIM's learned temporal embedding (zeros, (1, T, C)) is added to every token before the ViT's
+pre-norm, as the official ``ViT_CLIP.forward`` does (``insertion.insert_temporal_embedding``, asked for by
+the spec's ``temporal_embedding``). Class and patch tokens are adapted alike. Placement ``replace_block``:
 ``factory(block, num_frames, **kwargs)``; the block's children keep their names, so timm weights load.
 """
 
@@ -51,7 +54,7 @@ _BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "dr
 
 class AIMBlock(nn.Module):
     def __init__(self, block: nn.Module, num_frames: int, mlp_ratio: float = 0.25, scale: float = 0.5,
-                 num_tadapter: int = 1, first: bool = False):
+                 num_tadapter: int = 1):
         super().__init__()
         _check_positive_int("num_frames", num_frames)
         missing = [p for p in _BLOCK_PARTS if not hasattr(block, p)]
@@ -68,7 +71,6 @@ class AIMBlock(nn.Module):
         self.T_Adapter = Adapter(channels, mlp_ratio, skip=False)
         self.S_Adapter = Adapter(channels, mlp_ratio)
         self.MLP_Adapter = Adapter(channels, mlp_ratio, skip=False)
-        self.temporal_embedding = nn.Parameter(torch.zeros(1, num_frames, channels)) if first else None
 
     def _over_time(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """(N*T, L, C) -> (N*L, T, C): every token's sequence of frames."""
@@ -83,21 +85,15 @@ class AIMBlock(nn.Module):
         if attn_mask is not None:
             raise ValueError("AIM blocks take no attention mask")
         n = check_frame_batch(x.shape[0], self.num_frames)
-        xt = self._over_time(x, n)
-        if self.temporal_embedding is not None:
-            xt = xt + self.temporal_embedding
-            x = self._back(xt, n)
-        h = self.norm1(xt)
+        h = self.norm1(self._over_time(x, n))
         if self.T_Adapter_in is not None:
             h = self.T_Adapter_in(h)
         x = x + self.drop_path1(self._back(self.T_Adapter(self.attn(h)), n))
-        x = x + self.drop_path1(self.S_Adapter(self.ls1(self.attn(self.norm1(x)))))
+        x = x + self.S_Adapter(self.ls1(self.attn(self.norm1(x))))
         xn = self.norm2(x)
-        return x + self.drop_path2(self.ls2(self.mlp(xn))) + self.drop_path2(self.scale * self.MLP_Adapter(xn))
+        return x + self.ls2(self.mlp(xn)) + self.drop_path2(self.scale * self.MLP_Adapter(xn))
 
 
-def aim(block: nn.Module, num_frames: int, mlp_ratio: float = 0.25, scale: float = 0.5, num_tadapter: int = 1,
-        first: bool = False) -> nn.Module:
-    """``first``: the first adapted block of the network (set by the insertion utility), which holds the
-    temporal embedding."""
-    return AIMBlock(block, num_frames, mlp_ratio, scale, num_tadapter, first)
+def aim(block: nn.Module, num_frames: int, mlp_ratio: float = 0.25, scale: float = 0.5, num_tadapter: int = 1
+        ) -> nn.Module:
+    return AIMBlock(block, num_frames, mlp_ratio, scale, num_tadapter)

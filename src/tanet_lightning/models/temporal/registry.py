@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from ..backbones import VIT_FAMILIES, backbone_family
 from .aim import aim
+from .atm import ATM
 from .baselines import NonLocalBlock, TEIModule, TemporalAvgPool, TemporalConv, TemporalShift
 from .gst import GSTConv
 from .st_adapter import STAdapter
@@ -54,7 +56,7 @@ class TemporalSpec:
     factory: Callable[..., nn.Module] | None
     # in_block (positions a-d; on a ViT its positions) | after_block (NL) | replace_conv (the 3x3 conv of every
     # ResNet block of the chosen stages, insertion.replace_convs) | replace_block (a ViT block rewritten:
-    # factory(block, num_frames, first=..., **kwargs)) | inflate (I3D) | none (C2D)
+    # factory(block, num_frames, **kwargs)) | inflate (I3D) | none (C2D)
     placement: str
     tam_keys: bool = False  # takes the paper's sweep keys model.tam.{alpha, beta, kernel_size}
     position: str = "b"  # its place in a block when model.position is null (in_block only)
@@ -63,7 +65,10 @@ class TemporalSpec:
     # position a of a ResNet block (TSM's place); TAM there is not the identity at step 0 (a gated temporal
     # average of every patch token's neighbours): the image model changes, as on ResNets.
     vit_position: tuple[str, ...] = ("attn_branch",)
+    vit_blocks: tuple[int, ...] | None = None  # its ViT blocks when model.blocks is null (None: every block)
+    temporal_embedding: bool = False  # on a ViT, also a learned (1, T, C) embedding before the pre-norm (AIM)
     cnn: bool = True  # defined on the CNN backbones (ResNet, MobileNet, ...)
+    at_init: str = ""  # what the patched network is at step 0, where the module's paper or ours says
     paper_row: str = ""  # its row name: in Table 2, or (with `reported`) in the complexity table
     paper: tuple[float, float, float, float] | None = None  # Table 2: GFLOPs, Mparams, top-1, top-5
     reported: Reported | None = None  # a module after TAM: its own paper's numbers
@@ -77,6 +82,15 @@ class TemporalSpec:
             raise ValueError(f"{self.name}: placement {self.placement} exists on ViT blocks only (cnn=False)")
         if self.reported is not None and (self.paper is not None or not self.paper_row):
             raise ValueError(f"{self.name}: `reported` is for modules outside Table 2, with a paper_row to show")
+
+    @property
+    def resnet_row(self) -> bool:
+        """A row of the ResNet comparison (Table 2's sweep): numbers of Table 2, or of its own paper on a CNN.
+        Modules whose papers report ViT numbers (ST-Adapter, AIM, TokShift, ATM) have their own rows."""
+        if self.paper is not None:
+            return True
+        return (self.reported is not None and self.cnn
+                and backbone_family(self.reported.backbone) not in VIT_FAMILIES)
 
 
 TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
@@ -95,7 +109,12 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
     TemporalSpec("tam_global_se", tam_global_se, "in_block", tam_keys=True, paper_row="Global branch + SE",
                  paper=(43.02, 24.65, 75.4, 92.0)),
     TemporalSpec("tanet_r", tanet_r, "in_block", tam_keys=True, paper_row="TANet-R", paper=(43.02, 25.59, 76.0, 92.2)),
-    TemporalSpec("tam", TAM, "in_block", tam_keys=True, paper_row="TANet", paper=(43.02, 25.59, 76.1, 92.3)),
+    TemporalSpec("tam", TAM, "in_block", tam_keys=True, paper_row="TANet", paper=(43.02, 25.59, 76.1, 92.3),
+                 at_init="not the image model, on ResNets and on ViTs: Y = G(X) (*) (L(X) . X) with random G and L "
+                         "(a gated temporal aggregation of each position's neighbour frames). On a ViT (TAM on "
+                         "tokens) it sits at attn_branch by default: the patch tokens entering the attention branch "
+                         "are TAM's output, the class token and the residual stream are untouched, so each patched "
+                         "block is x + attn(norm1([cls, TAM(patches)])) + mlp(...) from step 0"),
     # modules after TAM, with their own papers' numbers (not in Table 2)
     TemporalSpec("tada", tada, "replace_conv", paper_row="TAda2D", reported=Reported(
         "Huang et al., ICLR 2022 (TAda2D R50, K400 table); official README (alibaba-mmai-research/TAdaConv)",
@@ -115,7 +134,8 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
              "(--classes 174: 21.04M)")),
     # modules for frozen image ViTs (CLIP ViT-B/16), with their own papers' numbers
     TemporalSpec("st_adapter", STAdapter, "in_block", cnn=False, vit_position=("before_attn",),
-                 paper_row="ST-Adapter", reported=Reported(
+                 at_init="the image model (the depthwise conv and both biases start at zero)", paper_row="ST-Adapter",
+                 reported=Reported(
         "Pan et al., NeurIPS 2022 (ST-Adapter ViT-B/16 CLIP, K400, 8 frames x 3 views); official code "
         "linziyi96/st-adapter", gflops=455 / 3, mparams=None, results=(("K400", 82.0, None),),
         backbone="vit_base_patch16_clip_224.openai", trained_mparams=7.0,
@@ -124,26 +144,46 @@ TEMPORAL: dict[str, TemporalSpec] = {s.name: s for s in (
              "(adapter12x384) puts it before the MLP, SSv2's (24x384) before both: "
              "model.position=[before_attn,before_mlp]")),
     TemporalSpec("tokshift", TokenShift, "in_block", cnn=False, vit_position=("before_attn", "before_mlp"),
-                 paper_row="TokShift", reported=Reported(
+                 at_init="not the image model: the shift has no parameters", paper_row="TokShift", reported=Reported(
         "Zhang et al., ACM MM 2021 (TokShift ViT-B/16 ImageNet-21k, K400, 8 frames); official code "
         "VideoNetworks/TokShift-Transformer (k400_tokshift_div4_8x32_base_224)", gflops=None, mparams=None,
         results=(("K400", 77.28, None),), backbone="vit_base_patch16_224.augreg_in21k", trained_mparams=None,
         note="zero parameters and no multiply-adds of its own: the counts are those of the ViT-B/16; trained "
              "end to end in the paper (no frozen backbone)")),
-    TemporalSpec("aim", aim, "replace_block", cnn=False, paper_row="AIM", reported=Reported(
+    TemporalSpec("aim", aim, "replace_block", cnn=False, temporal_embedding=True, paper_row="AIM",
+                 at_init="the image model (each adapter's last linear and the temporal embedding start at zero)",
+                 reported=Reported(
         "Yang et al., ICLR 2023 (AIM ViT-B/16 CLIP, K400, 8 frames x 3 views); official code "
         "taoyang1122/adapt-image-models", gflops=606 / 3, mparams=97.0, results=(("K400", 83.9, 96.3),),
         backbone="vit_base_patch16_clip_224.openai", trained_mparams=11.0,
         note="606 GFLOPs for 3 views in the paper: 202 per view (the temporal attention reuses the block's "
              "attention over T, which the paper counts)")),
+    TemporalSpec("atm", ATM, "in_block", vit_position=("before_attn",), vit_blocks=(7,), paper_row="ATM",
+                 at_init="relu(x): the image model at ResNet positions a and b (their inputs are ReLU outputs); on a "
+                         "ViT the patch tokens entering the block are clipped at 0 (official code alike)",
+                 reported=Reported(
+        "Wu et al., ICCV 2023 (ATM); official code whwu95/ATM (modules/ATM.py, clip/model.py) and README",
+        gflops=None, mparams=None, results=(("K400", 89.4, 98.3), ("SSv1", 65.6, 88.6), ("SSv2", 74.6, 94.4)),
+        backbone="vit_large_patch14_clip_224",
+        note="the results are the paper's best models as its README and abstract give them (EVA02-CLIP ViT-L/14, "
+             "336x336 input for K400; timm's CLIP ViT-L/14 stands in for the backbone here); the per-backbone "
+             "tables (ViT-B/16, ResNet-50) were not read, so no GFLOPs are "
+             "given. Official placement: one ATM (mul then sub) before the attention of block 7 of a 12-block "
+             "ViT (block 14 of 24), patch tokens only, the whole CLIP fine-tuned (model.blocks=[7]). The official "
+             "code has no CNN placement: on ResNets it goes where TAM goes (position b, model.stages)")),
 )}
 # name -> factory(channels, num_frames, **kwargs): the modules placed on a feature map (in a block or after it)
+# (frame batches (N*T, C, H, W); the token modules are apart: TOKEN_MODULES)
 TEMPORAL_MODULES: dict[str, Callable[..., nn.Module]] = {
-    n: s.factory for n, s in TEMPORAL.items() if s.placement in ("in_block", "after_block")}
+    n: s.factory for n, s in TEMPORAL.items()
+    if s.placement in ("in_block", "after_block") and not getattr(s.factory, "takes_tokens", False)}
+# name -> factory(channels, num_frames, **kwargs): the in-block modules of ViT token sequences (N*T, L, C)
+TOKEN_MODULES: dict[str, Callable[..., nn.Module]] = {
+    n: s.factory for n, s in TEMPORAL.items() if getattr(s.factory, "takes_tokens", False)}
 # name -> factory(conv, num_frames, **kwargs): the modules that replace a block's 3x3 conv
 CONV_MODULES: dict[str, Callable[..., nn.Module]] = {
     n: s.factory for n, s in TEMPORAL.items() if s.placement == "replace_conv"}
-# name -> factory(block, num_frames, first=..., **kwargs): the modules that rewrite a ViT block
+# name -> factory(block, num_frames, **kwargs): the modules that rewrite a ViT block
 BLOCK_MODULES: dict[str, Callable[..., nn.Module]] = {
     n: s.factory for n, s in TEMPORAL.items() if s.placement == "replace_block"}
 TAM_FAMILY = tuple(name for name, spec in TEMPORAL.items() if spec.tam_keys)  # the modules that take model.tam.*
@@ -180,6 +220,6 @@ def create_conv_temporal(name: str, conv: nn.Conv2d, num_frames: int, **kwargs) 
     return _build(name, ("replace_conv",), conv, num_frames, kwargs)
 
 
-def create_block_temporal(name: str, block: nn.Module, num_frames: int, first: bool = False, **kwargs) -> nn.Module:
-    """A module that rewrites a ViT block (placement replace_block); ``first``: the first one of the network."""
-    return _build(name, ("replace_block",), block, num_frames, {**kwargs, "first": first})
+def create_block_temporal(name: str, block: nn.Module, num_frames: int, **kwargs) -> nn.Module:
+    """A module that rewrites a ViT block (placement replace_block)."""
+    return _build(name, ("replace_block",), block, num_frames, kwargs)
