@@ -187,12 +187,13 @@ TABLES: dict[str, PaperTable] = {
 }
 
 # --- temporal modules on ViTs (issue 31): a sweep of its own, not a table of the TANet paper -------------
-# The image model alone (C2D-ViT), TokShift, TAM on the patch tokens, ST-Adapter, AIM on a CLIP ViT-B/16,
+# The image model alone (C2D-ViT), TokShift, TAM on the patch tokens, ST-Adapter, AIM, ATM on a CLIP ViT-B/16,
 # each frozen (model.freeze_backbone=true: only the new modules and the classifier train) and end to end.
 # Paper numbers: AIM's K400 result is the one with top-1 and top-5 for this setting (frozen CLIP ViT-B/16,
-# 8 frames); the others (ST-Adapter: top-1 only; TokShift: ImageNet-21k ViT, end to end) are in the
+# 8 frames); the others (ST-Adapter: top-1 only; TokShift: ImageNet-21k ViT, end to end; ATM: its best
+# models, EVA02-CLIP ViT-L/14, end to end) are in the
 # own-papers table of the page. The synthetic preset trains a ViT-Ti (8x8 patches at 32 px) from scratch.
-VIT_MODULES = ("c2d", "tokshift", "tam", "st_adapter", "aim")
+VIT_MODULES = ("c2d", "tokshift", "tam", "st_adapter", "aim", "atm")
 VIT_ROW_NAMES = {"c2d": "C2D-ViT", "tokshift": "TokShift", "tam": "TAM on tokens", "st_adapter": "ST-Adapter",
                  "aim": "AIM", "atm": "ATM"}
 VIT_TINY = {"model.backbone": "vit_tiny_patch16_224", "+model.backbone_kwargs.img_size": "32",

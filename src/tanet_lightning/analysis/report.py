@@ -493,7 +493,7 @@ BENCHMARKS = {
                          "43 min on 2 idle cores"),  # measured: experiments/temporal_modules.md
     # the ViT rows of that benchmark (issue 31): a ViT-Ti from scratch, end to end; measured on
     # experiments/temporal_modules_vit.md
-    "temporal_modules_vit": ("model.freeze_backbone=false model/temporal=c2d,tokshift,tam,st_adapter seed=0,1,2 "
+    "temporal_modules_vit": ("model.freeze_backbone=false model/temporal=c2d,tokshift,tam,st_adapter,atm seed=0,1,2 "
                              "data.synthetic.task=motion,order +diagnose=time",
                              "the ViT rows (ViT-Ti from scratch) x 3 seeds x 2 synthetic tasks, with the time "
                              "diagnostic", "~45 min a job on 2 cores shared by 8 engineers"),
