@@ -4,7 +4,7 @@
 
 1. Forward+backward of one TAM at the four ResNet-50 stage shapes (position b: width 64/128/256/512
    at 56/28/14/7 px for 224 input), ours vs the reference formulation written below from
-   reference_impl.md 1.5 (Z = V*X materialised, then a conv2d with N*C groups on a (1, N*C, T, HW) view).
+   the official code's ops/tam.py (Z = V*X materialised, then a conv2d with N*C groups on a (1, N*C, T, HW) view).
 2. One SGD train step of TANet-50 over C2D-50 (8 frames), with our TAM and with the reference one;
    `--compile` adds both networks under torch.compile and prints the TANet/C2D ratio eager vs compiled.
 Timings are medians of interleaved repetitions (A B A B ...), so machine noise hits both sides alike;

@@ -35,6 +35,9 @@ SWEEPS = {  # experiment -> (number of jobs, swept key, expected values)
     "ablation_stages": (4, "model.stages", None),
 }
 OTHER = ["finetune"]  # not a paper table: tests/pretrained/test_finetune_predict.py trains it
+# the ViT sweep and the frozen-CLIP recipes: tests/analysis/test_experiments_vit.py
+VIT = ["temporal_modules_vit", "k400_st_adapter_vit_b16_8f", "sthv2_st_adapter_vit_b16_8f", "k400_aim_vit_b16_8f",
+       "sthv2_aim_vit_b16_8f"]
 TAM_DEFAULTS = {"alpha": 2, "beta": 4, "kernel_size": 3}  # conf/model/tanet.yaml model.tam
 RECIPES = ["k400_tanet_r50_8f", "k400_tanet_r50_16f", "sthv1_tanet_r50_8f", "sthv1_tanet_r50_16f",
            "sthv2_tanet_r50_8f", "sthv2_tanet_r50_16f"]
@@ -49,7 +52,7 @@ def sweep_jobs(cfg, cli: list[str] = ()) -> list[list[str]]:
 
 def test_every_experiment_file_is_covered():
     files = {p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml")}
-    assert files == set(SWEEPS) | set(RECIPES) | set(OTHER)
+    assert files == set(SWEEPS) | set(RECIPES) | set(OTHER) | set(VIT)
 
 
 @pytest.mark.heavy

@@ -20,6 +20,11 @@ BENCHMARKS = {
     "temporal_modules": ("seed=0,1,2 data.synthetic.task=motion,order +diagnose=time",
                          "every module x 3 seeds x 2 synthetic tasks, with the time diagnostic",
                          "43 min on 2 idle cores"),  # measured: experiments/temporal_modules.md
+    # the ViT rows of that benchmark: a ViT-Ti from scratch, end to end (experiments/temporal_modules_vit.md)
+    "temporal_modules_vit": ("model.freeze_backbone=false model/temporal=c2d,tokshift,tam,st_adapter,atm seed=0,1,2 "
+                             "data.synthetic.task=motion,order +diagnose=time",
+                             "the ViT rows (ViT-Ti from scratch) x 3 seeds x 2 synthetic tasks, with the time "
+                             "diagnostic", "~45 min a job on 2 cores shared by 8 engineers"),
 }
 NOTES = "## Notes"  # a page's hand-written section: kept when the report rewrites the page
 

@@ -46,6 +46,9 @@ class PaperTable:
     keys: tuple[str, ...]  # the resolved-config keys those overrides set: run labels, W&B axes and groups
     # the paper's setting as resolved-config values: only a sweep run in it is drawn beside the paper's numbers
     setting: dict[str, Any] = field(default_factory=dict)
+    # what the sweep pins on the synthetic data (+preset=synthetic), over the preset's ResNet-18: value
+    # overrides, applied after every config file (a sweep's group overrides would come before the preset's)
+    synthetic: dict[str, str] = field(default_factory=dict)
 
     def settings(self, cfg: Any) -> dict[str, Any]:
         """The swept keys' values in one job's resolved config (a nested dict)."""
@@ -72,13 +75,22 @@ def own_papers_markdown(table: PaperTable) -> str:
     specs = [s for s in TEMPORAL.values() if s.reported is not None and s.name in swept]
     if not specs:
         return ""
-    lines = ["| module | results (ResNet-50, top-1 / top-5) | GFLOPs per view | source |", "|---|---|---|---|"]
+    resnet = all(s.reported.backbone == "resnet50" for s in specs)
+    lines = (["| module | results (ResNet-50, top-1 / top-5) | GFLOPs per view | source |", "|---|---|---|---|"]
+             if resnet else ["| module | backbone | results (top-1 / top-5) | GFLOPs per view | source |",
+                             "|---|---|---|---|---|"])
     for s in specs:
         r = s.reported
-        results = "; ".join(f"{d} {a:.1f}" + (f" / {b:.1f}" if b is not None else "") for d, a, b in r.results)
+        results = "; ".join(f"{d} {_top1(a, resnet)}" + (f" / {b:.1f}" if b is not None else "")
+                            for d, a, b in r.results)
         flops = f"{r.gflops:g} ({r.frames}x{r.size}²)" if r.gflops is not None else "–"
-        lines.append(f"| {s.paper_row} | {results} ({r.frames} frames) | {flops} | {r.source} |")
+        where = "" if resnet else f" {r.backbone} |"
+        lines.append(f"| {s.paper_row} |{where} {results} ({r.frames} frames) | {flops} | {r.source} |")
     return "\n".join(lines)
+
+
+def _top1(value: float, resnet: bool) -> str:
+    return f"{value:.1f}" if resnet or round(value, 1) == value else f"{value:.2f}"  # TokShift's 77.28
 
 
 def lookup(cfg: Any, dotted: str) -> Any:
@@ -88,12 +100,23 @@ def lookup(cfg: Any, dotted: str) -> Any:
     return node
 
 
-def sweep_params(experiment: str) -> dict[str, str]:
-    """``hydra.sweeper.params`` of an experiment (the ``tanet.sweep`` resolver): jobs come from here."""
+def sweep_params(experiment: str, *, _root_: Any = None) -> dict[str, str]:
+    """``hydra.sweeper.params`` of an experiment (the ``tanet.sweep`` resolver): jobs come from here. On the
+    synthetic data (the job config ``_root_``, which OmegaConf passes to the resolver, reads
+    ``data.format: synthetic``) the table's ``synthetic`` pins come with them."""
     if experiment not in TABLES:
         raise KeyError(f"tanet.sweep:{experiment}: no such sweep in tanet_lightning/analysis/paper.py "
                        f"(known: {', '.join(TABLES)})")
-    return dict(TABLES[experiment].sweep)
+    table = TABLES[experiment]
+    synthetic = _root_ is not None and _select(_root_, "data.format") == "synthetic"
+    return {**table.sweep, **(table.synthetic if synthetic else {})}
+
+
+def _select(cfg: Any, dotted: str) -> Any:
+    try:
+        return lookup(cfg, dotted)
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def _arch(cfg) -> str:
@@ -162,6 +185,36 @@ TABLES: dict[str, PaperTable] = {
         K400_R50_8F,
     ),
 }
+
+# --- temporal modules on ViTs: a sweep of its own, not a table of the TANet paper -------------
+# The image model alone (C2D-ViT), TokShift, TAM on the patch tokens, ST-Adapter, AIM, ATM on a CLIP ViT-B/16,
+# each frozen (model.freeze_backbone=true: only the new modules and the classifier train) and end to end.
+# Paper numbers: AIM's K400 result is the one with top-1 and top-5 for this setting (frozen CLIP ViT-B/16,
+# 8 frames); the others (ST-Adapter: top-1 only; TokShift: ImageNet-21k ViT, end to end; ATM: its best
+# models, EVA02-CLIP ViT-L/14, end to end) are in the
+# own-papers table of the page. The synthetic preset trains a ViT-Ti (8x8 patches at 32 px) from scratch.
+VIT_MODULES = ("c2d", "tokshift", "tam", "st_adapter", "aim", "atm")
+VIT_ROW_NAMES = {"c2d": "C2D-ViT", "tokshift": "TokShift", "tam": "TAM on tokens", "st_adapter": "ST-Adapter",
+                 "aim": "AIM", "atm": "ATM"}
+VIT_TINY = {"model.backbone": "vit_tiny_patch16_224", "+model.backbone_kwargs.img_size": "32",
+            "+model.backbone_kwargs.patch_size": "8"}  # conf/model/arch/vit_tiny.yaml, as value overrides
+
+
+def _vit_row(c) -> str:
+    name = c["model"]["temporal"]["name"]
+    return f"{VIT_ROW_NAMES.get(name, name)}, {'frozen' if c['model']['freeze_backbone'] else 'end to end'}"
+
+
+TABLES["temporal_modules_vit"] = PaperTable(
+    "Temporal modules on a CLIP ViT-B/16, frozen and end to end (Kinetics-400, 8 frames, 3 clips x 1 crop)",
+    _vit_row,
+    {"AIM, frozen": (83.9, 96.3)},
+    "python -m tanet_lightning.train +experiment=temporal_modules_vit",
+    {"model/temporal": ",".join(VIT_MODULES), "model.freeze_backbone": "true,false"},
+    ("model.temporal.name", "model.freeze_backbone"),
+    {**K400, "model.backbone": "vit_base_patch16_clip_224", "data.num_frames": 8},
+    VIT_TINY,
+)
 
 # single-run recipes: experiment -> (title, paper top-1, top-5)
 RECIPES: dict[str, tuple[str, float, float]] = {

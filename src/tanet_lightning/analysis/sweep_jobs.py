@@ -80,22 +80,24 @@ def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return []
-    hydra_cfg = OmegaConf.load(path).hydra
+    root = OmegaConf.load(path)
+    hydra_cfg = root.hydra
     if not str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return []  # a search (hparams_search=...) proposes its trials as it goes: none is planned up front
-    params = _sweep_params(hydra_cfg.sweeper)
+    params = _sweep_params(hydra_cfg.sweeper, root)
     return sweep_points([*(f"{k}={v}" for k, v in params.items()), *hydra_cfg.overrides.task])
 
 
-def _sweep_params(sweeper) -> dict:
+def _sweep_params(sweeper, root=None) -> dict:
     """The sweeper's params; a paper sweep's ``${tanet.sweep:NAME}`` is read from paper.py directly, so
-    the report needs no resolver registered (resolvers belong to the applications)."""
+    the report needs no resolver registered (resolvers belong to the applications); ``root`` (the sweep's
+    config) says whether it ran on the synthetic data, where a sweep may pin more (paper.py ``synthetic``)."""
     raw = OmegaConf.to_container(sweeper, resolve=False).get("params") or {}
     if isinstance(raw, str):
         match = re.fullmatch(r"\$\{tanet\.sweep:\s*([\w-]+)\s*\}", raw)
         if not match:
             raise ValueError(f"hydra.sweeper.params={raw!r}: not a paper sweep reference")
-        return sweep_params(match.group(1))
+        return sweep_params(match.group(1), _root_=root)
     return OmegaConf.to_container(sweeper, resolve=True).get("params") or {}
 
 
