@@ -52,6 +52,11 @@ SWEEP_DIR_ENV = "TANET_SWEEP_DIR"
 class SweepCallback(Callback):
     refused: ClassVar[list[str]] = []  # jobs of this launch whose directory was refused (see train.main)
 
+    def __getstate__(self) -> dict:
+        # submitit pickles the launcher's callbacks into every job; the sweep lock stays with the launching
+        # process (a lock cannot be pickled, and a job holding a copy would not be holding it)
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # a DDP rank's re-execution has LOCAL_RANK (set by Lightning's launcher) and the pinned directory
         self.launching = SWEEP_DIR_ENV not in os.environ or "LOCAL_RANK" not in os.environ
