@@ -37,10 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from torch.utils.data import DataLoader
 
 from tanet_lightning import config
@@ -49,19 +45,10 @@ from tanet_lightning.data.datamodule import VideoDataModule
 from tanet_lightning.data.synthetic import SyntheticSpec, ensure_synthetic, synthetic_dir
 from tanet_lightning.prepare import prepare
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_loading import table  # noqa: E402  (the same markdown tables)
+
 BUCKET = "bench"
-
-
-def compose_prepare(overrides: list[str], run_dir: Path):
-    config.register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config.config_dir(), version_base="1.3"):
-        cfg = compose("prepare", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-        del cfg.hydra
-    return cfg
 
 
 def cpu_seconds() -> float:
@@ -72,7 +59,8 @@ def cpu_seconds() -> float:
 
 def timed_prepare(base: Path, spec_keys: list[str], out: Path, *extra: str) -> tuple[float, float]:
     shutil.rmtree(out, ignore_errors=True)
-    cfg = compose_prepare([*spec_keys, f"out={out}", "progress=false", *extra], base / "runs" / out.name)
+    config.register_resolvers()
+    cfg = config.compose_app("prepare", [*spec_keys, f"out={out}", "progress=false", *extra], base / "runs" / out.name)
     wall, cpu = time.perf_counter(), cpu_seconds()
     prepare(cfg)
     return time.perf_counter() - wall, cpu_seconds() - cpu
@@ -146,13 +134,6 @@ def start_s3(folder: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"moto's server did not start: see {folder / 'moto.log'}")
-
-
-def table(head: list[str], rows: list[list]) -> None:
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for row in rows:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
 
 
 def load() -> str:
