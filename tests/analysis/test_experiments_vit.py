@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, read_write
 
 from tanet_lightning.analysis.paper import TABLES, VIT_MODULES, sweep_params
-from tanet_lightning.analysis.report import planned_overrides
+from tanet_lightning.analysis.sweep_jobs import planned_overrides
 from tanet_lightning.config import config_dir
-from tanet_lightning.models.insertion import TemporalViTBlock
+from tanet_lightning.models.insertion_vit import TemporalViTBlock
 from tanet_lightning.models.temporal import TEMPORAL
 from tanet_lightning.training.schedules import warmup_cosine, warmup_cosine_factor
 

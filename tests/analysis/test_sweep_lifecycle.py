@@ -25,22 +25,29 @@ LIMITS = ["logger=csv", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
           "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null"]
 
 
-def _sweep(launcher, cwd: Path, data_dir: Path, args: list[str]):
-    """`python -m tanet_lightning.train -m ...` as a process, forked from the preloaded launcher (tests/launcher.py)."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "TANET_DATA_DIR": str(data_dir)}
+PROBES = Path(__file__).resolve().parents[1] / "runs"  # run_probe.py
+PAUSE = "+callbacks.probe._target_=run_probe.PauseInLaterJob"
+
+
+def _sweep(launcher, cwd: Path, data_dir: Path, args: list[str], pause: Path | None = None):
+    """`python -m tanet_lightning.train -m ...` as a process, forked from the preloaded launcher (tests/launcher.py);
+    ``pause``: the sweep directory whose second job waits in its test phase for the test's signal (with PAUSE
+    among ``args``)."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "TANET_DATA_DIR": str(data_dir),
+           "PYTHONPATH": os.pathsep.join([str(PROBES), os.environ.get("PYTHONPATH", "")])}
+    if pause is not None:  # the probe is in the command (PAUSE) either way: a resumed sweep is the same config
+        env["TANET_TEST_PAUSE_SWEEP"] = str(pause)
     return launched.popen(launcher, [sys.executable, "-m", "tanet_lightning.train", "-m", *args], cwd, env)
 
 
-def _stop_after_first_job(proc: subprocess.Popen, sweep: Path, signum: int) -> str:
+def _stop_in_second_job(proc: subprocess.Popen, sweep: Path, signum: int) -> str:
+    """Signal the sweep once its second job waits in its test phase (run_probe.PauseInLaterJob): the first job
+    is done, the third not started, however late this process gets the CPU on a loaded machine."""
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        # the first job has finished and the second has its directory: stop now, while it runs (a tiny
-        # job takes about a second on an idle machine, so waiting longer let the whole sweep finish)
-        jobs = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] if sweep.is_dir() else []
-        if list(sweep.glob("*/metrics.json")) and len(jobs) >= 2:
-            proc.send_signal(signum)
-            break
+    while time.time() < deadline and proc.poll() is None and not list(sweep.glob("*/paused")):
         time.sleep(0.2)
+    if proc.poll() is None:
+        proc.send_signal(signum)
     return proc.communicate(timeout=600)[0]
 
 
@@ -49,9 +56,9 @@ def _stop_after_first_job(proc: subprocess.Popen, sweep: Path, signum: int) -> s
 def test_a_stopped_sweep_reports_every_point_and_one_command_finishes_it(tmp_path, data_dir, tiny_synthetic,
                                                                          signum, code, launcher):
     sweep = tmp_path / "sweep"
-    args = ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
-    proc = _sweep(launcher, tmp_path, data_dir, args)
-    out = _stop_after_first_job(proc, sweep, signum)
+    args = ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}", PAUSE]
+    proc = _sweep(launcher, tmp_path, data_dir, args, pause=sweep)
+    out = _stop_in_second_job(proc, sweep, signum)
     assert proc.returncode == code, out[-3000:]
     assert (sweep / "report.md").is_file()
     jobs = collect(sweep)
@@ -75,11 +82,9 @@ def test_a_stopped_sweep_reports_every_point_and_one_command_finishes_it(tmp_pat
 
 def test_ctrl_c_ends_a_sweep_with_status_130_and_its_report(tmp_path, data_dir, tiny_synthetic, launcher):
     sweep = tmp_path / "sweep"
-    # three points: a signal that arrives after the second job's end (a loaded machine polls late) still
-    # finds the third to stop
-    args = ["model.tam.alpha=1,2,4", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}"]
-    proc = _sweep(launcher, tmp_path, data_dir, args)
-    out = _stop_after_first_job(proc, sweep, signal.SIGINT)
+    args = ["model.tam.alpha=1,2", *tiny_synthetic, *LIMITS, f"hydra.sweep.dir={sweep}", PAUSE]
+    proc = _sweep(launcher, tmp_path, data_dir, args, pause=sweep)
+    out = _stop_in_second_job(proc, sweep, signal.SIGINT)
     assert proc.returncode == 130, out[-3000:]  # Lightning alone would make Ctrl-C exit 1
     assert (sweep / "report.md").is_file()
 

@@ -38,6 +38,8 @@ from tanet_lightning.train import train
 from tanet_lightning.training.module import VideoClassificationModule
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+# the adapter papers' recipes on a frozen CLIP ViT-B/16: the synthetic preset's ResNet-18 cannot carry their modules
+FROZEN_CLIP = [e for e in EXPERIMENTS if "_vit_b16_" in e]
 
 
 def nothing_written(cfg) -> bool:
@@ -176,6 +178,8 @@ def _experiment_overrides(name: str, tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize("preset", [[], ["+preset=synthetic"]], ids=["paper", "synthetic"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_validates(make_cfg, tmp_path, experiment, preset):
+    if preset and experiment in FROZEN_CLIP:
+        pytest.skip("a frozen-CLIP recipe's CPU form is the temporal_modules_vit sweep's +preset=synthetic (ViT-Ti)")
     validate(make_cfg([f"+experiment={experiment}", *preset, *_experiment_overrides(experiment, tmp_path)],
                       tiny=False), "train")
 

@@ -46,7 +46,8 @@ def test_every_group_option_composes_and_instantiates(make_cfg, group, tmp_path)
             continue
         # the tiny-run overrides disable one default callback, which callbacks=none does not have
         tiny = group not in ("callbacks", "data") or option == "synthetic"
-        cfg = make_cfg([f"{group}={option}", *(SMALL if group == "model" else [])], tiny=tiny)
+        extra = SMALL if group == "model" else ["trainer.max_epochs=4"] if group == "scheduler" else []  # warm-ups
+        cfg = make_cfg([f"{group}={option}", *extra], tiny=tiny)
         if group == "optimizer":
             opt = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
             assert isinstance(opt, torch.optim.Optimizer)
