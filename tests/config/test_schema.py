@@ -56,6 +56,9 @@ def nothing_written(cfg) -> bool:
      r"trainer.max_epochs=-1 must be an integer >= 1: the lr schedules are defined per epoch \(trainer.max_steps=8"),
     (["trainer.max_epochs=null", "trainer.max_steps=8"], r"trainer.max_epochs=None must be an integer >= 1"),
     (["train=false", "test=false"], r"train=false test=false does nothing"),
+    # the adapters' warm-up as long as the run: refused when the optimizer was built, after the data
+    (["scheduler=warmup_cosine", "trainer.max_epochs=2"],
+     r"scheduler.warmup_epochs=2 must lie in \[0, trainer.max_epochs=2\): the cosine starts after the warm-up"),
     (["model.fc_lr_mult=-1"],
      r"model.fc_lr_mult=-1 must be > 0 \(the classifier's lr = optimizer.lr x fc_lr_mult; 1.0: the same lr\)"),
     (["model.fc_lr_mult=0"], r"model.fc_lr_mult=0 must be > 0"),

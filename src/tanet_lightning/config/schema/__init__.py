@@ -139,6 +139,17 @@ def rule_epochs(cfg: DictConfig, app: str) -> list[str]:
             f"{also}; give trainer.max_epochs=N"]
 
 
+def rule_warmup(cfg: DictConfig, app: str) -> list[str]:
+    """A warm-up as long as the run leaves no schedule to decay (training/schedules.warmup_cosine)."""
+    warmup, epochs = _get(cfg, "scheduler.warmup_epochs"), _get(cfg, "trainer.max_epochs")
+    if app != "train" or not isinstance(warmup, (int, float)) or not isinstance(epochs, int):
+        return []
+    if 0 <= warmup < epochs:
+        return []
+    return [f"scheduler.warmup_epochs={warmup} must lie in [0, trainer.max_epochs={epochs}): the cosine starts "
+            f"after the warm-up; give fewer warm-up epochs or more trainer.max_epochs"]
+
+
 def rule_monitor_mode(cfg: DictConfig, app: str) -> list[str]:
     """A checkpoint that keeps the lowest accuracy (or the highest loss) is a silent wrong result."""
     out = []
@@ -310,7 +321,7 @@ def rule_clip_length(cfg: DictConfig, app: str) -> list[str]:
 
 
 RULES: tuple[Callable[[DictConfig, str], list[str]], ...] = (
-    rule_something_to_do, rule_epochs, rule_monitor_mode, rule_crop_fits, rule_temporal_options,
+    rule_something_to_do, rule_epochs, rule_warmup, rule_monitor_mode, rule_crop_fits, rule_temporal_options,
     rule_positions_backbone, rule_paths, rule_tracking_stores, rule_clip_length, rule_diagnose_frames,
 )
 
