@@ -162,3 +162,16 @@ def test_frozen_backbone_runs_get_a_trained_parameters_column(tmp_path):
     md = report(sweep, tmp_path / "page.md").read_text()
     assert "| top-1 | trained / params (M) | top-5 |" in md
     assert "| 7.000 / 90.000 |" in md and "| 90.000 / 90.000 |" in md
+
+
+def test_a_page_of_a_sweep_that_is_no_paper_experiment_is_refused_before_writing(tmp_path):
+    """`report --page` of a search or a plain sweep: a KeyError traceback (exit 1) after report.md was written."""
+    from tanet_lightning.base.errors import ConfigError
+
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, "tam", 0, 0.5)
+    cfg_file = sweep / "0" / "config_resolved.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("experiment_name: temporal_modules", "experiment_name: default"))
+    with pytest.raises(ConfigError, match="--page writes the experiments page of a paper experiment .*'default'"):
+        report(sweep, page=tmp_path / "default.md")
+    assert not (sweep / "report.md").exists() and not (tmp_path / "default.md").exists()

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from . import wandb_report
 from .pages import write_page
-from .paper import TABLES
+from ..base.errors import ConfigError
+from .paper import RECIPES, TABLES
 from .rows import (
     BLIND_LEVEL,
     Row,
@@ -50,6 +51,9 @@ __all__ = ["Job", "Row", "collect", "facets", "figure", "find_sweep", "group_row
 def report(sweep_dir: Path, page: Path | None = None) -> Path:
     jobs = collect(sweep_dir)
     experiment = experiment_of(jobs)
+    if page is not None and experiment not in TABLES and experiment not in RECIPES:  # before any file is written
+        raise ConfigError(f"--page writes the experiments page of a paper experiment ({', '.join(sorted(TABLES))} "
+                          f"or a recipe); {sweep_dir} is a sweep of {experiment!r}: drop --page")
     title = title_of(jobs, experiment)
     matched = in_paper_setting(jobs, experiment)
     per_facet = [(label, group_rows(part, experiment)) for label, part in facets(jobs, experiment)]
