@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..base.errors import ConfigError
 from . import wandb_report
 from .pages import write_page
-from ..base.errors import ConfigError
 from .paper import RECIPES, TABLES
 from .rows import (
     BLIND_LEVEL,
