@@ -68,6 +68,7 @@ def cases(videos, tmp_path_factory) -> tuple[dict[str, str], dict[str, str]]:
     return good, bad
 
 
+@pytest.mark.heavy  # a fresh interpreter per decoder (torchcodec_child.py)
 @NEEDS_TORCHCODEC
 def test_torchcodec_frames_equal_pyav_frames(cases, tmp_path, ffmpeg_env):
     good, bad = cases

@@ -71,6 +71,7 @@ def test_zoo_eval_refuses_before_converting(tmp_path, capsys, caplog):
                                                              caplog)
 
 
+@pytest.mark.heavy  # two evaluations of a converted release
 @pytest.mark.parametrize("release, peer", [
     ("official_sthv1_8f", OfficialTSN),  # class ids in sorted order: eval reorders the classifier rows
     pytest.param("mmaction2_kinetics400_8f", MMRecognizer2D, marks=pytest.mark.slow),  # 3-7 s more: budget

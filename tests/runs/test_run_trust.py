@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 # item 2: eval -> eval (another checkpoint) -> ensemble
 
 
+@pytest.mark.heavy  # trains, then three evaluations
 def test_eval_of_another_checkpoint_is_another_run_and_a_finished_eval_is_kept(make_cfg, tmp_path):
     _, objects = train(make_cfg(["test=false"]))
     first = Path(objects["trainer"].checkpoint_callback.dirpath) / "last.ckpt"
@@ -71,6 +72,7 @@ def test_eval_of_another_checkpoint_is_another_run_and_a_finished_eval_is_kept(m
 # item 5: ckpt_path=last when last.ckpt is gone or damaged
 
 
+@pytest.mark.heavy  # two trainings
 def test_resume_without_last_ckpt_uses_the_newest_loadable_checkpoint_and_deletes_nothing(make_cfg, caplog):
     common = ["trainer.max_epochs=2", "tags=[resume]"]
     cfg = make_cfg(common)
