@@ -5,7 +5,8 @@ class, else a file: what loadscope keeps together) as it frees up, so the long u
 short ones fill the end. How long a unit takes is measured, not written down: every session stores each test's
 seconds (setup + call + teardown) in pytest's cache (``.pytest_cache/``, not committed: each machine measures
 its own), and the next session's collection sorts units by the sum over their tests. A test never measured
-counts 0 s; with no cache at all (a fresh clone, ``-p no:cacheprovider``) the order is the collection's.
+counts 0 s; units are compared to a tenth of a second; with no cache at all (a fresh clone,
+``-p no:cacheprovider``) the order is the collection's.
 
 Robust under xdist: every worker reads the same stored file at collection, so all collect the same order; only
 the process that runs the session (the xdist controller, which receives every worker's reports) writes it, at the
@@ -42,7 +43,10 @@ class Durations:
         total: dict[str, float] = defaultdict(float)
         for item in items:
             total[unit(item)] += float(seconds.get(item.nodeid, 0.0))
-        items.sort(key=lambda item: -total[unit(item)])  # stable: within a unit, and among equals, file order
+        # to a tenth of a second: units that short gain nothing from reordering, and their measured
+        # noise (1 ms vs 3 ms) would shuffle them from session to session. Stable: within a unit, and
+        # among equals, file order
+        items.sort(key=lambda item: -round(total[unit(item)], 1))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.measured[report.nodeid] += report.duration
