@@ -287,6 +287,8 @@ class Launcher:
         return LaunchedProcess(self, args, *started, out, tmp)
 
     def close(self) -> None:
+        if self.ready is None:  # never used, so nothing was started, and it may still be importing (~5-30 s)
+            self.server.kill()
         self.server.stdin.close()  # EOF: the server's loop ends (and kills what still runs)
         try:
             self.server.wait(30)

@@ -35,6 +35,7 @@ from .probe import FORMAT_CONFIGS, prepare_command, probe_spacing, spacing_messa
 from .protocol import TestProtocol
 from .settings import ClipSettings
 from .synthetic import SyntheticSpec
+from .workers import leave_sigterm_to_the_parent
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +281,9 @@ class VideoDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        workers = dict(persistent_workers=self.persistent_workers, prefetch_factor=self.prefetch_factor) \
-            if self.num_workers > 0 else {}  # DataLoader rejects both without worker processes
+        workers = dict(persistent_workers=self.persistent_workers, prefetch_factor=self.prefetch_factor,
+                       worker_init_fn=leave_sigterm_to_the_parent) \
+            if self.num_workers > 0 else {}  # DataLoader rejects the first two without worker processes
         kind, extra = (ResumableLoader, {"datamodule": self}) if split == "train" else (DataLoader, {})
         self._loaded.add(split)
         return kind(
