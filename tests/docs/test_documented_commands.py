@@ -49,7 +49,8 @@ it there:
   ``+experiment=NAME`` command, whose sweep it reads;
 - a command that repeats an earlier page's word for word runs once, there (README's tour and
   experiments/temporal_modules.md both give the 15-job Table 2 sweep and its report): ``duplicate_of``;
-- under xdist each command's PyTorch gets its share of the cores (``OMP_NUM_THREADS``), not all of them.
+- under xdist each command's PyTorch gets its share of the cores (``OMP_NUM_THREADS``), not all of them;
+- a few pages and commands whose code paths faster tests cover are marked slow (``SLOW``: `make test-all`).
 """
 
 from __future__ import annotations
@@ -134,12 +135,31 @@ def not_run_reason(command: str) -> str | None:
     return not_here.group(1) if not_here else None
 
 
-CASES = [pytest.param(page, n, cmd, id=f"{page.relative_to(REPO)}:{n}")
+# Left to `make test-all` (marked slow) to keep `make test` in its 8 minutes: a page (every command of it) or a
+# command whose code path a faster test of `make test` runs, named here with the seconds it took on 2 cores.
+SLOW = {
+    "experiments/backbones.md": "29 s, 10 jobs; each backbone with TAM: tests/models/test_insertion.py",
+    "experiments/ablation_kernel.md": "16 s, a sweep like ablation_alpha_beta's; its points: tests/config/test_schema.py",
+    "experiments/ablation_stages.md": "13 s, a sweep like ablation_alpha_beta's; its points: tests/config/test_schema.py",
+    "python -m tanet_lightning.train trainer=ddp_cpu model.sync_bn=true":
+        "38 s, 2 processes; DDP + SyncBN on CPU: tests/scale/test_scale_ddp.py",
+}
+
+
+def is_slow(page: Path, command: str) -> bool:
+    return str(page.relative_to(REPO)) in SLOW or " ".join(shlex.split(command, comments=True)) in SLOW
+
+
+CASES = [pytest.param(page, n, cmd, id=f"{page.relative_to(REPO)}:{n}",
+                      marks=[pytest.mark.slow] if is_slow(page, cmd) else [])
          for page in PAGES for n, cmd, _ in documented_commands(page)]
 
 
 def test_the_docs_have_commands():
     assert len(CASES) > 20 and any("+experiment=ablation_alpha_beta" in c.values[2] for c in CASES)
+    slow = {str(p.relative_to(REPO)) for p, _, _ in (c.values for c in CASES)}
+    slow |= {" ".join(shlex.split(cmd, comments=True)) for _, _, cmd in (c.values for c in CASES)}
+    assert set(SLOW) <= slow  # every entry still names a documented page or command
 
 
 def test_a_report_runs_in_the_workspace_of_its_sweep():

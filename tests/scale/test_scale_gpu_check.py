@@ -102,7 +102,7 @@ def test_without_cuda_it_refuses_with_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr and not out.exists()  # refused before any work
 
 
-@pytest.mark.heavy
+@pytest.mark.slow  # ~19 s: the ddp job starts its interpreters before it fails
 def test_a_failed_job_fails_the_check(tmp_path):
     """The ddp job cannot write its data (a data directory that cannot exist): its exit status is in the
     report, the section failed, the check exits 1 and still writes the report."""
