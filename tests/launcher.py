@@ -345,12 +345,13 @@ def run(launcher: Launcher | None, args: list[str], cwd: Path | None = None, env
 
 def popen(launcher: Launcher | None, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
           ) -> LaunchedProcess | subprocess.Popen:
-    """`subprocess.Popen(args, cwd=cwd, env=env, stdout=PIPE, stderr=STDOUT, text=True)` of a ``python -m
-    MODULE ...`` command, forked from ``launcher`` when there is a usable one."""
+    """`subprocess.Popen(args, cwd=cwd, env=env, stdout=PIPE, stderr=STDOUT, text=True, start_new_session=True)`
+    of a ``python -m MODULE ...`` command (its own process group, as the launcher's children have), forked
+    from ``launcher`` when there is a usable one."""
     cwd, env = Path(cwd or os.getcwd()), dict(os.environ if env is None else env)
     started = launcher and launcher.popen(args, cwd, env)
     return started or subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True)
+                                       text=True, start_new_session=True)
 
 
 if __name__ == "__main__":

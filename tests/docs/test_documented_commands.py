@@ -139,8 +139,8 @@ def not_run_reason(command: str) -> str | None:
 # command whose code path a faster test of `make test` runs, named here with the seconds it took on 2 cores.
 SLOW = {
     "experiments/backbones.md": "29 s, 10 jobs; each backbone with TAM: tests/models/test_insertion.py",
-    "experiments/ablation_kernel.md": "16 s, a sweep like ablation_alpha_beta's; its points: tests/config/test_schema.py",
-    "experiments/ablation_stages.md": "13 s, a sweep like ablation_alpha_beta's; its points: tests/config/test_schema.py",
+    "experiments/ablation_kernel.md": "16 s, a sweep like ablation_alpha_beta's; its points: test_schema.py",
+    "experiments/ablation_stages.md": "13 s, a sweep like ablation_alpha_beta's; its points: test_schema.py",
     "python -m tanet_lightning.train trainer=ddp_cpu model.sync_bn=true":
         "38 s, 2 processes; DDP + SyncBN on CPU: tests/scale/test_scale_ddp.py",
 }

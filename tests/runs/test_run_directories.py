@@ -1,7 +1,8 @@
 """What re-running a command does to its run directory (runs/lifecycle.py), on real tiny runs.
 
-In-process where one process is enough (a real Trainer, real mp4s; a real SIGTERM sent to this process
-by a watcher thread); real second processes where the case is about a second process or the CLI.
+In-process where one process is enough (a real Trainer, real mp4s; a real SIGTERM this process
+sends itself at a hook of the run: ``sigterm_once``); real second processes where the case is about a
+second process or the CLI.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import launcher as launched
 from lock_holder import hold
 from tanet_lightning.base.errors import DataError, RunStateError
 from tanet_lightning.runs import signals
+from tanet_lightning.runs.callbacks import LastCheckpoint
 from tanet_lightning.train import train
 from tinyconf import TINY_RUN, TINY_SYNTHETIC
 
@@ -39,25 +39,25 @@ def state(out: Path) -> dict:
     return json.loads((out / "run.json").read_text())
 
 
-@contextmanager
-def sigterm_once(ready):
-    """Send SIGTERM to this process once ``ready()`` is true (the handler runs in the main thread)."""
-    stop = threading.Event()
+def sigterm_once(monkeypatch, owner: type, hook: str, before: bool = False) -> None:
+    """Send this process one SIGTERM at an exact moment of a real run: when ``owner.hook`` returns (or, with
+    ``before``, as it is called). The handler runs at once, in the main thread (a signal to oneself), so the
+    run sees the stop where a scheduler's would land, however loaded the machine is."""
+    original, sent = getattr(owner, hook), []
 
-    def watch():
-        while not stop.is_set():
-            if ready():
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(0.02)
+    def send() -> None:
+        sent.append(True)  # first: the handler may raise in os.kill
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    def hooked(self, *args, **kwargs):
+        if before and not sent:
+            send()
+        result = original(self, *args, **kwargs)
+        if not sent:
+            send()
+        return result
+
+    monkeypatch.setattr(owner, hook, hooked)
 
 
 def test_a_finished_run_is_kept(make_cfg):
@@ -104,15 +104,15 @@ def test_zero_training_steps_fail_naming_batch_size(make_cfg):
     assert not (out / "metrics.json").exists()
 
 
-def test_interrupted_run_resumes_only_when_asked_and_ends_like_an_uninterrupted_one(make_cfg):
+def test_interrupted_run_resumes_only_when_asked_and_ends_like_an_uninterrupted_one(make_cfg, monkeypatch):
     common = ["trainer.deterministic=true", "trainer.max_epochs=2"]
     full, _ = train(make_cfg([*common, "tags=[uninterrupted]"]))
     cfg = make_cfg(common)
     out = Path(cfg.paths.output_dir)
-    last = out / "checkpoints" / "last.ckpt"
-    with sigterm_once(lambda: last.is_file()), pytest.raises(signals.Stopped) as stop:
+    sigterm_once(monkeypatch, LastCheckpoint, "on_train_epoch_end")  # once last.ckpt holds epoch 0
+    with pytest.raises(signals.Stopped) as stop:
         train(cfg)
-    assert stop.value.code == 143
+    assert stop.value.code == 143 and (out / "checkpoints" / "last.ckpt").is_file()
     assert state(out)["state"] == "interrupted" and not (out / "metrics.json").exists()
     before = snapshot(out)
     with pytest.raises(RunStateError, match=r"unfinished run \(interrupted: stopped by SIGTERM\): resume it with "
@@ -125,10 +125,11 @@ def test_interrupted_run_resumes_only_when_asked_and_ends_like_an_uninterrupted_
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
 
 
-def test_sigterm_before_the_first_epoch_then_ckpt_path_last_starts_again(make_cfg):
+def test_sigterm_before_the_first_epoch_then_ckpt_path_last_starts_again(make_cfg, monkeypatch):
     cfg = make_cfg(["tags=[early]"])
     out = Path(cfg.paths.output_dir)
-    with sigterm_once(lambda: (out / "run.json").is_file()), pytest.raises(signals.Stopped):
+    sigterm_once(monkeypatch, signals.StopAtSafePoints, "on_train_start", before=True)
+    with pytest.raises(signals.Stopped):
         train(cfg)
     assert state(out)["state"] == "interrupted" and not (out / "checkpoints" / "last.ckpt").exists()
     metrics, _ = train(make_cfg(["tags=[early]", "ckpt_path=last"]))  # what the stop message says to run

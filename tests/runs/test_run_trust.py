@@ -24,6 +24,7 @@ from tanet_lightning.analysis import ensemble as ens
 from tanet_lightning.base.errors import RunStateError
 from tanet_lightning.eval import evaluate
 from tanet_lightning.runs import lifecycle, signals
+from tanet_lightning.runs.callbacks import LastCheckpoint
 from tanet_lightning.train import train
 from tinyconf import TINY_RUN, TINY_SYNTHETIC, tiny_synthetic_dir
 
@@ -73,12 +74,14 @@ def test_eval_of_another_checkpoint_is_another_run_and_a_finished_eval_is_kept(m
 
 
 @pytest.mark.heavy  # two trainings
-def test_resume_without_last_ckpt_uses_the_newest_loadable_checkpoint_and_deletes_nothing(make_cfg, caplog):
+def test_resume_without_last_ckpt_uses_the_newest_loadable_checkpoint_and_deletes_nothing(make_cfg, caplog,
+                                                                                         monkeypatch):
     common = ["trainer.max_epochs=2", "tags=[resume]"]
     cfg = make_cfg(common)
     out = Path(cfg.paths.output_dir)
     last, epoch0 = out / "checkpoints" / "last.ckpt", out / "checkpoints" / "epoch_000.ckpt"
-    with sigterm_once(lambda: last.is_file()), pytest.raises(signals.Stopped):
+    sigterm_once(monkeypatch, LastCheckpoint, "on_train_epoch_end")  # once last.ckpt holds epoch 0
+    with pytest.raises(signals.Stopped):
         train(cfg)
     assert state(out)["state"] == "interrupted" and epoch0.is_file()
 

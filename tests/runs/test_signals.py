@@ -170,19 +170,16 @@ def test_stop_signals_at_many_random_moments(tmp_path, data_dir, launcher, refer
 @pytest.mark.heavy
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "SIGTERM"])
 def test_a_stop_sent_to_the_whole_process_group_with_loader_workers_is_a_stop_not_a_failure(
-        tmp_path, data_dir, signum):
+        tmp_path, data_dir, launcher, signum):
     """A terminal's Ctrl-C and a scheduler's SIGTERM (SLURM's to the job step, `timeout`'s and `kill -- -PGID`
     to the group) reach every process, DataLoader workers included: the workers leave the stop to the run's
     process, which records it as interrupted (exit 128 + signal), and ``ckpt_path=last`` finishes the run.
     (A worker that stopped itself made the run `failed`, exit 1: "DataLoader worker ... killed by signal".)"""
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TANET_", "SLURM_"))}
     env.update(TANET_DATA_DIR=str(data_dir), WANDB_MODE="disabled", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     args = [sys.executable, "-m", "tanet_lightning.train", *RUN, "data.num_workers=2", "trainer.max_epochs=3"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = launched.popen(launcher, args, tmp_path, env)  # the leader of its own process group
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
         runs = list((tmp_path / "logs" / "train" / "runs").glob("*/csv"))
@@ -195,7 +192,6 @@ def test_a_stop_sent_to_the_whole_process_group_with_loader_workers_is_a_stop_no
     assert proc.returncode == 128 + signum and state["state"] == "interrupted", (proc.returncode, state, out[-3000:])
     if signum != signal.SIGINT:  # how an interrupted run finishes does not depend on the signal: once is enough
         return
-    done = subprocess.run([*args, "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = launched.run(launcher, [*args, "ckpt_path=last"], tmp_path, env, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert json.loads((the_run(tmp_path) / "run.json").read_text())["state"] == "finished"
