@@ -8,6 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from tanet_lightning.analysis.report import report
@@ -49,6 +50,7 @@ def test_ids_are_relative_to_the_root_and_found_counts_what_is_on_disk(tmp_path)
     assert compare("val", here.to_dict(), fewer).messages[0].endswith(f"vs {here.short})")
 
 
+@pytest.mark.heavy  # a training and two evaluations: 5.6 s
 def test_a_run_carries_its_fingerprints_and_eval_on_a_list_without_3_videos_names_them(make_cfg, data_dir,
                                                                                         tmp_path, caplog):
     metrics, objects = train(make_cfg())

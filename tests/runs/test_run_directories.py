@@ -60,6 +60,7 @@ def sigterm_once(monkeypatch, owner: type, hook: str, before: bool = False) -> N
     monkeypatch.setattr(owner, hook, hooked)
 
 
+@pytest.mark.heavy  # a training and five refused or kept commands: 7.5 s
 def test_a_finished_run_is_kept(make_cfg):
     # ckpt_path=last with nothing to resume starts (what a requeue script always passes)
     cfg = make_cfg(["ckpt_path=last"])
@@ -104,6 +105,7 @@ def test_zero_training_steps_fail_naming_batch_size(make_cfg):
     assert not (out / "metrics.json").exists()
 
 
+@pytest.mark.heavy  # three trainings: 11.4 s
 def test_interrupted_run_resumes_only_when_asked_and_ends_like_an_uninterrupted_one(make_cfg, monkeypatch):
     common = ["trainer.deterministic=true", "trainer.max_epochs=2"]
     full, _ = train(make_cfg([*common, "tags=[uninterrupted]"]))

@@ -122,6 +122,7 @@ def test_eager_keeps_the_custom_op():
     assert fc.get_flop_counts()["Global"][torch.ops.tanet_lightning.temporal_aggregate] == 2 * x.numel() * 3
 
 
+@pytest.mark.heavy  # torch.compile of two models: 6.2 s
 @pytest.mark.parametrize("temporal", ["tam", "teinet"])
 def test_compile_traces_tanet_without_graph_break(temporal):
     model = tiny_tanet(temporal)
@@ -209,6 +210,7 @@ def test_aggregation_keeps_channels_last(name):
     assert x.grad.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.heavy  # three trainings: 7.7 s in all
 @pytest.mark.parametrize("precision, fused", [("32-true", True), ("bf16-mixed", False), ("16-mixed", False)])
 def test_fused_optimizer_steps_with_gradient_clipping(make_cfg, precision, fused):
     """The optimizer configs ask for fused steps; Lightning's mixed-precision plugin refuses gradient
