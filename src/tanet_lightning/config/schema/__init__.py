@@ -228,7 +228,8 @@ def rule_positions_backbone(cfg: DictConfig, app: str) -> list[str]:
     name = _get(cfg, "model.temporal.name")
     spec = TEMPORAL.get(name) if isinstance(name, str) else None
     if spec is not None and not (spec.placement in ("in_block", "replace_block", "none") if vit else spec.cnn):
-        fix = "a CNN backbone (model/arch=resnet50, ...)" if vit else "a timm ViT (model/arch=vit_b16_clip, ...)"
+        fix = "a CNN backbone (model/arch=resnet50, ...)" if vit else \
+            "a timm ViT (model/arch=vit_b16_clip, ...; on CPU with +preset=synthetic: +model/arch=vit_tiny)"
         out.append(f"model/temporal={name} is not defined on model.backbone={backbone}: use {fix}")
     return out
 
