@@ -89,8 +89,8 @@ class _Requests:
 
     def handler(self, signum: int, frame) -> None:
         if os.getpid() != self.owner:
-            # a DataLoader worker: Ctrl-C and a scheduler's SIGTERM reach the whole process group, but the run's
-            # process decides and ends its workers; a worker that died first would turn the stop into a failure
+            # a DataLoader worker: Ctrl-C reaches the whole process group, but the run's process decides and ends
+            # its workers; a worker that died first would turn the stop into a failure (SIGTERM: data/workers.py)
             return
         if self.pending is not None or not self.deferring:
             self.deferring = False  # stopping now: later signals stop at once too
